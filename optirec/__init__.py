@@ -1,0 +1,36 @@
+"""optirec: an optimizer-recommendation expert system for deep-learning jobs.
+
+    >>> from optirec import recommend
+    >>> recommend({"architecture": "resnet", "batch_size": 1024}).optimizer.name
+    'sgd_momentum'
+
+``recommend`` is pure Python (stdlib + pydantic) and never imports torch.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .rules import (
+    OptirecError,
+    Profile,
+    ProfileError,
+    Recommendation,
+    RulebookError,
+    UnknownNameError,
+    recommend,
+)
+
+try:
+    __version__ = version("optirec")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "OptirecError",
+    "Profile",
+    "ProfileError",
+    "Recommendation",
+    "RulebookError",
+    "UnknownNameError",
+    "__version__",
+    "recommend",
+]

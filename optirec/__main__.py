@@ -1,0 +1,5 @@
+import sys
+
+from optirec.service.cli import main
+
+sys.exit(main())

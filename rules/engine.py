@@ -1,0 +1,862 @@
+"""The rules engine: Profile -> Recommendation, explained.  Pure Python; never imports torch.
+
+Conflict policy (stated, deterministic):
+
+1. Hard constraints first.  A memory constraint (``memory_limited``, ``on_device``, or a
+   ``device_memory_gb`` too small for parameters + gradients + optimizer state) sets a budget of
+   optimizer-state values per parameter (004 §2.1 memory column).  Optimizers over budget, and the
+   optimizers a data characteristic makes unsuitable (004 §2.4), go to ``avoid`` and never come first.
+2. Specificity.  Every matching rule votes for its preferences (1st, 2nd, 3rd choice) with the weight of
+   its level: architecture > domain > constraint rows > generic family > data / goal > guides > default.
+   Weights are spaced so that no sum of less specific votes outweighs one more specific vote; a rule
+   with more conditions weighs more within its level.  The best-scoring eligible optimizer is chosen.
+3. Ties are broken by catalog order.  Losing rules stay in ``rationale`` with status ``outvoted``.
+
+Hyperparameters are derived, not copied: each rule's ``set`` applies only to the optimizer it was
+written for, the most specific one winning per key; the lr is then scaled from the rule's reference
+batch to the caller's batch (004 §6.4.3), warmup is converted from a ratio to steps, and so on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from .loader import POSITION_WEIGHTS, CompiledRule, Rulebook, default_rulebook
+from .profile import Profile, parse_profile
+from .recommendation import (
+    EMA,
+    Alternative,
+    AvoidEntry,
+    Clipping,
+    LRScaling,
+    MemoryEstimate,
+    OptimizerChoice,
+    ParamGroup,
+    Phase,
+    RationaleEntry,
+    Recommendation,
+    RulebookInfo,
+    ScheduleSpec,
+    TuningHint,
+)
+
+__all__ = ["derive_hyperparameters", "recommend"]
+
+_M = TypeVar("_M", bound=BaseModel)
+ScalingRule = Literal["linear", "sqrt", "none"]
+Status = Literal["chosen", "supports", "outvoted", "applied", "avoid", "info"]
+
+_RELAXABLE = frozenset({"family", "rl_method", "architecture"})
+_GB = 1e9  # decimal gigabytes, as in "56 GB of optimizer state"
+_MAX_ALTERNATIVES = 4
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}"
+
+
+def _new(cls: type[_M], **values: Any) -> _M:
+    """Build an output model from values the engine already guarantees (no re-validation).
+
+    The same as ``cls.model_construct(**values)`` for a model whose every field is given, at a
+    fraction of the cost; tests round-trip every answer through ``model_validate``.
+    """
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _relative_score(score: float, top: float) -> float:
+    """1.0 = as strongly supported as the chosen optimizer; each 0.2 less is a tenfold weaker vote."""
+    if score <= 0 or top <= 0:
+        return 0.0
+    return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
+
+
+class _Facts:
+    """What the profile says, in the shape rules match on."""
+
+    __slots__ = ("data", "flags", "inferred", "values")
+
+    def __init__(self, values: dict[str, str | None], flags: dict[str, bool], data: list[str], inferred: list[str]):
+        self.values = values
+        self.flags = flags
+        self.data = data
+        self.inferred = inferred
+
+    def holds(self, cond: tuple[str, frozenset[str] | bool], relaxed: bool = False) -> bool:
+        key, want = cond
+        if relaxed and key in _RELAXABLE:
+            return True
+        if isinstance(want, bool):
+            return self.flags.get(key, False) is want
+        if key == "data":
+            return any(d in want for d in self.data)
+        value = self.values.get(key)
+        return value is not None and value in want
+
+
+def _match(book: Rulebook, facts: _Facts) -> tuple[list[CompiledRule], set[str]]:
+    """Rules whose conditions hold (fallback rules only when no sibling row matched), least specific first."""
+    index = book.index
+    candidates: dict[int, CompiledRule] = {}
+    for key, value in facts.values.items():
+        if value is not None:
+            for cr in index.get((key, value), ()):
+                candidates[cr.rank] = cr
+    for d in facts.data:
+        for cr in index.get(("data", d), ()):
+            candidates[cr.rank] = cr
+    for key, flag in facts.flags.items():
+        if flag:
+            for cr in index.get((key, True), ()):
+                candidates[cr.rank] = cr
+    holds = facts.holds
+    matched: list[CompiledRule] = []
+    fallbacks: list[CompiledRule] = []
+    for cr in candidates.values():
+        if cr.rule.fallback:
+            fallbacks.append(cr)
+        elif len(cr.conditions) == 1 or all(holds(c) for c in cr.conditions):
+            matched.append(cr)  # a single condition held already: the index found the rule by it
+    relaxed: set[str] = set()
+    for cr in fallbacks:
+        domain = cr.rule.when.domain
+        if any(m.rule.level == cr.rule.level and m.rule.when.domain == domain for m in matched):
+            continue
+        if all(holds(c) for c in cr.conditions):
+            matched.append(cr)
+        elif all(holds(c, relaxed=True) for c in cr.conditions):
+            matched.append(cr)
+            relaxed.add(cr.id)
+    matched.extend(book.unconditional)
+    matched.sort(key=_rank)
+    return matched, relaxed
+
+
+def _rank(cr: CompiledRule) -> int:
+    return cr.rank
+
+
+def derive_hyperparameters(
+    book: Rulebook, name: str, matched: list[CompiledRule]
+) -> tuple[dict[str, Any], CompiledRule | None]:
+    """Catalog defaults of ``name`` overridden by every matching rule written for it (most specific last).
+
+    Returns the hyperparameters and the rule that set the lr (None when it is the catalog default).
+    """
+    hp = dict(book.defaults[name])
+    accepts = _ACCEPTS[book.optimizers[name].family]
+    lr_rule: CompiledRule | None = None
+    setters = book.setters.get(name)
+    if not setters:
+        return hp, None
+    for cr in matched:  # ascending weight
+        if cr.rank not in setters:
+            continue
+        values = cr.set_values
+        for k, v in values.items():
+            if k in hp or k in accepts:
+                hp[k] = v
+        if "lr" in values:
+            lr_rule = cr
+    return hp, lr_rule
+
+
+#: Hyperparameters a family accepts even if the catalog's defaults do not list them.
+_ACCEPTS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum", "nesterov", "weight_decay", "dampening"),
+    "adaptive": ("weight_decay", "eps", "betas", "momentum", "alpha", "centered", "amsgrad"),
+    "second_order": ("weight_decay", "damping"),
+    "wrapper": ("lr", "weight_decay", "momentum", "betas"),
+}
+
+
+def recommend(
+    profile: Profile | Mapping[str, Any] | None = None, *, rulebook: Rulebook | None = None, **fields: Any
+) -> Recommendation:
+    """The Recommendation for a Profile (a mapping, a Profile, or keyword fields).
+
+    Raises :class:`~optirec.rules.errors.ProfileError` for invalid input.
+    """
+    p = parse_profile(profile, **fields)
+    book = rulebook or default_rulebook()
+    return _Run(book, p).result()
+
+
+class _Run:
+    """One recommendation, step by step (kept as a class so each step stays small)."""
+
+    def __init__(self, book: Rulebook, p: Profile) -> None:
+        self.book = book
+        self.p = p
+        self.pr = book.principles
+        self.warnings: list[str] = []
+        self.notes: list[str] = []
+        self.extra_rationale: list[RationaleEntry] = []
+
+    # ------------------------------------------------------------------ facts & memory
+    def _facts(self) -> _Facts:
+        p, pr, book = self.p, self.pr, self.book
+        arch = book.terms["architecture"].get(p.architecture) if p.architecture else None
+        family = arch.family if arch else None
+        rl_method = p.rl_method or (arch.rl_method if arch else None)
+        data = list(p.data)
+        inferred: list[str] = []
+        if p.batch_size is not None and p.batch_size > pr.large_batch_above and "large_batch" not in data:
+            data.append("large_batch")
+            inferred.append("large_batch")
+            self.notes.append(
+                f"batch_size {p.batch_size} is above {pr.large_batch_above}, so the profile is treated as large_batch "
+                f"({pr.sources['large_batch_above']})."
+            )
+        n = p.num_parameters
+        flags = {
+            "on_device": bool(p.on_device),
+            "small_data": p.dataset_size is not None and p.dataset_size <= pr.small_data_max,
+            "small_model": n is not None and n <= pr.small_model_max,
+            "large_model": n is not None and n >= pr.large_model_min,
+        }
+        self.budget, self.soft_pressure = self._memory_budget()
+        flags["memory_constrained"] = (self.budget is not None and self.budget < 2.0) or self.soft_pressure
+        if self.budget is not None and self.budget >= 2.0 and not (p.memory_limited or p.on_device):
+            self.budget_source = "device"
+        values = {
+            "domain": p.domain,
+            "architecture": p.architecture,
+            "family": family,
+            "rl_method": rl_method,
+            "goal": p.goal,
+        }
+        return _Facts(values, flags, data, inferred)
+
+    def _memory_budget(self) -> tuple[float | None, bool]:
+        """(hard budget in state values per parameter or None, soft memory pressure)."""
+        p, pr = self.p, self.pr
+        budget: float | None = None
+        self.budget_source = ""
+        if p.memory_limited or p.on_device:
+            budget = 1.0
+            self.budget_source = "memory_limited" if p.memory_limited else "on_device"
+        n = p.num_parameters
+        bpv = pr.bytes_per_state_value
+        if n is not None and p.device_memory_gb is not None:
+            avail = p.device_memory_gb * _GB - 2 * bpv * n
+            device_budget = avail / (bpv * n)
+            if device_budget < 0:
+                self.warnings.append(
+                    f"The {n:,} parameters and their gradients alone need {2 * bpv * n / _GB:.1f} GB, more than the "
+                    f"{p.device_memory_gb:g} GB device: shard the model (FSDP/ZeRO), offload, or lower precision; "
+                    "no optimizer choice fixes that."
+                )
+                device_budget = 0.0
+            if budget is None or device_budget < budget:
+                budget = device_budget
+                self.budget_source = "device_memory_gb"
+            return budget, False
+        soft = False
+        if budget is None and n is not None:
+            adam_total = (2 + 2) * bpv * n
+            soft = adam_total > pr.reference_device_memory_gb * _GB
+        return budget, soft
+
+    # ------------------------------------------------------------------ main
+    def result(self) -> Recommendation:
+        book, p, pr = self.book, self.p, self.pr
+        facts = self._facts()
+        matched, relaxed = _match(book, facts)
+        self.matched = matched
+
+        # votes
+        scores: dict[str, float] = {}
+        top_voter: dict[str, tuple[float, CompiledRule]] = {}
+        # Soft memory pressure (no device given, but Adam-class state would not fit one reference device):
+        # the constraint rows must not overturn the domain's choice, only order the alternatives.
+        soft_scale = 0.01 if self.soft_pressure and self.budget is None else 1.0
+        for cr in matched:
+            weight = cr.weight * soft_scale if cr.rule.level == "constraint" else cr.weight
+            for i, name in enumerate(cr.rule.prefer):
+                w = weight * POSITION_WEIGHTS[min(i, len(POSITION_WEIGHTS) - 1)]
+                scores[name] = scores.get(name, 0.0) + w
+                if name not in top_voter or w > top_voter[name][0]:
+                    top_voter[name] = (w, cr)
+
+        # avoid: unsuitable data (004 §2.4) and memory budget (004 §2.1)
+        avoid: dict[str, AvoidEntry] = {}
+        for cr in reversed(matched):
+            for name in cr.rule.avoid:
+                if name not in avoid:
+                    avoid[name] = _new(
+                        AvoidEntry, name=name, why=cr.rule.avoid_reason or "", rule=cr.id, source=cr.rule.source
+                    )
+        n = p.num_parameters
+        if n is not None and n > pr.newton_max_parameters and "newton" not in avoid:
+            avoid["newton"] = _new(
+                AvoidEntry,
+                name="newton",
+                why=f"an exact Hessian of {n:,} parameters holds {n * n:.3g} values (O(n^2)); refused above "
+                f"{pr.newton_max_parameters:,} parameters",
+                rule="principle.memory",
+                source=pr.sources["newton_max_parameters"],
+            )
+        if self.budget is not None:
+            for name in list(scores) + [o for o in ("adam", "adamw") if o not in scores]:
+                mult = self._multiplier(name)
+                if mult > self.budget + 1e-9 and name not in avoid:
+                    avoid[name] = _new(
+                        AvoidEntry,
+                        name=name,
+                        why=f"needs {_fmt(mult)}x the parameters in optimizer state; the {self.budget_source} budget "
+                        f"allows {_fmt(max(self.budget, 0.0))}x",
+                        rule="principle.memory",
+                        source=pr.sources["memory"],
+                    )
+
+        order = book.catalog_order
+        ranked = sorted(scores, key=lambda k: (-scores[k], order[k]))
+        eligible = [name for name in ranked if name not in avoid]
+        if eligible:
+            chosen = eligible[0]
+        else:
+            chosen = self._last_resort(avoid)
+            eligible = [chosen]
+            scores.setdefault(chosen, 0.0)
+        self.chosen = chosen
+        self._contradictions(matched, chosen, avoid)
+
+        spec = book.optimizers[chosen]
+        hp, lr_rule = derive_hyperparameters(book, chosen, matched)
+        train, train_by = self._train_settings(matched)
+        batch = p.batch_size if p.batch_size is not None else train.get("batch_size")
+        scaling = self._scale_lr(hp, lr_rule, spec.lr_scaling, batch, train)
+        schedule = self._schedule(spec.schedule, spec.warmup, train, batch, scaling)
+        clipping = _new(Clipping, max_norm=train["clip_norm"]) if "clip_norm" in train else None
+        ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
+        param_groups = self._param_groups(chosen, hp, train, matched)
+        memory = self._memory(chosen)
+
+        top = scores[chosen] or 1.0
+        others = eligible[1:]
+        if self.soft_pressure:
+            chosen_mult = self._multiplier(chosen)
+            others.sort(key=lambda n: self._multiplier(n) >= chosen_mult)  # stable: lower-memory first
+        alternatives = []
+        for name in others[:_MAX_ALTERNATIVES]:
+            voter = top_voter[name][1]
+            alt_hp, _ = derive_hyperparameters(book, name, matched)
+            why_key = ("why", voter.rank, name)
+            why = book.cache.get(why_key)
+            if why is None:
+                pos = voter.rule.prefer.index(name) + 1
+                why = book.cache[why_key] = f"choice #{pos} of {voter.id} ({voter.rule.source}): {voter.rule.effect}"
+            alternatives.append(
+                _new(
+                    Alternative,
+                    name=name,
+                    score=_relative_score(scores[name], top),
+                    why=why,
+                    rule=voter.id,
+                    hyperparameters=alt_hp,
+                )
+            )
+
+        search_space, tuning = self._search_space(chosen, hp, batch, train)
+        phases = self._phases(chosen, hp, schedule, matched)
+        rationale = self._rationale(matched, relaxed, chosen, train_by, lr_rule)
+        profile_echo = p.model_dump(exclude_none=True, exclude_defaults=True)
+        if facts.inferred:
+            profile_echo["inferred_data"] = facts.inferred
+        return _new(
+            Recommendation,
+            optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=hp),
+            schedule=schedule,
+            batch_size=batch,
+            lr_scaling=scaling,
+            gradient_clipping=clipping,
+            param_groups=param_groups,
+            alternatives=alternatives,
+            avoid=list(avoid.values()),
+            rationale=rationale,
+            warnings=self.warnings,
+            memory=memory,
+            search_space=search_space,
+            tuning=tuning,
+            phases=phases,
+            ema=ema,
+            notes=self.notes,
+            profile=profile_echo,
+            rulebook=_new(RulebookInfo, version=book.version, hash=book.hash),
+        )
+
+    # ------------------------------------------------------------------ steps
+    def _multiplier(self, name: str) -> float:
+        if self.book.optimizers[name].memory_overhead == "O(n^2)":
+            return float(self.p.num_parameters or self.pr.newton_max_parameters)
+        return self.book.state_multiplier(name)
+
+    def _last_resort(self, avoid: Mapping[str, AvoidEntry]) -> str:
+        """Nothing voted is eligible: the default optimizer, else the leanest optimizer not avoided."""
+        default = self.pr.default_optimizer
+        if default not in avoid:
+            return default
+        lean = sorted(
+            (n for n, s in self.book.optimizers.items() if n not in avoid and s.family != "second_order"),
+            key=lambda n: (self._multiplier(n), n),
+        )
+        if lean:
+            self.warnings.append(
+                f"Every voted optimizer is ruled out; falling back to {lean[0]}, the lowest-memory option left."
+            )
+            return lean[0]
+        self.warnings.append("Every optimizer is ruled out by the constraints; returning sgd, which stores no state.")
+        return "sgd"
+
+    def _contradictions(self, matched: list[CompiledRule], chosen: str, avoid: Mapping[str, AvoidEntry]) -> None:
+        """Warn when a specific rule's first choice lost to a constraint (e.g. large_batch with Adam)."""
+        seen: set[str] = set()
+        for cr in reversed(matched):
+            if cr.rule.level not in ("architecture", "domain", "goal") or not cr.rule.prefer:
+                continue
+            first = cr.rule.prefer[0]
+            if first == chosen or first not in avoid or first in seen:
+                continue
+            seen.add(first)
+            blocker = avoid[first]
+            self.warnings.append(
+                f"{cr.id} prefers {first}, but {blocker.rule} rules it out ({blocker.why}); chose {chosen} instead."
+            )
+        if self.soft_pressure and self.p.num_parameters is not None:
+            n = self.p.num_parameters
+            mult = self._multiplier(chosen)
+            bpv = self.pr.bytes_per_state_value
+            state = mult * bpv * n
+            total = (2 + mult) * bpv * n
+            if total > self.pr.reference_device_memory_gb * _GB:
+                self.warnings.append(
+                    f"{chosen} keeps {_fmt(mult)}x the parameters as fp32 state: {state / 1e9:.0f} GB of optimizer "
+                    f"state for {n:,} parameters ({total / 1e9:.0f} GB with weights and gradients), more than one "
+                    f"{self.pr.reference_device_memory_gb:g} GB device. Shard the state (ZeRO/FSDP) or use a "
+                    "lower-memory optimizer; those are ranked up among the alternatives."
+                )
+
+    def _train_settings(self, matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str]]:
+        train: dict[str, Any] = {}
+        train_by: dict[str, str] = {}
+        for cr in matched:
+            for k, v in cr.train_values.items():
+                train[k] = v
+                train_by[k] = cr.id
+        return train, train_by
+
+    def _scale_lr(
+        self, hp: dict[str, Any], lr_rule: CompiledRule | None, kind: str, batch: int | None, train: dict[str, Any]
+    ) -> LRScaling:
+        pr = self.pr
+        base_lr = float(hp.get("lr", 0.0))
+        if "lr_factor" in train:
+            base_lr *= train["lr_factor"]
+        base_batch = lr_rule.rule.base_batch_size if lr_rule else None
+        b_max = lr_rule.rule.train.batch_size_max if lr_rule else None
+        factor = 1.0
+        rule: ScalingRule = "none"
+        ref = base_batch
+        if lr_rule is None:
+            reason = "the lr is the optimizer's catalog default, which has no reference batch size: not scaled"
+        elif self.p.batch_size is None or base_batch is None:
+            reason = "no batch size given: the table's lr is used for the table's batch size"
+        elif kind == "none":
+            reason = f"{self.chosen} is not batch-size scaled (full-batch / line-search method)"
+        else:
+            hi = b_max or base_batch
+            if base_batch <= batch <= hi:  # type: ignore[operator]
+                ref = batch
+                reason = f"batch {batch} is within the table's range {base_batch}-{hi}: lr unchanged"
+            else:
+                ref = hi if batch > hi else base_batch  # type: ignore[operator]
+                assert batch is not None and ref is not None
+                rule = "linear" if kind == "linear" else "sqrt"
+                if kind == "linear" and batch > pr.sqrt_scaling_above:
+                    rule = "sqrt"
+                    reason = (
+                        f"batch {batch} is above {pr.sqrt_scaling_above}: square-root scaling instead of linear "
+                        f"({pr.sources['sqrt_scaling']})"
+                    )
+                elif kind == "linear":
+                    reason = (
+                        f"linear scaling rule for the SGD family: lr x {batch}/{ref} ({pr.sources['linear_scaling']})"
+                    )
+                else:
+                    reason = (
+                        "adaptive optimizers scale the lr with the square root of the batch ratio, since a larger "
+                        f"batch needs a larger lr ({pr.sources['adaptive_scaling']}; "
+                        f"formula {pr.sources['sqrt_scaling']})"
+                    )
+                factor = batch / ref if rule == "linear" else math.sqrt(batch / ref)
+        lr = base_lr * factor
+        if rule == "linear" and factor >= 2 and not train.get("warmup"):
+            train["warmup"] = True
+            self.notes.append(
+                f"The lr was scaled up {factor:g}x by the linear rule: a gradual warmup is added, as large-batch "
+                "SGD needs it (external: Goyal et al. 2017)."
+            )
+        lr_range = train.get("lr_range")
+        if lr_range is not None:
+            lo, hi_lr = lr_range
+            if lr < lo or lr > hi_lr:
+                clamped = min(max(lr, lo), hi_lr)
+                self.warnings.append(
+                    f"lr {_fmt(lr)} is outside the goal's range {_fmt(lo)}-{_fmt(hi_lr)} ({self.p.goal}); "
+                    f"using {_fmt(clamped)}."
+                )
+                lr = clamped
+        if "lr" in hp:
+            hp["lr"] = float(f"{lr:.6g}")
+        return _new(
+            LRScaling,
+            rule=rule,
+            base_lr=float(f"{base_lr:.6g}"),
+            base_batch_size=ref,
+            batch_size=batch,
+            factor=round(factor, 6),
+            reason=reason,
+        )
+
+    def _total_steps(self, batch: int | None) -> int | None:
+        p = self.p
+        if p.total_steps is not None:
+            return p.total_steps
+        if p.epochs is not None and p.steps_per_epoch is not None:
+            return p.epochs * p.steps_per_epoch
+        if p.epochs is not None and p.dataset_size is not None and batch:
+            return p.epochs * math.ceil(p.dataset_size / batch)
+        return None
+
+    def _schedule(
+        self, default_name: str, default_warmup: bool, train: dict[str, Any], batch: int | None, scaling: LRScaling
+    ) -> ScheduleSpec:
+        pr = self.pr
+        name = train.get("schedule", default_name)
+        warmup = train.get("warmup", default_warmup)
+        ratio = 0.0
+        if warmup:
+            if "warmup_ratio" in train:
+                ratio = train["warmup_ratio"]
+            elif train.get("short_warmup"):
+                ratio = pr.short_warmup_ratio
+            else:
+                ratio = pr.default_warmup_ratio
+        total = self._total_steps(batch)
+        warmup_steps: int | None = round(total * ratio) if total is not None else (0 if ratio == 0 else None)
+        milestones = fractions = None
+        gamma = None
+        if name == "step":
+            fractions = list(train.get("step_milestones", pr.step_milestones))
+            gamma = train.get("step_gamma", pr.step_gamma)
+            if total is not None:
+                milestones = [max(1, round(f * total)) for f in fractions]
+        elif name == "exponential":
+            # decay to 1% of the peak lr by the end of training (stated policy)
+            gamma = float(f"{0.01 ** (1 / total):.8g}") if total else None
+        if total is None:
+            self.notes.append(
+                "total_steps is unknown (give total_steps, or epochs with steps_per_epoch or dataset_size): "
+                "the schedule is given as ratios."
+            )
+        return _new(
+            ScheduleSpec,
+            name=name,
+            warmup_steps=warmup_steps,
+            warmup_ratio=ratio,
+            total_steps=total,
+            milestones=milestones,
+            milestone_fractions=fractions,
+            gamma=gamma,
+        )
+
+    def _param_groups(
+        self, chosen: str, hp: dict[str, Any], train: dict[str, Any], matched: list[CompiledRule]
+    ) -> list[ParamGroup]:
+        groups: list[ParamGroup] = []
+        if train.get("hybrid"):
+            emb_hp, _ = derive_hyperparameters(self.book, "adagrad", matched)
+            dense_hp, _ = derive_hyperparameters(self.book, "adam", matched)
+            groups.append(
+                _new(
+                    ParamGroup,
+                    name="embeddings",
+                    match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
+                    optimizer="adagrad",
+                    hyperparameters=emb_hp,
+                    frozen=False,
+                    layerwise_lr_decay=None,
+                    why="Sparse embedding rows get Adagrad's per-row step sizes (004 §5.6.1).",
+                )
+            )
+            groups.append(
+                _new(
+                    ParamGroup,
+                    name="dense",
+                    match=["*"],
+                    optimizer="adam",
+                    hyperparameters=dense_hp,
+                    frozen=False,
+                    layerwise_lr_decay=None,
+                    why="The dense interaction layers get Adam (004 §5.6.1).",
+                )
+            )
+        if hp.get("weight_decay", 0) and self.book.optimizers[chosen].family != "second_order":
+            groups.append(
+                _new(
+                    ParamGroup,
+                    name="no_decay",
+                    match=["bias", "norm weights (BatchNorm/LayerNorm/GroupNorm)", "1-D parameters"],
+                    optimizer=None,
+                    hyperparameters={"weight_decay": 0.0},
+                    frozen=False,
+                    layerwise_lr_decay=None,
+                    why="Weight decay is not applied to biases and normalisation weights "
+                    "(as timm and Hugging Face do).",
+                )
+            )
+        if train.get("freeze_backbone"):
+            groups.append(
+                _new(
+                    ParamGroup,
+                    name="frozen",
+                    match=["early backbone layers"],
+                    optimizer=None,
+                    hyperparameters={},
+                    frozen=True,
+                    layerwise_lr_decay=None,
+                    why="Transfer learning: freeze the early, generic layers at first (004 §2.5 transfer learning).",
+                )
+            )
+        if "layerwise_lr_decay" in train:
+            decay = train["layerwise_lr_decay"]
+            groups.append(
+                _new(
+                    ParamGroup,
+                    name="layerwise",
+                    match=["layers, from the head down"],
+                    optimizer=None,
+                    hyperparameters={},
+                    frozen=False,
+                    layerwise_lr_decay=decay,
+                    why=f"Each layer below the head gets {decay}x the lr of the layer above it (004 §2.5 transfer "
+                    "learning: per-layer learning rates).",
+                )
+            )
+        return groups
+
+    def _memory(self, chosen: str) -> MemoryEstimate:
+        p, pr = self.p, self.pr
+        mult = self._multiplier(chosen)
+        n = p.num_parameters
+        bpv = pr.bytes_per_state_value
+        if n is None:
+            return _new(
+                MemoryEstimate,
+                state_multiplier=mult,
+                optimizer_state_bytes=None,
+                parameter_bytes=None,
+                gradient_bytes=None,
+                total_bytes=None,
+                device_memory_bytes=None,
+                budget_multiplier=self.budget,
+                fits=None,
+            )
+        state = int(mult * bpv * n)
+        total = state + 2 * bpv * n
+        device = int(p.device_memory_gb * _GB) if p.device_memory_gb is not None else None
+        return _new(
+            MemoryEstimate,
+            state_multiplier=mult,
+            optimizer_state_bytes=state,
+            parameter_bytes=bpv * n,
+            gradient_bytes=bpv * n,
+            total_bytes=total,
+            device_memory_bytes=device,
+            budget_multiplier=None if self.budget is None else round(self.budget, 4),
+            fits=None if device is None else total <= device,
+        )
+
+    def _search_space(
+        self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
+    ) -> tuple[dict[str, list[float]], list[TuningHint]]:
+        pr = self.pr
+        spec = self.book.optimizers[chosen]
+        src = pr.sources["tuning"]
+        space: dict[str, list[float]] = {}
+        hints: list[TuningHint] = []
+        why = self.book.tuning_why
+        lr = hp.get("lr")
+        if lr:
+            if "lr_range" in train:
+                lo, hi = train["lr_range"]
+            else:
+                d = 10**pr.lr_search_decades
+                lo, hi = lr / d, lr * d
+            space["lr"] = [float(f"{lo:.3g}"), float(f"{hi:.3g}")]
+            hints.append(
+                _new(
+                    TuningHint,
+                    name="lr",
+                    priority=why["lr"][0],
+                    low=space["lr"][0],
+                    high=space["lr"][1],
+                    scale="log",
+                    why=why["lr"][1],
+                    source=src,
+                )
+            )
+        if batch:
+            hi_b = batch if self.budget is not None else batch * 4
+            space["batch_size"] = [float(max(1, batch // 4)), float(hi_b)]
+            hints.append(
+                _new(
+                    TuningHint,
+                    name="batch_size",
+                    priority=why["batch_size"][0],
+                    low=space["batch_size"][0],
+                    high=space["batch_size"][1],
+                    scale="log",
+                    why=why["batch_size"][1],
+                    source=src,
+                )
+            )
+        if "weight_decay" in hp or spec.family in ("adaptive", "sgd"):
+            if spec.family == "sgd":
+                lo, hi = pr.sgd_weight_decay_range
+                wd_src = "external: common CNN weight-decay range"
+            else:
+                lo, hi = pr.adaptive_weight_decay_range
+                wd_src = src
+            space["weight_decay"] = [lo, hi]
+            hints.append(
+                _new(
+                    TuningHint,
+                    name="weight_decay",
+                    priority=why["weight_decay"][0],
+                    low=lo,
+                    high=hi,
+                    scale="log",
+                    why=why["weight_decay"][1],
+                    source=wd_src,
+                )
+            )
+        if spec.family == "sgd" and "momentum" in hp and hp["momentum"]:
+            lo, hi = pr.momentum_range
+            space["momentum"] = [lo, hi]
+            hints.append(
+                _new(
+                    TuningHint,
+                    name="momentum",
+                    priority=why["momentum"][0],
+                    low=lo,
+                    high=hi,
+                    scale="linear",
+                    why=why["momentum"][1],
+                    source=src,
+                )
+            )
+        return space, hints
+
+    def _phases(
+        self, chosen: str, hp: dict[str, Any], schedule: ScheduleSpec, matched: list[CompiledRule]
+    ) -> list[Phase]:
+        """004 §6.4.2: best accuracy with an adaptive optimizer -> finish with SGD + momentum."""
+        if self.p.goal != "best_accuracy" or self.book.optimizers[chosen].family != "adaptive":
+            return []
+        pr = self.pr
+        total = schedule.total_steps
+        switch = round(total * pr.switch_fraction) if total is not None else None
+        sgd_hp, _ = derive_hyperparameters(self.book, "sgd_momentum", matched)
+        trigger = "validation loss stops improving"
+        if switch is not None:
+            trigger += f", or step {switch} at the latest"
+        self.notes.append(
+            f"Best-accuracy plan: train with {chosen} until validation loss plateaus, then switch to SGD + momentum "
+            f"for the rest ({pr.sources['switching']})."
+        )
+        return [
+            _new(
+                Phase,
+                name="adaptive",
+                optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=dict(hp)),
+                start_step=0,
+                end_step=switch,
+                trigger=trigger,
+                why="Reach a good region fast with the adaptive optimizer.",
+            ),
+            _new(
+                Phase,
+                name="sgd_finish",
+                optimizer=_new(OptimizerChoice, name="sgd_momentum", hyperparameters=sgd_hp),
+                start_step=switch,
+                end_step=total,
+                trigger="after the adaptive phase",
+                why="SGD + momentum settles in flatter minima that generalise better (004 §6.4.2, §5.1.1).",
+            ),
+        ]
+
+    def _rationale(
+        self,
+        matched: list[CompiledRule],
+        relaxed: set[str],
+        chosen: str,
+        train_by: dict[str, str],
+        lr_rule: CompiledRule | None,
+    ) -> list[RationaleEntry]:
+        used = set(train_by.values())
+        if lr_rule is not None:
+            used.add(lr_rule.id)
+        cache = self.book.cache
+        out: list[RationaleEntry] = []
+        for cr in reversed(matched):
+            rid = cr.rule.id
+            key = ("rationale", cr.rank, chosen, rid in relaxed, rid in used)
+            entry = cache.get(key)
+            if entry is None:
+                entry = cache[key] = self._rationale_entry(cr, chosen, rid in relaxed, rid in used)
+            out.append(entry)
+        return out
+
+    @staticmethod
+    def _rationale_entry(cr: CompiledRule, chosen: str, relaxed: bool, used: bool) -> RationaleEntry:
+        rule = cr.rule
+        detail: str | None = None
+        status: Status
+        if rule.prefer and rule.prefer[0] == chosen:
+            status = "chosen"
+        elif chosen in rule.prefer:
+            status = "supports"
+            detail = f"ranks {chosen} #{rule.prefer.index(chosen) + 1}"
+        elif rule.prefer:
+            status = "outvoted"
+            detail = f"prefers {', '.join(rule.prefer)}; a more specific rule or a constraint decided"
+        elif rule.avoid:
+            status = "avoid"
+        elif used:
+            status = "applied"
+        else:
+            status = "info"
+        if rule.avoid and status != "avoid":
+            detail = (detail + "; " if detail else "") + f"rules out {', '.join(rule.avoid)}"
+        if relaxed:
+            detail = (detail + "; " if detail else "") + "assumed: the profile does not narrow the domain to a row"
+        return _new(
+            RationaleEntry,
+            rule=cr.id,
+            source=rule.source,
+            level=rule.level,
+            status=status,
+            effect=rule.effect,
+            detail=detail,
+        )

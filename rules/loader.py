@@ -1,0 +1,357 @@
+"""Load, validate and compile the knowledge base under ``rules/data/``.
+
+Loading happens once per process (``default_rulebook()`` is cached).  Every file is parsed with
+``tomllib`` and validated by the models of :mod:`optirec.rules.schema`; cross-references
+(optimizer names in rules, duplicate ids, vocabulary values in conditions) are checked after.
+Any problem raises :class:`~optirec.rules.errors.RulebookError` naming file, rule and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from .errors import RulebookError, UnknownNameError
+from .schema import Fact, OptimizerSpec, Principles, Rule, Symptom, Term
+
+__all__ = ["DATA_DIR", "LEVEL_WEIGHTS", "Rulebook", "default_rulebook", "load_rulebook", "normalize"]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+#: Votes of a more specific level always outweigh any sum of votes from less specific levels
+#: (architecture > domain > constraint rows > generic family > data/goal > guides > default).
+LEVEL_WEIGHTS: dict[str, float] = {
+    "architecture": 10000.0,
+    "domain": 1000.0,
+    "constraint": 500.0,
+    "family": 100.0,
+    "data": 10.0,
+    "goal": 10.0,
+    "guide": 1.0,
+    "default": 0.1,
+}
+#: Weight of a rule's 1st, 2nd, 3rd... preference.
+POSITION_WEIGHTS = (1.0, 0.5, 0.33, 0.25, 0.2)
+
+VOCABULARY_KINDS = ("domain", "architecture", "data", "goal", "rl_method")
+
+
+def normalize(value: str) -> str:
+    """Case-insensitive, with '-' and ' ' read as '_' (how names and aliases are matched)."""
+    return value.strip().lower().replace("-", "_").replace(" ", "_").replace("+", "_")
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    """A rule with what the engine needs precomputed."""
+
+    rule: Rule
+    weight: float
+    conditions: tuple[tuple[str, frozenset[str] | bool], ...]
+    order: int
+    set_values: dict[str, Any]
+    train_values: dict[str, Any]
+    rank: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Tuples become lists, so the dicts are JSON-ready as they are."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _issue_location(error: ErrorDetails) -> str:
+    return ".".join(str(p) for p in error["loc"])
+
+
+def _validate(model: type[BaseModel], raw: Any, file: str, what: str, index: int) -> Any:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = raw.get("id") or raw.get("name") if isinstance(raw, dict) else None
+        label = str(name) if name else f"{what} #{index + 1}"
+        raise RulebookError(file, label, _issue_location(err), err["msg"]) from None
+
+
+class Rulebook:
+    """The validated, compiled knowledge base."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        version: str,
+        digest: str,
+        optimizers: list[OptimizerSpec],
+        vocabulary: dict[str, list[Term]],
+        rules: list[tuple[str, Rule]],
+        principles: Principles,
+        symptoms: list[Symptom],
+        facts: list[Fact],
+    ) -> None:
+        self.directory = directory
+        self.version = version
+        self.hash = digest
+        self.optimizers: dict[str, OptimizerSpec] = {o.name: o for o in optimizers}
+        #: catalog position of each optimizer: the deterministic tie-breaker
+        self.catalog_order: dict[str, int] = {o.name: i for i, o in enumerate(optimizers)}
+        self.vocabulary = vocabulary
+        self.principles = principles
+        self.tuning_why: dict[str, tuple[int, str]] = {t.name: (t.priority, t.why) for t in principles.tuning}
+        self.symptoms = {s.name: s for s in symptoms}
+        self.facts = facts
+        self.rule_files = {r.id: f for f, r in rules}
+        self.rules: dict[str, Rule] = {r.id: r for _, r in rules}
+
+        # alias tables: normalized alias -> canonical name, per vocabulary kind and for optimizers
+        self.aliases: dict[str, dict[str, str]] = {}
+        for kind, terms in vocabulary.items():
+            table: dict[str, str] = {}
+            for t in terms:
+                table[t.name] = t.name
+                for a in t.aliases:
+                    table.setdefault(normalize(a), t.name)
+            self.aliases[kind] = table
+        opt_alias: dict[str, str] = {}
+        for o in optimizers:
+            opt_alias[o.name] = o.name
+            for a in o.aliases:
+                opt_alias.setdefault(normalize(a), o.name)
+        self.aliases["optimizer"] = opt_alias
+        self.terms: dict[str, dict[str, Term]] = {k: {t.name: t for t in v} for k, v in vocabulary.items()}
+
+        compiled: list[CompiledRule] = []
+        for order, (_, rule) in enumerate(rules):
+            conds: list[tuple[str, frozenset[str] | bool]] = []
+            for key, value in rule.when.items():
+                if isinstance(value, bool):
+                    conds.append((key, value))
+                elif isinstance(value, str):
+                    conds.append((key, frozenset([value])))
+                else:
+                    conds.append((key, frozenset(value)))
+            weight = LEVEL_WEIGHTS[rule.level] * (1.0 + 0.5 * max(0, len(conds) - 1))
+            compiled.append(
+                CompiledRule(
+                    rule=rule,
+                    weight=weight,
+                    conditions=tuple(conds),
+                    order=order,
+                    set_values=_plain(rule.set.model_dump(exclude_none=True)),
+                    train_values=_plain(rule.train.model_dump(exclude_none=True)),
+                )
+            )
+        #: catalog defaults per optimizer, as plain JSON-ready dicts
+        self.defaults: dict[str, dict[str, Any]] = {
+            o.name: _plain(o.defaults.model_dump(exclude_none=True)) for o in optimizers
+        }
+        # rank: position in ascending (weight, -order), the order in which hyperparameters are applied
+        ranked = sorted(compiled, key=lambda c: (c.weight, -c.order))
+        compiled = [replace(c, rank=i) for i, c in enumerate(ranked)]
+        compiled.sort(key=lambda c: c.order)
+        self.compiled = compiled
+        #: memo of immutable answer fragments (rationale entries ...), bounded by rules x optimizers
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        #: optimizer -> ranks of the rules whose `set` is written for it
+        self.setters: dict[str, frozenset[int]] = {}
+        for cr in compiled:
+            if cr.set_values:
+                for target in cr.rule.hyper_targets:
+                    self.setters[target] = self.setters.get(target, frozenset()) | {cr.rank}
+        # index: (field, value) of a rule's first condition -> rules; rules without conditions always apply
+        self.index: dict[tuple[str, str | bool], list[CompiledRule]] = {}
+        self.unconditional: list[CompiledRule] = []
+        for cr in compiled:
+            if not cr.conditions:
+                self.unconditional.append(cr)
+                continue
+            first_key, wanted = cr.conditions[0]
+            values: Iterable[str | bool] = [wanted] if isinstance(wanted, bool) else wanted
+            for v in values:
+                self.index.setdefault((first_key, v), []).append(cr)
+
+    # ------------------------------------------------------------------ look-ups
+    def valid(self, kind: str) -> list[str]:
+        """Sorted canonical names of a vocabulary kind ('domain', 'architecture', ...) or 'optimizer'."""
+        if kind == "optimizer":
+            return sorted(self.optimizers)
+        return sorted(t.name for t in self.vocabulary[kind])
+
+    def resolve(self, kind: str, value: str) -> str | None:
+        """Canonical name for a value or alias of ``kind``; None when unknown."""
+        return self.aliases[kind].get(normalize(value))
+
+    def optimizer(self, name: str) -> OptimizerSpec:
+        """The catalog entry for ``name`` (aliases accepted); raises UnknownNameError."""
+        canonical = self.resolve("optimizer", name)
+        if canonical is None:
+            raise UnknownNameError("optimizer", name, self.valid("optimizer"))
+        return self.optimizers[canonical]
+
+    def rule(self, rule_id: str) -> Rule:
+        try:
+            return self.rules[rule_id]
+        except KeyError:
+            raise UnknownNameError("rule", rule_id, sorted(self.rules)) from None
+
+    def state_multiplier(self, name: str) -> float:
+        """Optimizer-state values stored per parameter (wrappers add their base optimizer's)."""
+        spec = self.optimizers[name]
+        mult = spec.state_multiplier
+        if spec.family == "wrapper" and spec.defaults.base and spec.name != "ranger":
+            mult += self.optimizers[spec.defaults.base].state_multiplier
+        return mult
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise RulebookError(path.name, None, None, f"not valid TOML: {exc}") from None
+
+
+def _check_names(file: str, rule: Rule, names: Iterable[str], optimizers: dict[str, OptimizerSpec], field: str) -> None:
+    for n in names:
+        if n not in optimizers:
+            from .errors import suggest
+
+            hint = suggest(n, optimizers)
+            extra = f" (did you mean {hint!r}?)" if hint else ""
+            raise RulebookError(file, rule.id, field, f"unknown optimizer {n!r}{extra}")
+
+
+def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
+    """Parse and validate every data file of ``directory`` (default: the bundled knowledge base)."""
+    root = Path(directory) if directory is not None else DATA_DIR
+    if not root.is_dir():
+        raise RulebookError(str(root), None, None, "knowledge-base directory not found")
+    files = sorted(p for p in root.glob("*.toml") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+
+    def need(name: str) -> dict[str, Any]:
+        path = root / name
+        if not path.is_file():
+            raise RulebookError(name, None, None, f"required file missing from {root}")
+        return _read_toml(path)
+
+    raw_opts = need("optimizers.toml")
+    optimizers = [
+        _validate(OptimizerSpec, raw, "optimizers.toml", "optimizer", i)
+        for i, raw in enumerate(raw_opts.get("optimizer", []))
+    ]
+    if not optimizers:
+        raise RulebookError("optimizers.toml", None, "optimizer", "no [[optimizer]] entries")
+    by_name: dict[str, OptimizerSpec] = {}
+    for o in optimizers:
+        if o.name in by_name:
+            raise RulebookError("optimizers.toml", o.name, "name", "duplicate optimizer name")
+        by_name[o.name] = o
+    for o in optimizers:
+        if o.defaults.base is not None and o.defaults.base not in by_name:
+            raise RulebookError(
+                "optimizers.toml", o.name, "defaults.base", f"unknown base optimizer {o.defaults.base!r}"
+            )
+
+    raw_vocab = need("vocabulary.toml")
+    vocabulary: dict[str, list[Term]] = {}
+    for kind in VOCABULARY_KINDS:
+        entries = raw_vocab.get(kind, [])
+        if not entries:
+            raise RulebookError("vocabulary.toml", None, kind, f"no [[{kind}]] entries")
+        vocabulary[kind] = [_validate(Term, raw, "vocabulary.toml", kind, i) for i, raw in enumerate(entries)]
+        seen: set[str] = set()
+        for t in vocabulary[kind]:
+            if t.name in seen:
+                raise RulebookError("vocabulary.toml", t.name, "name", f"duplicate {kind} name")
+            seen.add(t.name)
+    families = {t.family for t in vocabulary["architecture"] if t.family}
+    known: dict[str, set[str]] = {k: {t.name for t in v} for k, v in vocabulary.items()}
+    known["family"] = families
+
+    rules: list[tuple[str, Rule]] = []
+    ids: dict[str, str] = {}
+    for path in files:
+        if not path.name.endswith(".rules.toml"):
+            continue
+        raw_rules = _read_toml(path).get("rule", [])
+        for i, raw in enumerate(raw_rules):
+            rule = _validate(Rule, raw, path.name, "rule", i)
+            if rule.id in ids:
+                raise RulebookError(path.name, rule.id, "id", f"duplicate rule id (first defined in {ids[rule.id]})")
+            ids[rule.id] = path.name
+            _check_names(path.name, rule, rule.prefer, by_name, "prefer")
+            _check_names(path.name, rule, rule.avoid, by_name, "avoid")
+            _check_names(path.name, rule, rule.apply_to or [], by_name, "apply_to")
+            if rule.avoid and not rule.avoid_reason:
+                raise RulebookError(path.name, rule.id, "avoid_reason", "a rule with `avoid` must say why")
+            for key, value in rule.when.items():
+                if key not in known or isinstance(value, bool):
+                    continue
+                for v in [value] if isinstance(value, str) else value:
+                    if v not in known[key]:
+                        from .errors import suggest
+
+                        hint = suggest(v, known[key])
+                        extra = f" (did you mean {hint!r}?)" if hint else ""
+                        raise RulebookError(path.name, rule.id, f"when.{key}", f"unknown {key} {v!r}{extra}")
+            rules.append((path.name, rule))
+    if not any(r.level == "default" for _, r in rules):
+        raise RulebookError("*.rules.toml", None, "level", "no rule of level 'default': the engine needs a last resort")
+
+    raw_principles = need("principles.toml")
+    if "principles" not in raw_principles:
+        raise RulebookError("principles.toml", None, "principles", "missing [principles] table")
+    principles = _validate(Principles, raw_principles["principles"], "principles.toml", "principles", 0)
+    if principles.default_optimizer not in by_name:
+        raise RulebookError(
+            "principles.toml", "principles", "default_optimizer", f"unknown optimizer {principles.default_optimizer!r}"
+        )
+    version = str(raw_principles.get("rulebook", {}).get("version", "0"))
+
+    symptoms: list[Symptom] = []
+    if (root / "symptoms.toml").is_file():
+        raw_sym = _read_toml(root / "symptoms.toml")
+        symptoms = [
+            _validate(Symptom, raw, "symptoms.toml", "symptom", i) for i, raw in enumerate(raw_sym.get("symptom", []))
+        ]
+    facts: list[Fact] = []
+    if (root / "facts.toml").is_file():
+        raw_facts = _read_toml(root / "facts.toml")
+        facts = [_validate(Fact, raw, "facts.toml", "fact", i) for i, raw in enumerate(raw_facts.get("fact", []))]
+
+    return Rulebook(
+        directory=root,
+        version=version,
+        digest=digest.hexdigest(),
+        optimizers=optimizers,
+        vocabulary=vocabulary,
+        rules=rules,
+        principles=principles,
+        symptoms=symptoms,
+        facts=facts,
+    )
+
+
+@cache
+def default_rulebook() -> Rulebook:
+    """The bundled knowledge base (or ``$OPTIREC_RULES_DIR``), loaded once per process."""
+    return load_rulebook(os.environ.get("OPTIREC_RULES_DIR") or None)

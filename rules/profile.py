@@ -1,0 +1,205 @@
+"""The Profile: what a caller knows about a training job (every field optional).
+
+Enumerated fields (domain, architecture, data, goal, rl_method) take the names of
+``rules/data/vocabulary.toml`` or their aliases, case-insensitively; anything else is refused with
+the valid values and a "did you mean" suggestion.  Numbers are bounded, booleans strict, unknown
+fields refused: nothing is accepted silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from .errors import FieldIssue, ProfileError, suggest
+from .loader import default_rulebook
+
+__all__ = ["ENUM_FIELDS", "Profile", "parse_profile", "profile_field_options"]
+
+#: Profile field -> vocabulary kind it takes values from.
+ENUM_FIELDS = {
+    "domain": "domain",
+    "architecture": "architecture",
+    "data": "data",
+    "goal": "goal",
+    "rl_method": "rl_method",
+}
+
+_KIND_LABEL = {"data": "data characteristic", "rl_method": "reinforcement-learning method"}
+_MAX_PARAMS = 10**13
+_MAX_BATCH = 2**26
+
+
+def _resolve(kind: str, value: Any) -> str:
+    book = default_rulebook()
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "unknown_value",
+            "must be a string, one of the valid values",
+            {"valid": book.valid(kind), "kind": kind},
+        )
+    canonical = book.resolve(kind, value)
+    if canonical is None:
+        valid = book.valid(kind)
+        hint = book.aliases[kind].get(suggest(value, book.aliases[kind]) or "", None)
+        raise PydanticCustomError(
+            "unknown_value",
+            "unknown {kind} '{value}'",
+            {"kind": _KIND_LABEL.get(kind, kind), "value": value[:80], "valid": valid, "suggestion": hint},
+        )
+    return canonical
+
+
+def _schema_extra(schema: dict[str, Any]) -> None:
+    """Put the live vocabulary into the JSON schema (OpenAPI, web form)."""
+    book = default_rulebook()
+    props = schema.get("properties", {})
+    for field, kind in ENUM_FIELDS.items():
+        prop = props.get(field)
+        if prop is None:
+            continue
+        values = book.valid(kind)
+        if field == "data":
+            prop["items"] = {"type": "string", "enum": values}
+            prop.pop("anyOf", None)
+            prop["type"] = "array"
+        else:
+            prop["anyOf"] = [{"type": "string", "enum": values}, {"type": "null"}]
+
+
+class Profile(BaseModel):
+    """What the caller knows about the training job. Every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_schema_extra)
+
+    domain: str | None = Field(default=None, description="Problem domain (004 §2.2).", examples=["computer_vision"])
+    architecture: str | None = Field(
+        default=None, description="Model architecture: a row of 004 §2.3 or a generic family.", examples=["resnet"]
+    )
+    rl_method: str | None = Field(default=None, description="Reinforcement learning: value_based or policy_based.")
+    data: list[str] = Field(
+        default_factory=list, max_length=16, description="Data characteristics (004 §2.4).", examples=[["noisy"]]
+    )
+    goal: str | None = Field(default=None, description="Training goal (004 §2.5).", examples=["best_accuracy"])
+    num_parameters: int | None = Field(default=None, ge=1, le=_MAX_PARAMS, description="Trainable parameters.")
+    batch_size: int | None = Field(default=None, ge=1, le=_MAX_BATCH, description="Global batch size.")
+    total_steps: int | None = Field(default=None, ge=1, le=10**10, description="Optimizer steps in the whole run.")
+    epochs: int | None = Field(default=None, ge=1, le=10**6)
+    steps_per_epoch: int | None = Field(default=None, ge=1, le=10**9)
+    dataset_size: int | None = Field(default=None, ge=1, le=10**13, description="Training examples.")
+    memory_limited: StrictBool | None = Field(default=None, description="Memory is the binding constraint.")
+    device_memory_gb: float | None = Field(
+        default=None, gt=0, le=100_000, allow_inf_nan=False, description="Accelerator memory per device, GB."
+    )
+    on_device: StrictBool | None = Field(default=None, description="Training runs on a phone / edge device.")
+    mixed_precision: StrictBool | None = Field(default=None, description="fp16/bf16 autocast training.")
+
+    @field_validator("domain", "architecture", "goal", "rl_method", mode="before")
+    @classmethod
+    def _enum(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        return _resolve(ENUM_FIELDS[info.field_name], value)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise PydanticCustomError("list_type", "must be a list of data characteristics", {})
+        if len(value) > 16:
+            return value  # max_length reports it
+        out: list[str] = []
+        for item in value:
+            canonical = _resolve("data", item)
+            if canonical not in out:
+                out.append(canonical)
+        return out
+
+    @field_validator(
+        "num_parameters",
+        "batch_size",
+        "total_steps",
+        "epochs",
+        "steps_per_epoch",
+        "dataset_size",
+        "device_memory_gb",
+        mode="before",
+    )
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool):
+            raise PydanticCustomError("number_type", "must be a number, not a boolean", {})
+        if info.field_name != "device_memory_gb" and isinstance(value, float) and value.is_integer():
+            return int(value)  # 7e9 written as a float is still a whole number; the bounds then apply
+        return value
+
+
+def profile_field_options() -> dict[str, list[str]]:
+    """Valid values per enumerated Profile field (for forms and error messages)."""
+    book = default_rulebook()
+    return {field: book.valid(kind) for field, kind in ENUM_FIELDS.items()}
+
+
+def _issues(exc: ValidationError) -> list[FieldIssue]:
+    fields = list(Profile.model_fields)
+    issues: list[FieldIssue] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        field = loc[0] if loc else "profile"
+        if len(loc) > 1 and loc[1].isdigit():
+            field = f"{loc[0]}[{loc[1]}]"
+        ctx = err.get("ctx") or {}
+        etype = err["type"]
+        if etype == "extra_forbidden":
+            issues.append(
+                FieldIssue(
+                    field=field, message="unknown field", value=None, valid=fields, suggestion=suggest(loc[0], fields)
+                )
+            )
+        elif etype == "unknown_value":
+            issues.append(
+                FieldIssue(
+                    field=field,
+                    message=err["msg"],
+                    value=err.get("input"),
+                    valid=ctx.get("valid"),
+                    suggestion=ctx.get("suggestion"),
+                )
+            )
+        elif etype in ("model_type", "dict_type", "model_attributes_type"):
+            issues.append(FieldIssue(field="profile", message="must be a JSON object of profile fields", valid=fields))
+        else:
+            value = err.get("input")
+            message = err["msg"]
+            if isinstance(value, str | int | float | bool) and not isinstance(value, dict):
+                shown = repr(value[:80] if isinstance(value, str) else value)
+                message = f"{message} (got {shown})"
+            else:
+                value = None
+            issues.append(FieldIssue(field=field, message=message, value=value))
+    return issues
+
+
+def parse_profile(profile: Profile | Mapping[str, Any] | None = None, **fields: Any) -> Profile:
+    """A validated Profile from a mapping and/or keyword fields; raises ProfileError."""
+    if isinstance(profile, Profile) and not fields:
+        return profile
+    if isinstance(profile, Profile):
+        data: Any = {**profile.model_dump(exclude_defaults=True), **fields}
+    elif profile is None:
+        data = fields
+    elif isinstance(profile, Mapping):
+        data = {**profile, **fields} if fields else profile
+    else:
+        raise ProfileError([FieldIssue(field="profile", message="must be a JSON object of profile fields")])
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(_issues(exc)) from None

@@ -1,0 +1,278 @@
+"""Pydantic models for the knowledge-base data files under ``rules/data/``.
+
+Every file is TOML (parsed with the stdlib ``tomllib``) and validated once, at load time,
+by the models below.  A malformed file fails with :class:`~optirec.rules.errors.RulebookError`
+naming the file, the rule (its ``id`` or ``name``) and the field.
+
+File kinds
+----------
+``optimizers.toml``   ``[[optimizer]]`` -> :class:`OptimizerSpec` (004 §2.1, §3, §4, §6.5, seeds 000-003)
+``vocabulary.toml``   ``[[domain]]``, ``[[architecture]]``, ``[[data]]``, ``[[goal]]`` -> :class:`Term`
+``*.rules.toml``      ``[[rule]]`` -> :class:`Rule` (one file per seed table / guide)
+``principles.toml``   ``[principles]`` -> :class:`Principles` (004 §6.2-§6.4 numbers)
+``symptoms.toml``     ``[[symptom]]`` -> :class:`Symptom` (004 §6.4.1)
+``facts.toml``        ``[[fact]]`` -> :class:`Fact` (knowledge that informs people, not the ranking)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+SEED_IDS = ("000", "001", "002", "003", "004")
+_SOURCE_RE = re.compile(r"^(?:(?:000|001|002|003|004) \S.*|external: \S.*)$")
+_NAME_RE = r"^[a-z][a-z0-9_]*$"
+_RULE_ID_RE = r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$"
+
+Name = Annotated[str, Field(pattern=_NAME_RE, max_length=40)]
+Level = Literal["constraint", "architecture", "domain", "family", "data", "goal", "guide", "default"]
+Schedule = Literal["constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts"]
+Scaling = Literal["linear", "sqrt", "none"]
+Rating = Literal["very_low", "low", "medium", "high"]
+Speed = Literal["slow", "medium", "fast", "very_fast"]
+Generalization = Literal["fair", "excellent"]
+MemoryOverhead = Literal["none", "1x", "2x", "3x", "O(n^2)", "moderate", "factored"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _check_source(value: str) -> str:
+    if not _SOURCE_RE.match(value):
+        raise ValueError(
+            f"source {value!r} must start with a seed id ({', '.join(SEED_IDS)}) and a section, "
+            "e.g. '004 §2.3 ResNet', or with 'external: ' and a reference"
+        )
+    return value
+
+
+Source = Annotated[str, AfterValidator(_check_source)]
+
+
+class HyperParams(_Strict):
+    """Optimizer hyperparameters a rule may set (names follow ``torch.optim``)."""
+
+    lr: float | None = Field(default=None, gt=0, le=10)
+    momentum: float | None = Field(default=None, ge=0, lt=1)
+    dampening: float | None = Field(default=None, ge=0, lt=1)
+    nesterov: bool | None = None
+    betas: tuple[float, float] | None = None
+    alpha: float | None = Field(default=None, gt=0, lt=1)
+    eps: float | None = Field(default=None, gt=0, le=1)
+    weight_decay: float | None = Field(default=None, ge=0, le=1)
+    lr_decay: float | None = Field(default=None, ge=0)
+    initial_accumulator_value: float | None = Field(default=None, ge=0)
+    centered: bool | None = None
+    amsgrad: bool | None = None
+    final_lr: float | None = Field(default=None, gt=0)
+    gamma: float | None = Field(default=None, gt=0)
+    history_size: int | None = Field(default=None, ge=1, le=1000)
+    max_iter: int | None = Field(default=None, ge=1)
+    rho: float | None = Field(default=None, gt=0)
+    k: int | None = Field(default=None, ge=1)
+    lookahead_alpha: float | None = Field(default=None, gt=0, le=1)
+    beta2_decay: float | None = Field(default=None, lt=0)
+    damping: float | None = Field(default=None, gt=0)
+    update_freq: int | None = Field(default=None, ge=1)
+    base: str | None = Field(default=None, pattern=_NAME_RE)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
+        if value is not None and not all(0 <= b < 1 for b in value):
+            raise ValueError(f"betas {list(value)} must each be in [0, 1)")
+        return value
+
+
+class TrainSettings(_Strict):
+    """Training settings a rule may set, whichever optimizer ends up chosen."""
+
+    batch_size: int | None = Field(default=None, ge=1)
+    batch_size_max: int | None = Field(default=None, ge=1)
+    schedule: Schedule | None = None
+    warmup: bool | None = None
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    short_warmup: bool | None = None
+    lr_range: tuple[float, float] | None = None
+    clip_norm: float | None = Field(default=None, gt=0)
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
+    freeze_backbone: bool | None = None
+    layerwise_lr_decay: float | None = Field(default=None, gt=0, le=1)
+    step_milestones: tuple[float, ...] | None = None
+    step_gamma: float | None = Field(default=None, gt=0, lt=1)
+    hybrid: bool | None = None
+    long_schedule: bool | None = None
+    truncate_bptt: bool | None = None
+    separate_lr: bool | None = None
+
+    @field_validator("step_milestones")
+    @classmethod
+    def _fractions(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and not all(0 < f < 1 for f in value):
+            raise ValueError(f"step_milestones {list(value)} must be fractions of training in (0, 1)")
+        return value
+
+
+Cond = str | bool | list[str]
+
+
+class Condition(_Strict):
+    """What a profile must show for a rule to fire.  A list means any of its values."""
+
+    domain: str | list[str] | None = None
+    architecture: str | list[str] | None = None
+    family: str | list[str] | None = None
+    rl_method: str | list[str] | None = None
+    data: str | None = None
+    goal: str | list[str] | None = None
+    memory_constrained: bool | None = None
+    on_device: bool | None = None
+    small_data: bool | None = None
+    small_model: bool | None = None
+    large_model: bool | None = None
+
+    def items(self) -> list[tuple[str, Cond]]:
+        return [(k, v) for k, v in self.__dict__.items() if v is not None]
+
+
+class Rule(_Strict):
+    """One cited piece of selection knowledge (a table row, a guide line, a principle)."""
+
+    id: Annotated[str, Field(pattern=_RULE_ID_RE, max_length=80)]
+    source: Source
+    level: Level
+    when: Condition = Condition()
+    fallback: bool = False
+    prefer: list[Name] = []
+    avoid: list[Name] = []
+    avoid_reason: str | None = None
+    apply_to: list[Name] | None = None
+    set: HyperParams = HyperParams()
+    train: TrainSettings = TrainSettings()
+    base_batch_size: int | None = Field(default=None, ge=1)
+    effect: str = Field(min_length=10)
+    row: dict[str, str] = {}
+
+    @property
+    def hyper_targets(self) -> list[str]:
+        """Optimizers whose hyperparameters ``set`` describes (default: the first preference)."""
+        if self.apply_to is not None:
+            return self.apply_to
+        return self.prefer[:1]
+
+
+class ConvergenceProfile(_Strict):
+    early: float
+    mid: float
+    final: float
+    total_time_pct: int
+    source: Source
+
+
+class OptimizerSpec(_Strict):
+    """One optimizer of the catalog: the 004 §2.1 row plus what it takes to build it."""
+
+    name: Name
+    display_name: str
+    aliases: list[str] = []
+    order: Literal["first", "second"]
+    family: Literal["sgd", "adaptive", "second_order", "wrapper"]
+    memory_overhead: MemoryOverhead
+    state_multiplier: float = Field(ge=0)
+    sensitivity: Rating
+    convergence: Speed
+    generalization: Generalization
+    class_path: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
+    needs_closure: bool = False
+    has_momentum: bool = False
+    has_betas: bool = False
+    defaults: HyperParams
+    lr_scaling: Scaling
+    schedule: Schedule
+    warmup: bool
+    description: str = Field(min_length=20)
+    formula: str = ""
+    torch_call: str = ""
+    use_cases: list[str] = []
+    strengths: list[str] = []
+    weaknesses: list[str] = []
+    sources: list[Source] = Field(min_length=1)
+    convergence_relative: ConvergenceProfile | None = None
+
+
+class Term(_Strict):
+    """A valid value of a Profile field, with its aliases."""
+
+    name: Name
+    label: str
+    aliases: list[str] = []
+    family: Name | None = None
+    rl_method: Literal["value_based", "policy_based"] | None = None
+    description: str = ""
+    source: Source
+
+
+class TuningParam(_Strict):
+    name: Name
+    priority: int = Field(ge=1)
+    why: str
+
+
+class Principles(_Strict):
+    """Numbers of 004 §6.2-§6.4 and the engine's stated thresholds."""
+
+    default_optimizer: Name
+    default_warmup_ratio: float = Field(gt=0, lt=1)
+    short_warmup_ratio: float = Field(gt=0, lt=1)
+    sqrt_scaling_above: int = Field(ge=1)
+    large_batch_above: int = Field(ge=1)
+    small_data_max: int = Field(ge=1)
+    small_model_max: int = Field(ge=1)
+    large_model_min: int = Field(ge=1)
+    reference_device_memory_gb: float = Field(gt=0)
+    bytes_per_state_value: int = Field(ge=1)
+    newton_max_parameters: int = Field(ge=1)
+    default_clip_norm: float = Field(gt=0)
+    step_milestones: tuple[float, ...]
+    step_gamma: float = Field(gt=0, lt=1)
+    lr_search_decades: float = Field(gt=0)
+    adaptive_weight_decay_range: tuple[float, float]
+    sgd_weight_decay_range: tuple[float, float]
+    momentum_range: tuple[float, float]
+    global_lr_range: tuple[float, float]
+    switch_fraction: float = Field(gt=0, lt=1)
+    tuning: list[TuningParam]
+    sources: dict[str, Source]
+
+
+class Symptom(_Strict):
+    """004 §6.4.1: a training symptom, its likely cause and the fix."""
+
+    id: Annotated[str, Field(pattern=_RULE_ID_RE, max_length=80)]
+    name: Name
+    label: str
+    cause: str
+    fix: str
+    action: Literal[
+        "lr_divide_10",
+        "add_clipping",
+        "add_warmup",
+        "cosine_annealing",
+        "raise_weight_decay",
+        "lower_momentum",
+        "switch_to_sgd",
+    ]
+    source: Source
+
+
+class Fact(_Strict):
+    """Knowledge that informs a reader (comparisons, benchmarks, history) without voting."""
+
+    id: Annotated[str, Field(pattern=_RULE_ID_RE, max_length=80)]
+    source: Source
+    topic: str
+    text: str = Field(min_length=10)
+    data: dict[str, str | float | int] = {}
