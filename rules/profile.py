@@ -8,7 +8,7 @@ fields refused: nothing is accepted silently.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 from .errors import FieldIssue, ProfileError, suggest
 from .loader import default_rulebook
 
-__all__ = ["ENUM_FIELDS", "Profile", "parse_profile", "profile_field_options"]
+__all__ = ["ENUM_FIELDS", "Profile", "issues_from_errors", "parse_profile", "profile_field_options"]
 
 #: Profile field -> vocabulary kind it takes values from.
 ENUM_FIELDS = {
@@ -147,10 +147,15 @@ def profile_field_options() -> dict[str, list[str]]:
     return {field: book.valid(kind) for field, kind in ENUM_FIELDS.items()}
 
 
-def _issues(exc: ValidationError) -> list[FieldIssue]:
-    fields = list(Profile.model_fields)
+def issues_from_errors(errors: Iterable[Mapping[str, Any]], fields: list[str] | None = None) -> list[FieldIssue]:
+    """Pydantic error dicts -> FieldIssues naming the field, the bad value and the valid values.
+
+    ``fields`` are the valid field names of the document (default: the Profile's).
+    """
+    if fields is None:
+        fields = list(Profile.model_fields)
     issues: list[FieldIssue] = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         loc = [str(p) for p in err["loc"]]
         field = loc[0] if loc else "profile"
         if len(loc) > 1 and loc[1].isdigit():
@@ -202,4 +207,4 @@ def parse_profile(profile: Profile | Mapping[str, Any] | None = None, **fields: 
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(_issues(exc)) from None
+        raise ProfileError(issues_from_errors(exc.errors(include_url=False))) from None

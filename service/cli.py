@@ -90,6 +90,10 @@ def _build_parser() -> _Parser:
     rules.add_argument("--source", help="text the rule's source contains, e.g. '§2.4'")
     rules.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
 
+    serve = sub.add_parser("serve", help="start the HTTP service (settings also from OPTIREC_* variables)")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_number(int, "--port"), default=None, help="port (default 8000)")
+
     opts = sub.add_parser("optimizers", help="list the optimizer catalog")
     opts.add_argument("--family", help="sgd, adaptive, second_order or wrapper")
     opts.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
@@ -212,6 +216,26 @@ def _cmd_optimizers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from optirec.service.settings import Settings
+
+    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise UsageError(f"{field}: {err['msg']} (set with --{field} or OPTIREC_{field.upper()})") from None
+    import uvicorn
+
+    from optirec.service.app import create_app
+
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``optirec`` command; returns the exit code."""
     parser = _build_parser()
@@ -220,7 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        handlers = {"recommend": _cmd_recommend, "rules": _cmd_rules, "optimizers": _cmd_optimizers}
+        handlers = {
+            "recommend": _cmd_recommend,
+            "rules": _cmd_rules,
+            "optimizers": _cmd_optimizers,
+            "serve": _cmd_serve,
+        }
         return handlers[args.command](args)
     except UsageError as exc:
         print(f"optirec: error: {exc}", file=sys.stderr)

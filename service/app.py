@@ -1,0 +1,100 @@
+"""The FastAPI application: ``create_app()`` wires settings, routers and error handlers."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import optirec
+from optirec.rules import default_rulebook
+
+from .errors import install_error_handlers
+from .routers import catalog, health, recommend
+from .settings import Settings, get_settings
+
+__all__ = ["BodyLimit", "create_app"]
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413, whether or not Content-Length is sent."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._reject(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "status": 413,
+                    "code": "body_too_large",
+                    "message": f"request body is larger than {self.max_bytes} bytes",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The service. Loads (and so validates) the knowledge base before serving anything."""
+    settings = settings or get_settings()
+    default_rulebook()  # a malformed rule file fails here, at start-up
+    app = FastAPI(
+        title="optirec",
+        version=optirec.__version__,
+        description="Optimizer recommendations for deep-learning training jobs, each reason citing its seed row.",
+    )
+    install_error_handlers(app)
+    app.include_router(recommend.router)
+    app.include_router(catalog.router)
+    app.include_router(health.router)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

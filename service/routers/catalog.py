@@ -1,0 +1,71 @@
+"""GET /optimizers, GET /optimizers/{name}, GET /rules: the knowledge base, read-only."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from optirec.rules.schema import OptimizerSpec, Rule
+
+from ..deps import RulebookDep
+
+router = APIRouter(tags=["knowledge base"])
+
+Family = Literal["sgd", "adaptive", "second_order", "wrapper"]
+Level = Literal["architecture", "domain", "constraint", "family", "data", "goal", "guide", "default"]
+
+
+class CatalogEntry(OptimizerSpec):
+    """A catalog entry with its effective state multiplier (wrappers include their base optimizer)."""
+
+    effective_state_multiplier: float
+
+
+class RulesPage(BaseModel):
+    rulebook: dict[str, str]
+    vocabulary: dict[str, list[str]]
+    rules: list[dict[str, Any]]
+
+
+def _entry(book: RulebookDep, spec: OptimizerSpec) -> CatalogEntry:
+    return CatalogEntry(**spec.model_dump(), effective_state_multiplier=book.state_multiplier(spec.name))
+
+
+@router.get("/optimizers", response_model=list[CatalogEntry], summary="The optimizer catalog, sorted by name")
+async def list_optimizers(book: RulebookDep, family: Family | None = None) -> list[CatalogEntry]:
+    specs = sorted(book.optimizers.values(), key=lambda o: o.name)
+    return [_entry(book, o) for o in specs if family is None or o.family == family]
+
+
+@router.get("/optimizers/{name}", response_model=CatalogEntry, summary="One optimizer (aliases accepted)")
+async def get_optimizer(name: str, book: RulebookDep) -> CatalogEntry:
+    return _entry(book, book.optimizer(name))
+
+
+@router.get("/rules", response_model=RulesPage, summary="The rules, filterable")
+async def list_rules(
+    book: RulebookDep,
+    level: Level | None = None,
+    id: str | None = Query(default=None, max_length=80, description="Rule id or id prefix."),
+    optimizer: str | None = Query(default=None, max_length=40, description="Rules preferring or avoiding it."),
+    source: str | None = Query(default=None, max_length=80, description="Text the source contains."),
+) -> RulesPage:
+    wanted = book.optimizer(optimizer).name if optimizer else None
+    selected: list[Rule] = []
+    for rule in book.rules.values():
+        if level and rule.level != level:
+            continue
+        if id and not rule.id.startswith(id):
+            continue
+        if wanted and wanted not in rule.prefer and wanted not in rule.avoid:
+            continue
+        if source and source.lower() not in rule.source.lower():
+            continue
+        selected.append(rule)
+    return RulesPage(
+        rulebook={"version": book.version, "hash": book.hash},
+        vocabulary={kind: book.valid(kind) for kind in book.vocabulary},
+        rules=[r.model_dump(mode="json", exclude_defaults=True) | {"file": book.rule_files[r.id]} for r in selected],
+    )
