@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 
-from .loader import POSITION_WEIGHTS, CompiledRule, Rulebook, default_rulebook
+from .loader import CompiledRule, Rulebook, default_rulebook
 from .profile import Profile, parse_profile
 from .recommendation import (
     EMA,
@@ -52,7 +53,29 @@ Status = Literal["chosen", "supports", "outvoted", "applied", "avoid", "info"]
 
 _RELAXABLE = frozenset({"family", "rl_method", "architecture"})
 _GB = 1e9  # decimal gigabytes, as in "56 GB of optimizer state"
-_MAX_ALTERNATIVES = 4
+_MAX_ALTERNATIVES = 3
+#: Training settings that are advice rather than numbers, and what to tell the user about them.
+_TRAIN_NOTES = (
+    (
+        "long_schedule",
+        "Plan a long schedule: this recipe keeps improving well past a short run, so budget the full "
+        "schedule before judging it (004 §2.3 Mask R-CNN, §2.5 best accuracy).",
+    ),
+    (
+        "separate_lr",
+        "Give the discriminator its own optimizer: its lr may differ from the generator's when one network "
+        "overpowers the other (004 §2.3 GAN discriminator).",
+    ),
+    (
+        "truncate_bptt",
+        "Tune the sequence length of truncated backpropagation through time: long windows explode or vanish "
+        "gradients, short ones lose context (004 §2.3 GRU).",
+    ),
+)
+#: Hybrid recommender split (004 §5.6.1), in order of preference when one is ruled out
+_SPARSE_CHOICES = ("adagrad", "adam", "rmsprop", "sgd_momentum", "sgd")
+_DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
+_CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
 
 
 def _fmt(x: float) -> str:
@@ -73,11 +96,31 @@ def _new(cls: type[_M], **values: Any) -> _M:
     return obj
 
 
+def _copy(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy safe to hand out: memoized dicts (and the lists in them) must never be shared."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def _relative_score(score: float, top: float) -> float:
     """1.0 = as strongly supported as the chosen optimizer; each 0.2 less is a tenfold weaker vote."""
     if score <= 0 or top <= 0:
         return 0.0
     return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What a matched-rule set decides; memoized per rulebook (copied before anything mutable is handed out)."""
+
+    chosen: str
+    rule_avoid: dict[str, AvoidEntry]
+    budget_avoided: tuple[str, ...]
+    warnings: tuple[str, ...]
+    hyperparameters: dict[str, Any]
+    lr_rule: CompiledRule | None
+    train: dict[str, Any]
+    alternatives: tuple[tuple[str, float, str, str, dict[str, Any]], ...]
+    rationale: tuple[RationaleEntry, ...]
 
 
 class _Facts:
@@ -273,31 +316,27 @@ class _Run:
         facts = self._facts()
         matched, relaxed = _match(book, facts)
         self.matched = matched
-
-        # votes
-        scores: dict[str, float] = {}
-        top_voter: dict[str, tuple[float, CompiledRule]] = {}
-        # Soft memory pressure (no device given, but Adam-class state would not fit one reference device):
-        # the constraint rows must not overturn the domain's choice, only order the alternatives.
-        soft_scale = 0.01 if self.soft_pressure and self.budget is None else 1.0
-        for cr in matched:
-            weight = cr.weight * soft_scale if cr.rule.level == "constraint" else cr.weight
-            for i, name in enumerate(cr.rule.prefer):
-                w = weight * POSITION_WEIGHTS[min(i, len(POSITION_WEIGHTS) - 1)]
-                scores[name] = scores.get(name, 0.0) + w
-                if name not in top_voter or w > top_voter[name][0]:
-                    top_voter[name] = (w, cr)
-
-        # avoid: unsuitable data (004 §2.4) and memory budget (004 §2.1)
-        avoid: dict[str, AvoidEntry] = {}
-        for cr in reversed(matched):
-            for name in cr.rule.avoid:
-                if name not in avoid:
-                    avoid[name] = _new(
-                        AvoidEntry, name=name, why=cr.rule.avoid_reason or "", rule=cr.id, source=cr.rule.source
-                    )
         n = p.num_parameters
-        if n is not None and n > pr.newton_max_parameters and "newton" not in avoid:
+        newton_refused = n is not None and n > pr.newton_max_parameters
+        over_budget = self.over_budget = self._over_budget()
+        key = (
+            "decision",
+            tuple(cr.rank for cr in matched),
+            frozenset(relaxed),
+            over_budget,
+            newton_refused,
+            self.soft_pressure,
+        )
+        decision = book.cache.get(key)
+        if decision is None:
+            if len(book.cache) > _CACHE_LIMIT:
+                book.cache.clear()
+            decision = book.cache[key] = self._decide(matched, relaxed, over_budget, newton_refused)
+
+        # avoid: the rules' unsuitable optimizers (004 §2.4), then what the numbers rule out (004 §2.1)
+        avoid = dict(decision.rule_avoid)
+        if newton_refused:
+            assert n is not None
             avoid["newton"] = _new(
                 AvoidEntry,
                 name="newton",
@@ -306,71 +345,47 @@ class _Run:
                 rule="principle.memory",
                 source=pr.sources["newton_max_parameters"],
             )
-        if self.budget is not None:
-            for name in list(scores) + [o for o in ("adam", "adamw") if o not in scores]:
-                mult = self._multiplier(name)
-                if mult > self.budget + 1e-9 and name not in avoid:
-                    avoid[name] = _new(
-                        AvoidEntry,
-                        name=name,
-                        why=f"needs {_fmt(mult)}x the parameters in optimizer state; the {self.budget_source} budget "
-                        f"allows {_fmt(max(self.budget, 0.0))}x",
-                        rule="principle.memory",
-                        source=pr.sources["memory"],
-                    )
-
-        order = book.catalog_order
-        ranked = sorted(scores, key=lambda k: (-scores[k], order[k]))
-        eligible = [name for name in ranked if name not in avoid]
-        if eligible:
-            chosen = eligible[0]
-        else:
-            chosen = self._last_resort(avoid)
-            eligible = [chosen]
-            scores.setdefault(chosen, 0.0)
+        budget = self.budget if self.budget is not None else 0.0
+        for name in decision.budget_avoided:
+            avoid[name] = _new(
+                AvoidEntry,
+                name=name,
+                why=f"needs {_fmt(self._multiplier(name))}x the parameters in optimizer state; the "
+                f"{self.budget_source} budget allows {_fmt(max(budget, 0.0))}x",
+                rule="principle.memory",
+                source=pr.sources["memory"],
+            )
+        self.warnings.extend(decision.warnings)
+        chosen = decision.chosen
         self.chosen = chosen
         self._contradictions(matched, chosen, avoid)
 
         spec = book.optimizers[chosen]
-        hp, lr_rule = derive_hyperparameters(book, chosen, matched)
-        train, train_by = self._train_settings(matched)
+        hp = _copy(decision.hyperparameters)
+        lr_rule = decision.lr_rule
+        train = _copy(decision.train)
         batch = p.batch_size if p.batch_size is not None else train.get("batch_size")
         scaling = self._scale_lr(hp, lr_rule, spec.lr_scaling, batch, train)
         schedule = self._schedule(spec.schedule, spec.warmup, train, batch, scaling)
+        for flag, note in _TRAIN_NOTES:
+            if train.get(flag):
+                self.notes.append(note)
         clipping = _new(Clipping, max_norm=train["clip_norm"]) if "clip_norm" in train else None
         ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
-        param_groups = self._param_groups(chosen, hp, train, matched)
+        param_groups = self._param_groups(chosen, hp, train, matched, avoid)
         memory = self._memory(chosen)
 
-        top = scores[chosen] or 1.0
-        others = eligible[1:]
-        if self.soft_pressure:
-            chosen_mult = self._multiplier(chosen)
-            others.sort(key=lambda n: self._multiplier(n) >= chosen_mult)  # stable: lower-memory first
-        alternatives = []
-        for name in others[:_MAX_ALTERNATIVES]:
-            voter = top_voter[name][1]
-            alt_hp, _ = derive_hyperparameters(book, name, matched)
-            why_key = ("why", voter.rank, name)
-            why = book.cache.get(why_key)
-            if why is None:
-                pos = voter.rule.prefer.index(name) + 1
-                why = book.cache[why_key] = f"choice #{pos} of {voter.id} ({voter.rule.source}): {voter.rule.effect}"
-            alternatives.append(
-                _new(
-                    Alternative,
-                    name=name,
-                    score=_relative_score(scores[name], top),
-                    why=why,
-                    rule=voter.id,
-                    hyperparameters=alt_hp,
-                )
-            )
+        alternatives = [
+            _new(Alternative, name=name, score=score, why=why, rule=rule, hyperparameters=_copy(alt_hp))
+            for name, score, why, rule, alt_hp in decision.alternatives
+        ]
 
         search_space, tuning = self._search_space(chosen, hp, batch, train)
         phases = self._phases(chosen, hp, schedule, matched)
-        rationale = self._rationale(matched, relaxed, chosen, train_by, lr_rule)
-        profile_echo = p.model_dump(exclude_none=True, exclude_defaults=True)
+        rationale = list(decision.rationale)
+        profile_echo = {
+            k: (list(v) if isinstance(v, list) else v) for k, v in p.__dict__.items() if v is not None and v != []
+        }
         if facts.inferred:
             profile_echo["inferred_data"] = facts.inferred
         return _new(
@@ -395,13 +410,111 @@ class _Run:
             rulebook=_new(RulebookInfo, version=book.version, hash=book.hash),
         )
 
+    def _avoid_entry(self, cr: CompiledRule, name: str) -> AvoidEntry:
+        key = ("avoid", cr.rank, name)
+        entry: AvoidEntry | None = self.book.cache.get(key)
+        if entry is None:
+            entry = self.book.cache[key] = _new(
+                AvoidEntry, name=name, why=cr.rule.avoid_reason or "", rule=cr.id, source=cr.rule.source
+            )
+        return entry
+
+    def _over_budget(self) -> frozenset[str]:
+        """Catalog optimizers whose state exceeds the hard memory budget (empty without one)."""
+        if self.budget is None:
+            return frozenset()
+        limit = self.budget + 1e-9
+        return frozenset(name for name in self.book.optimizers if self._multiplier(name) > limit)
+
+    def _decide(
+        self, matched: list[CompiledRule], relaxed: set[str], over_budget: frozenset[str], newton_refused: bool
+    ) -> _Decision:
+        """Votes, eligibility, choice, derived settings, alternatives and rationale for a matched-rule set.
+
+        Depends only on its arguments (plus soft memory pressure, part of the cache key), so it is memoized.
+        """
+        book = self.book
+        scores: dict[str, float] = {}
+        top_voter: dict[str, tuple[float, CompiledRule]] = {}
+        # Soft memory pressure (no device given, but Adam-class state would not fit one reference device):
+        # the constraint rows must not overturn the domain's choice, only order the alternatives.
+        soft = self.soft_pressure and self.budget is None
+        for cr in matched:
+            scale = 0.01 if soft and cr.rule.level == "constraint" else 1.0
+            for name, w in cr.votes:
+                w *= scale
+                scores[name] = scores.get(name, 0.0) + w
+                if name not in top_voter or w > top_voter[name][0]:
+                    top_voter[name] = (w, cr)
+
+        rule_avoid: dict[str, AvoidEntry] = {}
+        for cr in reversed(matched):
+            for name in cr.rule.avoid:
+                if name not in rule_avoid:
+                    rule_avoid[name] = self._avoid_entry(cr, name)
+        excluded = set(rule_avoid)
+        if newton_refused:
+            excluded.add("newton")
+        budget_avoided: list[str] = []
+        if over_budget:
+            budget_avoided = [
+                name
+                for name in [*scores, *(o for o in ("adam", "adamw") if o not in scores)]
+                if name in over_budget and name not in excluded
+            ]
+            excluded.update(budget_avoided)
+
+        order = book.catalog_order
+        ranked = sorted(scores, key=lambda k: (-scores[k], order[k]))
+        eligible = [name for name in ranked if name not in excluded]
+        decision_warnings: list[str] = []
+        if eligible:
+            chosen = eligible[0]
+        else:
+            warnings_before = len(self.warnings)
+            chosen = self._last_resort(excluded)
+            eligible = [chosen]
+            scores.setdefault(chosen, 0.0)
+            decision_warnings = self.warnings[warnings_before:]
+            del self.warnings[warnings_before:]
+
+        hp, lr_rule = derive_hyperparameters(book, chosen, matched)
+        train, train_by = self._train_settings(matched)
+
+        top = scores[chosen] or 1.0
+        others = eligible[1:]
+        if self.soft_pressure:
+            chosen_mult = self._multiplier(chosen)
+            others.sort(key=lambda n: self._multiplier(n) >= chosen_mult)  # stable: lower-memory first
+        alternatives = []
+        for name in others[:_MAX_ALTERNATIVES]:
+            voter = top_voter[name][1]
+            alt_hp, _ = derive_hyperparameters(book, name, matched)
+            why_key = ("why", voter.rank, name)
+            why = book.cache.get(why_key)
+            if why is None:
+                pos = voter.rule.prefer.index(name) + 1
+                why = book.cache[why_key] = f"choice #{pos} of {voter.id} ({voter.rule.source}): {voter.rule.effect}"
+            alternatives.append((name, _relative_score(scores[name], top), why, voter.id, alt_hp))
+        return _Decision(
+            chosen=chosen,
+            rule_avoid=rule_avoid,
+            budget_avoided=tuple(budget_avoided),
+            warnings=tuple(decision_warnings),
+            hyperparameters=hp,
+            lr_rule=lr_rule,
+            train=train,
+            alternatives=tuple(alternatives),
+            rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
+        )
+
     # ------------------------------------------------------------------ steps
     def _multiplier(self, name: str) -> float:
         if self.book.optimizers[name].memory_overhead == "O(n^2)":
             return float(self.p.num_parameters or self.pr.newton_max_parameters)
         return self.book.state_multiplier(name)
 
-    def _last_resort(self, avoid: Mapping[str, AvoidEntry]) -> str:
+    def _last_resort(self, avoid: set[str]) -> str:
         """Nothing voted is eligible: the default optimizer, else the leanest optimizer not avoided."""
         default = self.pr.default_optimizer
         if default not in avoid:
@@ -581,36 +694,16 @@ class _Run:
         )
 
     def _param_groups(
-        self, chosen: str, hp: dict[str, Any], train: dict[str, Any], matched: list[CompiledRule]
+        self,
+        chosen: str,
+        hp: dict[str, Any],
+        train: dict[str, Any],
+        matched: list[CompiledRule],
+        avoid: Mapping[str, AvoidEntry],
     ) -> list[ParamGroup]:
         groups: list[ParamGroup] = []
         if train.get("hybrid"):
-            emb_hp, _ = derive_hyperparameters(self.book, "adagrad", matched)
-            dense_hp, _ = derive_hyperparameters(self.book, "adam", matched)
-            groups.append(
-                _new(
-                    ParamGroup,
-                    name="embeddings",
-                    match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
-                    optimizer="adagrad",
-                    hyperparameters=emb_hp,
-                    frozen=False,
-                    layerwise_lr_decay=None,
-                    why="Sparse embedding rows get Adagrad's per-row step sizes (004 §5.6.1).",
-                )
-            )
-            groups.append(
-                _new(
-                    ParamGroup,
-                    name="dense",
-                    match=["*"],
-                    optimizer="adam",
-                    hyperparameters=dense_hp,
-                    frozen=False,
-                    layerwise_lr_decay=None,
-                    why="The dense interaction layers get Adam (004 §5.6.1).",
-                )
-            )
+            groups.extend(self._hybrid_groups(chosen, matched, avoid))
         if hp.get("weight_decay", 0) and self.book.optimizers[chosen].family != "second_order":
             groups.append(
                 _new(
@@ -655,6 +748,49 @@ class _Run:
             )
         return groups
 
+    def _hybrid_groups(
+        self, chosen: str, matched: list[CompiledRule], avoid: Mapping[str, AvoidEntry]
+    ) -> list[ParamGroup]:
+        """004 §5.6.1: embeddings -> Adagrad, dense layers -> Adam; each replaced when avoided for this profile."""
+        excluded = set(avoid) | self.over_budget
+        emb = next((o for o in _SPARSE_CHOICES if o not in excluded), chosen)
+        dense = next((o for o in _DENSE_CHOICES if o not in excluded), chosen)
+        if emb == dense:
+            self.notes.append(
+                f"The recommender split (embeddings -> Adagrad, dense -> Adam, 004 §5.6.1) collapses to one "
+                f"optimizer, {emb}, because the profile rules the usual pair out."
+            )
+            return []
+        emb_hp, _ = derive_hyperparameters(self.book, emb, matched)
+        dense_hp, _ = derive_hyperparameters(self.book, dense, matched)
+        swapped = " (its usual optimizer is ruled out for this profile)"
+        return [
+            _new(
+                ParamGroup,
+                name="embeddings",
+                match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
+                optimizer=emb,
+                hyperparameters=emb_hp,
+                frozen=False,
+                layerwise_lr_decay=None,
+                why="Sparse embedding rows get per-row adaptive steps (004 §5.6.1)"
+                + ("" if emb == "adagrad" else swapped)
+                + ".",
+            ),
+            _new(
+                ParamGroup,
+                name="dense",
+                match=["*"],
+                optimizer=dense,
+                hyperparameters=dense_hp,
+                frozen=False,
+                layerwise_lr_decay=None,
+                why="The dense interaction layers see dense gradients (004 §5.6.1)"
+                + ("" if dense == "adam" else swapped)
+                + ".",
+            ),
+        ]
+
     def _memory(self, chosen: str) -> MemoryEstimate:
         p, pr = self.p, self.pr
         mult = self._multiplier(chosen)
@@ -690,82 +826,47 @@ class _Run:
     def _search_space(
         self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
     ) -> tuple[dict[str, list[float]], list[TuningHint]]:
+        """004 §6.3: the ranges worth searching, in priority order, centred on the recommendation."""
         pr = self.pr
-        spec = self.book.optimizers[chosen]
+        family = self.book.optimizers[chosen].family
         src = pr.sources["tuning"]
-        space: dict[str, list[float]] = {}
-        hints: list[TuningHint] = []
-        why = self.book.tuning_why
+        ranges: list[tuple[str, float, float, Literal["log", "linear"], str]] = []
         lr = hp.get("lr")
         if lr:
             if "lr_range" in train:
                 lo, hi = train["lr_range"]
             else:
                 d = 10**pr.lr_search_decades
-                lo, hi = lr / d, lr * d
-            space["lr"] = [float(f"{lo:.3g}"), float(f"{hi:.3g}")]
-            hints.append(
-                _new(
-                    TuningHint,
-                    name="lr",
-                    priority=why["lr"][0],
-                    low=space["lr"][0],
-                    high=space["lr"][1],
-                    scale="log",
-                    why=why["lr"][1],
-                    source=src,
-                )
-            )
+                g_lo, g_hi = pr.global_lr_range
+                lo = float(f"{min(max(lr / d, g_lo), lr):.3g}")
+                hi = float(f"{max(min(lr * d, g_hi), lr):.3g}")
+            ranges.append(("lr", lo, hi, "log", src))
         if batch:
             hi_b = batch if self.budget is not None else batch * 4
-            space["batch_size"] = [float(max(1, batch // 4)), float(hi_b)]
-            hints.append(
-                _new(
-                    TuningHint,
-                    name="batch_size",
-                    priority=why["batch_size"][0],
-                    low=space["batch_size"][0],
-                    high=space["batch_size"][1],
-                    scale="log",
-                    why=why["batch_size"][1],
-                    source=src,
-                )
-            )
-        if "weight_decay" in hp or spec.family in ("adaptive", "sgd"):
-            if spec.family == "sgd":
-                lo, hi = pr.sgd_weight_decay_range
-                wd_src = "external: common CNN weight-decay range"
-            else:
-                lo, hi = pr.adaptive_weight_decay_range
-                wd_src = src
-            space["weight_decay"] = [lo, hi]
-            hints.append(
-                _new(
-                    TuningHint,
-                    name="weight_decay",
-                    priority=why["weight_decay"][0],
-                    low=lo,
-                    high=hi,
-                    scale="log",
-                    why=why["weight_decay"][1],
-                    source=wd_src,
-                )
-            )
-        if spec.family == "sgd" and "momentum" in hp and hp["momentum"]:
+            ranges.append(("batch_size", float(max(1, batch // 4)), float(hi_b), "log", src))
+        if family == "sgd":
+            lo, hi = pr.sgd_weight_decay_range
+            ranges.append(("weight_decay", lo, hi, "log", "external: common CNN weight-decay range"))
+        elif "weight_decay" in hp or family == "adaptive":
+            lo, hi = pr.adaptive_weight_decay_range
+            ranges.append(("weight_decay", lo, hi, "log", src))
+        if family == "sgd" and hp.get("momentum"):
             lo, hi = pr.momentum_range
-            space["momentum"] = [lo, hi]
-            hints.append(
-                _new(
-                    TuningHint,
-                    name="momentum",
-                    priority=why["momentum"][0],
-                    low=lo,
-                    high=hi,
-                    scale="linear",
-                    why=why["momentum"][1],
-                    source=src,
+            ranges.append(("momentum", lo, hi, "linear", src))
+        cache = self.book.cache
+        why = self.book.tuning_why
+        space: dict[str, list[float]] = {}
+        hints: list[TuningHint] = []
+        for name, lo, hi, scale, source in ranges:
+            space[name] = [lo, hi]
+            key = ("hint", name, lo, hi, source)
+            hint = cache.get(key)
+            if hint is None:
+                priority, reason = why[name]
+                hint = cache[key] = _new(
+                    TuningHint, name=name, priority=priority, low=lo, high=hi, scale=scale, why=reason, source=source
                 )
-            )
+            hints.append(hint)
         return space, hints
 
     def _phases(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -45,9 +46,32 @@ POSITION_WEIGHTS = (1.0, 0.5, 0.33, 0.25, 0.2)
 VOCABULARY_KINDS = ("domain", "architecture", "data", "goal", "rl_method")
 
 
+_SEPARATORS = re.compile(r"[\s\-_+/().,]+")
+
+
 def normalize(value: str) -> str:
-    """Case-insensitive, with '-' and ' ' read as '_' (how names and aliases are matched)."""
-    return value.strip().lower().replace("-", "_").replace(" ", "_").replace("+", "_")
+    """Case-insensitive; runs of spaces, dashes, dots, slashes and brackets read as one '_'."""
+    return _SEPARATORS.sub("_", value.strip().lower()).strip("_")
+
+
+def compact(value: str) -> str:
+    """``normalize`` without separators at all: 'ResNet-50', 'resnet_50' and 'resnet50' all match."""
+    return normalize(value).replace("_", "")
+
+
+def _alias_table(entries: Iterable[tuple[str, Iterable[str]]]) -> dict[str, str]:
+    """normalized and compact spellings of every name, label and alias -> canonical name (names win)."""
+    table: dict[str, str] = {}
+    entries = list(entries)
+    for name, _ in entries:
+        table[name] = name
+    for name, spellings in entries:
+        for spelling in spellings:
+            table.setdefault(normalize(spelling), name)
+    for name, spellings in entries:
+        for spelling in [name, *spellings]:
+            table.setdefault(compact(spelling), name)
+    return table
 
 
 @dataclass(frozen=True)
@@ -60,6 +84,8 @@ class CompiledRule:
     order: int
     set_values: dict[str, Any]
     train_values: dict[str, Any]
+    #: (optimizer, vote weight) per preference: the level weight times the position weight
+    votes: tuple[tuple[str, float], ...] = ()
     rank: int = 0
 
     @property
@@ -119,18 +145,8 @@ class Rulebook:
         # alias tables: normalized alias -> canonical name, per vocabulary kind and for optimizers
         self.aliases: dict[str, dict[str, str]] = {}
         for kind, terms in vocabulary.items():
-            table: dict[str, str] = {}
-            for t in terms:
-                table[t.name] = t.name
-                for a in t.aliases:
-                    table.setdefault(normalize(a), t.name)
-            self.aliases[kind] = table
-        opt_alias: dict[str, str] = {}
-        for o in optimizers:
-            opt_alias[o.name] = o.name
-            for a in o.aliases:
-                opt_alias.setdefault(normalize(a), o.name)
-        self.aliases["optimizer"] = opt_alias
+            self.aliases[kind] = _alias_table((t.name, [t.label, *t.aliases]) for t in terms)
+        self.aliases["optimizer"] = _alias_table((o.name, [o.display_name, *o.aliases]) for o in optimizers)
         self.terms: dict[str, dict[str, Term]] = {k: {t.name: t for t in v} for k, v in vocabulary.items()}
 
         compiled: list[CompiledRule] = []
@@ -152,6 +168,10 @@ class Rulebook:
                     order=order,
                     set_values=_plain(rule.set.model_dump(exclude_none=True)),
                     train_values=_plain(rule.train.model_dump(exclude_none=True)),
+                    votes=tuple(
+                        (name, weight * POSITION_WEIGHTS[min(i, len(POSITION_WEIGHTS) - 1)])
+                        for i, name in enumerate(rule.prefer)
+                    ),
                 )
             )
         #: catalog defaults per optimizer, as plain JSON-ready dicts
@@ -192,7 +212,8 @@ class Rulebook:
 
     def resolve(self, kind: str, value: str) -> str | None:
         """Canonical name for a value or alias of ``kind``; None when unknown."""
-        return self.aliases[kind].get(normalize(value))
+        table = self.aliases[kind]
+        return table.get(normalize(value)) or table.get(compact(value))
 
     def optimizer(self, name: str) -> OptimizerSpec:
         """The catalog entry for ``name`` (aliases accepted); raises UnknownNameError."""
@@ -222,6 +243,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise RulebookError(path.name, None, None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RulebookError(path.name, None, None, f"not UTF-8 text (byte {exc.start}): {exc.reason}") from None
 
 
 def _check_names(file: str, rule: Rule, names: Iterable[str], optimizers: dict[str, OptimizerSpec], field: str) -> None:

@@ -136,6 +136,8 @@ class Profile(BaseModel):
     def _no_bool_numbers(cls, value: Any, info: Any) -> Any:
         if isinstance(value, bool):
             raise PydanticCustomError("number_type", "must be a number, not a boolean", {})
+        if isinstance(value, str):
+            raise PydanticCustomError("number_type", "must be a JSON number, not a string", {})
         if info.field_name != "device_memory_gb" and isinstance(value, float) and value.is_integer():
             return int(value)  # 7e9 written as a float is still a whole number; the bounds then apply
         return value

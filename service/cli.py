@@ -101,16 +101,17 @@ def _build_parser() -> _Parser:
 
 
 def _read_stdin_profile(source: str | None) -> dict[str, Any]:
-    if source in (None, "-"):
-        text = sys.stdin.read()
-        where = "stdin"
-    else:
-        try:
+    where = "stdin" if source in (None, "-") else source
+    try:
+        if source in (None, "-"):
+            text = sys.stdin.read()
+        else:
             with open(source, encoding="utf-8") as fh:
                 text = fh.read()
-        except OSError as exc:
-            raise UsageError(f"json: cannot read {source!r}: {exc.strerror}") from None
-        where = source
+    except OSError as exc:
+        raise UsageError(f"json: cannot read {source!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"profile: {where} is not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
         return {}
     try:
@@ -119,6 +120,8 @@ def _read_stdin_profile(source: str | None) -> dict[str, Any]:
         raise UsageError(
             f"profile: {where} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        raise UsageError(f"profile: {where} nests JSON too deeply; a profile is a flat object") from None
     if not isinstance(value, dict):
         raise UsageError("profile: must be a JSON object of profile fields")
     return value
