@@ -8,6 +8,7 @@
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .rules import (
     OptirecError,
@@ -18,6 +19,16 @@ from .rules import (
     UnknownNameError,
     recommend,
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``autoconfig`` lives on the torch side: imported only when asked for."""
+    if name == "autoconfig":
+        from .optimizers import autoconfig
+
+        return autoconfig
+    raise AttributeError(f"module 'optirec' has no attribute {name!r}")
+
 
 try:
     __version__ = version("optirec")
@@ -32,5 +43,6 @@ __all__ = [
     "RulebookError",
     "UnknownNameError",
     "__version__",
+    "autoconfig",
     "recommend",
 ]

@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import optirec
 from optirec.rules import default_rulebook
 
-from .errors import install_error_handlers
+from .handlers import install_error_handlers
 from .routers import catalog, health, recommend
 from .settings import Settings, get_settings
 

@@ -1,0 +1,153 @@
+"""Parameter groups: who gets which optimizer, weight decay and learning rate.
+
+- No weight decay on biases and normalisation weights (every 0-/1-D parameter, as timm and
+  Hugging Face do).
+- Recommender hybrid (004 §5.6.1): embedding tables to one optimizer, dense layers to another.
+- Muon: 2-D hidden weight matrices to Muon, everything else (embeddings, head, biases, norms) to AdamW.
+- Transfer learning (004 §2.5): freeze the early blocks, and give each block below the head a
+  geometrically smaller learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from optirec.rules import Recommendation
+
+__all__ = ["FREEZE_FRACTION", "GroupPlan", "ParamInfo", "describe_parameters", "plan_groups"]
+
+#: Transfer learning freezes this fraction of the top-level blocks (never the last one, the head).
+FREEZE_FRACTION = 0.5
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.RMSNorm)
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+
+
+@dataclass
+class ParamInfo:
+    name: str
+    param: nn.Parameter | torch.Tensor
+    block: int  # index of the top-level child that owns it (0 for a bare parameter list)
+    embedding: bool = False
+    norm: bool = False
+    head: bool = False
+
+    @property
+    def no_decay(self) -> bool:
+        return self.param.ndim <= 1 or self.norm
+
+
+@dataclass
+class GroupPlan:
+    """Torch param groups per optimizer name, plus what was frozen."""
+
+    groups: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    frozen: list[str] = field(default_factory=list)
+
+    def add(self, optimizer: str, params: list[ParamInfo], **options: Any) -> None:
+        if params:
+            self.groups.setdefault(optimizer, []).append({"params": [p.param for p in params], **options})
+
+
+def describe_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[ParamInfo]:
+    """Every trainable parameter with where it sits in the model."""
+    if not isinstance(model_or_params, nn.Module):
+        out: list[ParamInfo] = []
+        for i, item in enumerate(model_or_params):
+            params = item["params"] if isinstance(item, dict) else [item]
+            for j, p in enumerate([params] if isinstance(params, torch.Tensor) else params):
+                if p.requires_grad:
+                    out.append(ParamInfo(name=f"param{i}.{j}", param=p, block=0))
+        return out
+    model = model_or_params
+    owner: dict[int, tuple[nn.Module, str]] = {}
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            owner[id(p)] = (module, f"{mod_name}.{p_name}" if mod_name else p_name)
+    blocks = {name: i for i, (name, _) in enumerate(model.named_children())}
+    last_linear = None
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            last_linear = module
+    infos: list[ParamInfo] = []
+    for full_name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        module, _ = owner.get(id(p), (model, full_name))
+        top = full_name.split(".", 1)[0]
+        infos.append(
+            ParamInfo(
+                name=full_name,
+                param=p,
+                block=blocks.get(top, 0),
+                embedding=isinstance(module, _EMBEDDINGS),
+                norm=isinstance(module, _NORMS),
+                head=module is last_linear,
+            )
+        )
+    return infos
+
+
+def plan_groups(
+    model_or_params: nn.Module | Iterable[Any], rec: Recommendation, freeze_fraction: float = FREEZE_FRACTION
+) -> GroupPlan:
+    """Split the parameters into optimizer -> param groups as the recommendation says."""
+    infos = describe_parameters(model_or_params)
+    plan = GroupPlan()
+    if not infos:
+        return plan
+    by_name = {g.name: g for g in rec.param_groups}
+    n_blocks = max(i.block for i in infos) + 1
+
+    if "frozen" in by_name and n_blocks > 1:
+        cutoff = min(n_blocks - 1, math.ceil(n_blocks * freeze_fraction))
+        kept = []
+        for info in infos:
+            if info.block < cutoff:
+                info.param.requires_grad_(False)
+                plan.frozen.append(info.name)
+            else:
+                kept.append(info)
+        infos = kept
+
+    chosen = rec.optimizer.name
+    buckets: dict[str, list[ParamInfo]] = {}
+    options: dict[str, dict[str, Any]] = {}
+    if "embeddings" in by_name and "dense" in by_name:
+        emb, dense = by_name["embeddings"], by_name["dense"]
+        assert emb.optimizer and dense.optimizer
+        for info in infos:
+            target = emb.optimizer if info.embedding else dense.optimizer
+            buckets.setdefault(target, []).append(info)
+        options = {emb.optimizer: dict(emb.hyperparameters), dense.optimizer: dict(dense.hyperparameters)}
+    elif chosen == "muon":
+        for info in infos:
+            hidden = info.param.ndim >= 2 and not info.embedding and not info.head
+            buckets.setdefault("muon" if hidden else "adamw", []).append(info)
+        options = {"muon": dict(rec.optimizer.hyperparameters), "adamw": {}}
+    else:
+        buckets[chosen] = infos
+        options[chosen] = dict(rec.optimizer.hyperparameters)
+
+    layer_decay = by_name["layerwise"].layerwise_lr_decay if "layerwise" in by_name else None
+    for optimizer, members in buckets.items():
+        opts = options.get(optimizer, {})
+        decays = bool(opts.get("weight_decay"))
+        base_lr = opts.get("lr")
+        for block in sorted({m.block for m in members}) if layer_decay else [None]:
+            in_block = [m for m in members if block is None or m.block == block]
+            extra: dict[str, Any] = {}
+            if layer_decay and base_lr is not None and block is not None:
+                extra["lr"] = base_lr * layer_decay ** (n_blocks - 1 - block)
+            if decays:
+                plan.add(optimizer, [m for m in in_block if not m.no_decay], **extra)
+                plan.add(optimizer, [m for m in in_block if m.no_decay], weight_decay=0.0, **extra)
+            else:
+                plan.add(optimizer, in_block, **extra)
+    return plan
