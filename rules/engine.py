@@ -96,6 +96,28 @@ def _new(cls: type[_M], **values: Any) -> _M:
     return obj
 
 
+def _group(
+    *,
+    name: str,
+    match: list[str],
+    why: str,
+    optimizer: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    frozen: bool = False,
+    layerwise_lr_decay: float | None = None,
+) -> ParamGroup:
+    return _new(
+        ParamGroup,
+        name=name,
+        match=match,
+        optimizer=optimizer,
+        hyperparameters=hyperparameters if hyperparameters is not None else {},
+        frozen=frozen,
+        layerwise_lr_decay=layerwise_lr_decay,
+        why=why,
+    )
+
+
 def _copy(values: dict[str, Any]) -> dict[str, Any]:
     """A copy safe to hand out: memoized dicts (and the lists in them) must never be shared."""
     return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
@@ -706,44 +728,32 @@ class _Run:
             groups.extend(self._hybrid_groups(chosen, matched, avoid))
         if hp.get("weight_decay", 0) and self.book.optimizers[chosen].family != "second_order":
             groups.append(
-                _new(
-                    ParamGroup,
+                _group(
                     name="no_decay",
                     match=["bias", "norm weights (BatchNorm/LayerNorm/GroupNorm)", "1-D parameters"],
-                    optimizer=None,
-                    hyperparameters={"weight_decay": 0.0},
-                    frozen=False,
-                    layerwise_lr_decay=None,
                     why="Weight decay is not applied to biases and normalisation weights "
                     "(as timm and Hugging Face do).",
+                    hyperparameters={"weight_decay": 0.0},
                 )
             )
         if train.get("freeze_backbone"):
             groups.append(
-                _new(
-                    ParamGroup,
+                _group(
                     name="frozen",
                     match=["early backbone layers"],
-                    optimizer=None,
-                    hyperparameters={},
-                    frozen=True,
-                    layerwise_lr_decay=None,
                     why="Transfer learning: freeze the early, generic layers at first (004 §2.5 transfer learning).",
+                    frozen=True,
                 )
             )
         if "layerwise_lr_decay" in train:
             decay = train["layerwise_lr_decay"]
             groups.append(
-                _new(
-                    ParamGroup,
+                _group(
                     name="layerwise",
                     match=["layers, from the head down"],
-                    optimizer=None,
-                    hyperparameters={},
-                    frozen=False,
-                    layerwise_lr_decay=decay,
                     why=f"Each layer below the head gets {decay}x the lr of the layer above it (004 §2.5 transfer "
                     "learning: per-layer learning rates).",
+                    layerwise_lr_decay=decay,
                 )
             )
         return groups
@@ -765,29 +775,23 @@ class _Run:
         dense_hp, _ = derive_hyperparameters(self.book, dense, matched)
         swapped = " (its usual optimizer is ruled out for this profile)"
         return [
-            _new(
-                ParamGroup,
+            _group(
                 name="embeddings",
                 match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
-                optimizer=emb,
-                hyperparameters=emb_hp,
-                frozen=False,
-                layerwise_lr_decay=None,
                 why="Sparse embedding rows get per-row adaptive steps (004 §5.6.1)"
                 + ("" if emb == "adagrad" else swapped)
                 + ".",
+                optimizer=emb,
+                hyperparameters=emb_hp,
             ),
-            _new(
-                ParamGroup,
+            _group(
                 name="dense",
                 match=["*"],
-                optimizer=dense,
-                hyperparameters=dense_hp,
-                frozen=False,
-                layerwise_lr_decay=None,
                 why="The dense interaction layers see dense gradients (004 §5.6.1)"
                 + ("" if dense == "adam" else swapped)
                 + ".",
+                optimizer=dense,
+                hyperparameters=dense_hp,
             ),
         ]
 
