@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,8 @@ def describe_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Para
     for mod_name, module in model.named_modules():
         for p_name, p in module.named_parameters(recurse=False):
             owner[id(p)] = (module, f"{mod_name}.{p_name}" if mod_name else p_name)
-    blocks = {name: i for i, (name, _) in enumerate(model.named_children())}
+    with_params = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+    blocks = {name: i for i, name in enumerate(with_params)}
     last_linear = None
     for module in model.modules():
         if isinstance(module, nn.Linear):
@@ -95,9 +96,16 @@ def describe_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Para
 
 
 def plan_groups(
-    model_or_params: nn.Module | Iterable[Any], rec: Recommendation, freeze_fraction: float = FREEZE_FRACTION
+    model_or_params: nn.Module | Iterable[Any],
+    rec: Recommendation,
+    freeze_fraction: float = FREEZE_FRACTION,
+    defaults: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GroupPlan:
-    """Split the parameters into optimizer -> param groups as the recommendation says."""
+    """Split the parameters into optimizer -> param groups as the recommendation says.
+
+    ``defaults`` (catalog defaults per optimizer) supply the settings of an optimizer the
+    recommendation does not spell out, such as Muon's AdamW companion.
+    """
     infos = describe_parameters(model_or_params)
     plan = GroupPlan()
     if not infos:
@@ -130,7 +138,7 @@ def plan_groups(
         for info in infos:
             hidden = info.param.ndim >= 2 and not info.embedding and not info.head
             buckets.setdefault("muon" if hidden else "adamw", []).append(info)
-        options = {"muon": dict(rec.optimizer.hyperparameters), "adamw": {}}
+        options = {"muon": dict(rec.optimizer.hyperparameters), "adamw": dict((defaults or {}).get("adamw", {}))}
     else:
         buckets[chosen] = infos
         options[chosen] = dict(rec.optimizer.hyperparameters)

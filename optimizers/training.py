@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .build import BuildResult
+from .builder import BuildResult
 
 __all__ = ["train_step"]
 
@@ -80,6 +80,7 @@ def train_step(
         def second_pass() -> torch.Tensor:
             value = forward()
             _backward(value)
+            _clip(built)  # the second gradient is the one SAM steps with
             return value
 
         step(second_pass)

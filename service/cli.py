@@ -2,6 +2,7 @@
 
     optirec recommend --architecture resnet --batch-size 1024
     echo '{"domain": "nlp", "goal": "fine_tuning"}' | optirec recommend
+    optirec recommend --architecture bert --goal fine_tuning --format hf     # or lightning, timm, torch, optuna
     optirec rules --level architecture
     optirec optimizers --family adaptive
 
@@ -20,6 +21,8 @@ from typing import Any, NoReturn
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+#: ``optirec recommend --format`` values; the same as optirec.optimizers.exporters.FORMATS (imported lazily)
+_EXPORT_FORMATS = ("json", "hf", "lightning", "timm", "torch", "optuna")
 
 # Profile flags: (flag, profile field, type)
 _PROFILE_FLAGS: list[tuple[str, str, Any]] = [
@@ -80,7 +83,15 @@ def _build_parser() -> _Parser:
     for flag, field in _PROFILE_SWITCHES:
         rec.add_argument(flag, dest=field, action="store_true", default=None)
     rec.add_argument("--json", dest="json_file", metavar="FILE", help="read the profile from FILE ('-' = stdin)")
-    rec.add_argument("--format", dest="fmt", choices=["json"], default="json", help="output format")
+    rec.add_argument(
+        "--format",
+        dest="fmt",
+        metavar="{" + ",".join(_EXPORT_FORMATS) + "}",
+        default="json",
+        help="output format: json (the Recommendation), hf (TrainingArguments kwargs), lightning "
+        "(configure_optimizers source), timm (create_optimizer_v2 kwargs), torch (PyTorch code), "
+        "optuna (search space)",
+    )
     rec.add_argument("--compact", action="store_true", help="one-line JSON")
 
     rules = sub.add_parser("rules", help="list the knowledge base's rules (filterable)")
@@ -148,6 +159,9 @@ def _profile_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from optirec.rules import recommend
 
+    if args.fmt not in _EXPORT_FORMATS:
+        raise UsageError(f"format: unknown format {args.fmt!r}; valid values: {', '.join(_EXPORT_FORMATS)}")
+
     flags = _profile_from_args(args)
     if args.json_file is not None:
         profile = {**_read_stdin_profile(args.json_file), **flags}
@@ -156,8 +170,24 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     else:
         profile = flags
     rec = recommend(profile)
-    dumped = rec.model_dump(mode="json")
-    print(json.dumps(dumped, ensure_ascii=False, indent=None if args.compact else 2))
+    indent = None if args.compact else 2
+    if args.fmt == "json":
+        print(json.dumps(rec.model_dump(mode="json"), ensure_ascii=False, indent=indent))
+        return 0
+    from optirec.optimizers.errors import ExportError
+    from optirec.optimizers.exporters import export
+
+    notes: list[str] = []
+    try:
+        result = export(rec, args.fmt, notes)
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
+    if isinstance(result, str):
+        print(result, end="")
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=indent))
+    for note in notes:
+        print(f"optirec: note: {note}", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from optirec.rules import Recommendation, recommend
 
-from .build import build
+from .builder import build
 
 __all__ = ["autoconfig"]
 

@@ -66,7 +66,7 @@ def build(
     book = rulebook or default_rulebook()
     if not isinstance(model_or_params, nn.Module):
         model_or_params = list(model_or_params)
-    plan = plan_groups(model_or_params, rec, freeze_fraction=freeze_fraction)
+    plan = plan_groups(model_or_params, rec, freeze_fraction=freeze_fraction, defaults=book.defaults)
     if not plan.groups:
         raise BuildError("model", "no trainable parameters (every parameter has requires_grad=False)")
     model = model_or_params if isinstance(model_or_params, nn.Module) else None

@@ -1,0 +1,260 @@
+"""Parameter groups ``build`` makes: no decay on biases and norms, layer-wise lr decay, freezing, bare params."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from optirec.optimizers import BuildError, build
+from optirec.rules import default_rulebook, recommend
+
+BOOK = default_rulebook()
+
+
+class Net(nn.Module):
+    """Top-level blocks: embed, conv (Conv + BatchNorm), body (Linear + LayerNorm), head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 6)
+        self.conv = nn.Sequential(nn.Conv1d(6, 6, 3, padding=1), nn.BatchNorm1d(6))
+        self.body = nn.Sequential(nn.Linear(6, 8), nn.LayerNorm(8), nn.ReLU())
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.conv(self.embed(ids).transpose(1, 2)).mean(dim=2)
+        return self.head(self.body(x))
+
+
+class ViTish(nn.Module):
+    """A ViT-like stack: patch embedding, four encoder blocks, a norm, a head (7 top-level blocks)."""
+
+    def __init__(self, dim: int = 8, depth: int = 4) -> None:
+        super().__init__()
+        self.patch_embed = nn.Linear(12, dim)
+        for i in range(depth):
+            self.add_module(f"block{i}", nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, dim), nn.GELU()))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        for name, child in self.named_children():
+            if name.startswith("block"):
+                x = child(x)
+        return self.head(self.norm(x))
+
+
+def _forced(name: str, profile: dict[str, Any] | None = None, **hp: Any) -> dict[str, Any]:
+    rec = recommend(profile or {}).model_dump()
+    rec["optimizer"] = {"name": name, "hyperparameters": dict(BOOK.defaults[name]) | hp}
+    return rec
+
+
+def _group_of(optimizer: torch.optim.Optimizer) -> dict[int, dict[str, Any]]:
+    """param id -> the group holding it (each parameter in exactly one group)."""
+    out: dict[int, dict[str, Any]] = {}
+    for g in optimizer.param_groups:
+        for p in g["params"]:
+            assert id(p) not in out, "a parameter sits in two groups"
+            out[id(p)] = g
+    return out
+
+
+NORM_TYPES = (nn.BatchNorm1d, nn.LayerNorm)
+
+
+def _no_decay_names(model: nn.Module) -> set[str]:
+    names = {n for n, p in model.named_parameters() if n.endswith("bias")}
+    for mod_name, module in model.named_modules():
+        if isinstance(module, NORM_TYPES):
+            names |= {f"{mod_name}.{n}" for n, _ in module.named_parameters(recurse=False)}
+    return names
+
+
+# -------------------------------------------------------------------------------------- weight decay
+
+
+@pytest.mark.parametrize(
+    ("label", "rec"),
+    [
+        ("adamw_forced", _forced("adamw", weight_decay=0.05)),
+        ("sgd_momentum_forced", _forced("sgd_momentum", weight_decay=5e-4)),
+        ("bert_recommendation", recommend({"architecture": "bert"}).model_dump()),
+        ("resnet_recommendation", recommend({"architecture": "resnet"}).model_dump()),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_no_weight_decay_on_biases_and_norm_weights(label: str, rec: dict[str, Any]) -> None:
+    decay = rec["optimizer"]["hyperparameters"]["weight_decay"]
+    assert decay > 0, label
+    model = Net()
+    optimizer = build(model, rec, scheduler=False).optimizer
+    groups = _group_of(optimizer)
+    no_decay = _no_decay_names(model)
+    assert {"conv.1.weight", "body.1.weight", "head.bias", "conv.0.bias"} <= no_decay
+    for name, p in model.named_parameters():
+        expected = 0.0 if name in no_decay else decay
+        assert groups[id(p)]["weight_decay"] == expected, f"{label}: {name}"
+    # weights keep their decay: the embedding table, the conv kernel, the linear weights
+    for name in ("embed.weight", "conv.0.weight", "body.0.weight", "head.weight"):
+        assert groups[id(dict(model.named_parameters())[name])]["weight_decay"] == decay
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd_momentum", "adagrad"])
+def test_no_extra_group_without_weight_decay(name: str) -> None:
+    rec = _forced(name, weight_decay=0.0)
+    optimizer = build(Net(), rec, scheduler=False).optimizer
+    assert len(optimizer.param_groups) == 1
+    assert optimizer.param_groups[0]["weight_decay"] == 0.0
+
+
+def test_bare_parameters_split_no_decay_by_ndim() -> None:
+    model = Net()
+    params = list(model.parameters())
+    optimizer = build(params, _forced("adamw", weight_decay=0.1), scheduler=False).optimizer
+    groups = _group_of(optimizer)
+    assert set(groups) == {id(p) for p in params}
+    for p in params:
+        assert groups[id(p)]["weight_decay"] == (0.0 if p.ndim <= 1 else 0.1), tuple(p.shape)
+    assert len(optimizer.param_groups) == 2
+
+
+def test_bare_parameters_from_a_generator_and_groups() -> None:
+    model = Net()
+    optimizer = build(model.parameters(), _forced("adamw", weight_decay=0.1), scheduler=False).optimizer
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+    # param-group dicts are accepted too
+    groups = [{"params": list(model.head.parameters())}, {"params": list(model.body.parameters())}]
+    optimizer = build(groups, _forced("adamw", weight_decay=0.1), scheduler=False).optimizer
+    decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] for p in g["params"]}
+    assert decayed == {id(model.head.weight), id(model.body[0].weight)}
+
+
+def test_no_trainable_parameters_raises() -> None:
+    model = Net().requires_grad_(False)
+    with pytest.raises(BuildError, match="requires_grad"):
+        build(model, _forced("adam"), scheduler=False)
+
+
+# ------------------------------------------------------------------------------- transfer learning
+
+TRANSFER = {"goal": "transfer_learning", "architecture": "vit", "total_steps": 50}
+
+
+def _transfer_rec() -> dict[str, Any]:
+    rec = recommend(TRANSFER).model_dump()
+    names = {g["name"] for g in rec["param_groups"]}
+    assert {"frozen", "layerwise"} <= names, names
+    return rec
+
+
+def _layer_decay(rec: dict[str, Any]) -> float:
+    (layerwise,) = [g for g in rec["param_groups"] if g["name"] == "layerwise"]
+    decay = layerwise["layerwise_lr_decay"]
+    assert 0 < decay < 1
+    return float(decay)
+
+
+def test_layerwise_lr_decay_per_top_level_block() -> None:
+    rec = _transfer_rec()
+    decay, lr = _layer_decay(rec), rec["optimizer"]["hyperparameters"]["lr"]
+    model = ViTish()
+    blocks = [name for name, _ in model.named_children()]
+    n = len(blocks)
+    # nothing frozen, so that every block's lr can be checked
+    optimizer = build(model, rec, freeze_fraction=0.0, scheduler=False).optimizer
+    groups = _group_of(optimizer)
+    for name, p in model.named_parameters():
+        depth = n - 1 - blocks.index(name.split(".")[0])  # the head is depth 0
+        assert groups[id(p)]["lr"] == pytest.approx(lr * decay**depth), name
+    assert groups[id(model.head.weight)]["lr"] == pytest.approx(lr)
+    assert groups[id(model.patch_embed.weight)]["lr"] == pytest.approx(lr * decay ** (n - 1))
+    # decay and no-decay still split within each block
+    wd = rec["optimizer"]["hyperparameters"]["weight_decay"]
+    assert wd > 0
+    assert groups[id(model.block2[1].weight)]["weight_decay"] == wd
+    assert groups[id(model.block2[1].bias)]["weight_decay"] == 0.0
+    assert groups[id(model.block2[0].weight)]["weight_decay"] == 0.0
+    assert groups[id(model.block2[1].bias)]["lr"] == groups[id(model.block2[1].weight)]["lr"]
+
+
+def test_layerwise_lr_survives_the_scheduler() -> None:
+    """The scheduler scales each group from its own base lr (so the layer ratios hold at every step)."""
+    rec = _transfer_rec()
+    model = ViTish()
+    result = build(model, rec, freeze_fraction=0.0)
+    assert result.scheduler is not None
+    optimizer = result.optimizer
+    head, embed = _group_of(optimizer)[id(model.head.weight)], _group_of(optimizer)[id(model.patch_embed.weight)]
+    ratio = embed["lr"] / head["lr"]
+    for _ in range(10):
+        optimizer.step()
+        result.scheduler.step()
+        assert embed["lr"] / head["lr"] == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("model_factory", [ViTish, Net], ids=["vit_7_blocks", "net_4_blocks"])
+def test_freezing_first_half_of_blocks(model_factory: Any) -> None:
+    rec = _transfer_rec()
+    model = model_factory()
+    blocks = [name for name, _ in model.named_children()]
+    n = len(blocks)
+    cutoff = math.ceil(n / 2)  # the first half, rounded up, never the last (the head)
+    result = build(model, rec)
+    frozen_blocks = set(blocks[:cutoff])
+    expected_frozen = [name for name, _ in model.named_parameters() if name.split(".")[0] in frozen_blocks]
+    assert list(result.frozen) == expected_frozen
+    in_optimizer = {id(p) for g in result.optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        is_frozen = name in expected_frozen
+        assert p.requires_grad is not is_frozen, name
+        assert (id(p) in in_optimizer) is not is_frozen, name
+    assert not any(name.startswith("head.") for name in result.frozen)
+    assert model.head.weight.requires_grad
+
+
+@pytest.mark.parametrize("fraction", [0.99, 1.0])
+def test_head_is_never_frozen(fraction: float) -> None:
+    model = ViTish()
+    result = build(model, _transfer_rec(), freeze_fraction=fraction)
+    assert all(not name.startswith("head.") for name in result.frozen)
+    assert {id(p) for g in result.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in model.head.parameters()
+    }
+
+
+def test_two_block_model_freezes_only_the_first() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))
+    result = build(model, _transfer_rec())
+    assert result.frozen == ("0.weight", "0.bias")
+    assert model[1].weight.requires_grad
+
+
+def test_parameterless_children_are_not_blocks() -> None:
+    """nn.Sequential(Linear, ReLU, Linear, ReLU, Linear): the activations hold no parameters, so they are no layer
+    of the layer-wise decay: the three Linear layers are depths 2, 1, 0 (lr * decay**2, lr * decay, lr)."""
+    rec = _transfer_rec()
+    decay, lr = _layer_decay(rec), rec["optimizer"]["hyperparameters"]["lr"]
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    groups = _group_of(build(model, rec, freeze_fraction=0.0, scheduler=False).optimizer)
+    lrs = [groups[id(model[i].weight)]["lr"] for i in (0, 2, 4)]
+    assert lrs == pytest.approx([lr * decay**2, lr * decay, lr])
+
+
+def test_single_module_is_not_frozen() -> None:
+    model = nn.Linear(4, 2)  # one block: it is the head
+    result = build(model, _transfer_rec())
+    assert result.frozen == ()
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_no_freezing_without_transfer_learning() -> None:
+    model = ViTish()
+    result = build(model, recommend({"architecture": "vit", "total_steps": 50}))
+    assert result.frozen == ()
+    assert len({g["lr"] for g in result.optimizer.param_groups}) == 1
