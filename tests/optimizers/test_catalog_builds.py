@@ -63,7 +63,9 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, x @ w + 0.1 * torch.randn(64, 1, generator=gen)
 
 
-def _forced(name: str, profile: dict[str, Any] | None = None, *, own_schedule: bool = False, **hp: Any) -> dict[str, Any]:
+def _forced(
+    name: str, profile: dict[str, Any] | None = None, *, own_schedule: bool = False, **hp: Any
+) -> dict[str, Any]:
     """A recommendation whose optimizer is forced to catalog ``name`` with its catalog defaults.
 
     ``own_schedule``: also use the catalog's schedule for it (name, warmup or not) over TOTAL_STEPS steps,
@@ -125,7 +127,9 @@ def _through_bytes(state: dict[str, Any]) -> dict[str, Any]:
     return torch.load(buffer, weights_only=True)  # torch's default: a checkpoint holds no pickled code
 
 
-def _round_trip(make_model: Any, rec: dict[str, Any] | Recommendation, batch: Any, loss_fn: Any, steps: int = 3) -> None:
+def _round_trip(
+    make_model: Any, rec: dict[str, Any] | Recommendation, batch: Any, loss_fn: Any, steps: int = 3
+) -> None:
     """Train ``steps`` steps, checkpoint, restore into a fresh optimizer on a copy, step both once, compare.
 
     The copy is a fresh model loaded from the trained one's state_dict (what a deep copy is for parameters):

@@ -146,8 +146,8 @@ def rmsprop(lr: float, gamma: float, eps: float) -> Callable[[], list[np.ndarray
 def adam(lr: float, betas: tuple[float, float], eps: float, decoupled_decay: float = 0.0) -> Callable[[], Any]:
     """§3.2.3 (and §3.2.4 with ``decoupled_decay`` = lambda):
 
-        m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g^2;  m^ = m_t/(1-b1^t);  v^ = v_t/(1-b2^t)
-        theta_{t+1} = theta_t - eta (m^ / (sqrt(v^) + eps) + lambda theta_t)
+    m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g^2;  m^ = m_t/(1-b1^t);  v^ = v_t/(1-b2^t)
+    theta_{t+1} = theta_t - eta (m^ / (sqrt(v^) + eps) + lambda theta_t)
     """
     b1, b2 = betas
 
@@ -227,8 +227,12 @@ def test_eps_placement_difference_is_below_tolerance(case: str, eps: float) -> N
     assert np.abs(torch_form(eps, True) - torch_form(eps, False)).max() < TOL / 100
     assert np.abs(torch_form(1e-1, True) - torch_form(1e-1, False)).max() > TOL
     # and torch really is the eps-outside form
-    np.testing.assert_allclose(run_torch(case, hp_for(case, lr=0.1 if case == "adagrad" else 0.01))[-1],
-                               torch_form(eps, False), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        run_torch(case, hp_for(case, lr=0.1 if case == "adagrad" else 0.01))[-1],
+        torch_form(eps, False),
+        rtol=0,
+        atol=1e-12,
+    )
 
 
 def test_nesterov_differs_from_classical_momentum() -> None:
