@@ -62,8 +62,8 @@ def build(
     K-FAC); a parameter iterable or list of param-group dicts also works. ``total_steps`` overrides
     the recommendation's (schedules other than constant need one of them).
     """
-    rec = as_recommendation(recommendation)
     book = rulebook or default_rulebook()
+    rec = _canonical(book, as_recommendation(recommendation))
     if not isinstance(model_or_params, nn.Module):
         model_or_params = list(model_or_params)
     plan = plan_groups(model_or_params, rec, freeze_fraction=freeze_fraction, defaults=book.defaults)
@@ -83,6 +83,18 @@ def build(
     clipping = rec.gradient_clipping.max_norm if rec.gradient_clipping else None
     needs_closure = any(book.optimizers[name].needs_closure for name in optimizers)
     return BuildResult(optimizer, lr_scheduler, clipping, rec, needs_closure, tuple(plan.frozen))
+
+
+def _canonical(book: Rulebook, rec: Recommendation) -> Recommendation:
+    """Optimizer names as the catalog spells them (aliases such as 'momentum' accepted; unknown names refused)."""
+    name = book.optimizer(rec.optimizer.name).name
+    groups = [
+        g.model_copy(update={"optimizer": book.optimizer(g.optimizer).name}) if g.optimizer else g
+        for g in rec.param_groups
+    ]
+    if name == rec.optimizer.name and groups == rec.param_groups:
+        return rec
+    return rec.model_copy(update={"optimizer": rec.optimizer.model_copy(update={"name": name}), "param_groups": groups})
 
 
 def _hyperparameters(book: Rulebook, rec: Recommendation, name: str) -> dict[str, Any]:

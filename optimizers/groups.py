@@ -37,6 +37,7 @@ class ParamInfo:
     embedding: bool = False
     norm: bool = False
     head: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # the caller's own param-group options
 
     @property
     def no_decay(self) -> bool:
@@ -51,8 +52,13 @@ class GroupPlan:
     frozen: list[str] = field(default_factory=list)
 
     def add(self, optimizer: str, params: list[ParamInfo], **options: Any) -> None:
-        if params:
-            self.groups.setdefault(optimizer, []).append({"params": [p.param for p in params], **options})
+        """One group per distinct set of caller options; the caller's options win (torch's convention)."""
+        by_options: dict[str, list[ParamInfo]] = {}
+        for info in params:
+            by_options.setdefault(repr(sorted(info.options.items())), []).append(info)
+        for members in by_options.values():
+            group = {"params": [p.param for p in members], **options, **members[0].options}
+            self.groups.setdefault(optimizer, []).append(group)
 
 
 def describe_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[ParamInfo]:
@@ -61,9 +67,10 @@ def describe_parameters(model_or_params: nn.Module | Iterable[Any]) -> list[Para
         out: list[ParamInfo] = []
         for i, item in enumerate(model_or_params):
             params = item["params"] if isinstance(item, dict) else [item]
+            options = {k: v for k, v in item.items() if k != "params"} if isinstance(item, dict) else {}
             for j, p in enumerate([params] if isinstance(params, torch.Tensor) else params):
                 if p.requires_grad:
-                    out.append(ParamInfo(name=f"param{i}.{j}", param=p, block=0))
+                    out.append(ParamInfo(name=f"param{i}.{j}", param=p, block=0, options=options))
         return out
     model = model_or_params
     owner: dict[int, tuple[nn.Module, str]] = {}
@@ -136,7 +143,7 @@ def plan_groups(
         options = {emb.optimizer: dict(emb.hyperparameters), dense.optimizer: dict(dense.hyperparameters)}
     elif chosen == "muon":
         for info in infos:
-            hidden = info.param.ndim >= 2 and not info.embedding and not info.head
+            hidden = info.param.ndim == 2 and not info.embedding and not info.head  # Muon orthogonalises matrices
             buckets.setdefault("muon" if hidden else "adamw", []).append(info)
         options = {"muon": dict(rec.optimizer.hyperparameters), "adamw": dict((defaults or {}).get("adamw", {}))}
     else:

@@ -69,7 +69,7 @@ class KFAC(torch.optim.Optimizer):
       symmetric positive semi-definite);
     * the update direction is ``G^-1 [dW | db] A^-1`` (convolution weights seen as
       ``out x (in * kh * kw)``), or the plain gradient until the first inverses exist;
-    * then, as in SGD, weight decay ``d += weight_decay * p``, momentum ``buf = momentum * buf + d``
+    * then, as in SGD, weight decay ``d += weight_decay * p`` (weights only), momentum ``buf = momentum * buf + d``
       and ``p -= lr * buf``.
 
     Param groups: one per supported layer (its weight, plus its bias if trainable; the group's
@@ -231,9 +231,9 @@ class KFAC(torch.optim.Optimizer):
         layer.reset()
 
     def _apply(self, p: Tensor, direction: Tensor, group: dict[str, Any]) -> None:
-        """SGD tail: weight decay, heavy-ball momentum, update."""
+        """SGD tail: weight decay (never on biases and norm weights: 0-/1-D tensors), heavy-ball momentum, update."""
         weight_decay, momentum = float(group["weight_decay"]), float(group["momentum"])
-        if weight_decay != 0.0:
+        if weight_decay != 0.0 and p.ndim > 1:
             direction = direction.add(p, alpha=weight_decay)
         if momentum != 0.0:
             state = self.state[p]

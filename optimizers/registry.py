@@ -84,6 +84,8 @@ def make_optimizer(
     spec = book.optimizer(name)
     cls = resolve_class(spec.class_path)
     groups = list[Any](groups)
+    if spec.family == "wrapper" and spec.name != "ranger":
+        _check_base(book, spec.name, str(hp.get("base") or spec.defaults.base))
     if spec.name == "lookahead":
         base = str(hp.get("base") or spec.defaults.base or book.principles.default_optimizer)
         base_hp = dict(book.defaults[base])
@@ -109,6 +111,18 @@ def make_optimizer(
             raise BuildError("model", "K-FAC hooks the model's layers: pass the model, not its parameters")
         return _call(cls, model, kwargs, name)
     return _call(cls, groups, kwargs, name)
+
+
+def _check_base(book: Rulebook, wrapper: str, base: str) -> None:
+    """A wrapper steps its base once per step with the current gradients: no closures, no nesting."""
+    spec = book.optimizer(base)
+    if spec.needs_closure or spec.family in ("wrapper", "second_order"):
+        valid = sorted(n for n, o in book.optimizers.items() if not o.needs_closure and o.family in ("sgd", "adaptive"))
+        raise BuildError(
+            "optimizer.hyperparameters.base",
+            f"{wrapper} cannot wrap {base} (it needs a closure, curvature or is a wrapper itself); "
+            f"valid bases: {', '.join(valid)}",
+        )
 
 
 def _call(factory: Callable[..., Any], first: Any, kwargs: dict[str, Any], name: str) -> torch.optim.Optimizer:

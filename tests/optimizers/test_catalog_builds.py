@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from optirec.optimizers import BuildResult, HybridOptimizer, build, train_step
-from optirec.rules import Recommendation, default_rulebook, recommend
+from optirec.optimizers import BuildError, BuildResult, HybridOptimizer, NewtonTooLarge, build, train_step
+from optirec.rules import OptirecError, Recommendation, UnknownNameError, default_rulebook, recommend
 
 BOOK = default_rulebook()
 NAMES = sorted(BOOK.optimizers)
@@ -330,3 +330,119 @@ def test_every_recommendation_builds(label: str, profile: dict[str, Any], with_t
     batch = _embedding_batch()
     for _ in range(2):
         assert math.isfinite(train_step(model, nn.MSELoss(), batch, built))
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_kfac_needs_the_model_not_its_parameters() -> None:
+    _require_module("kfac")
+    with pytest.raises(BuildError) as info:
+        build(list(_mlp().parameters()), _forced("kfac"))
+    assert info.value.field == "model"
+
+
+def test_newton_refuses_a_large_model() -> None:
+    _require_module("newton")
+    with pytest.raises(NewtonTooLarge) as info:
+        build(nn.Linear(100, 100), _forced("newton"))
+    assert isinstance(info.value, BuildError)
+    assert info.value.num_parameters == 100 * 100 + 100
+
+
+def test_unknown_hyperparameter_names_the_field() -> None:
+    with pytest.raises(BuildError) as info:
+        build(_mlp(), _forced("adam", momentun=0.9))
+    assert info.value.field == "optimizer.hyperparameters.momentun"
+    assert "betas" in info.value.message  # lists what the class accepts
+
+
+def test_invalid_hyperparameter_value_is_a_build_error() -> None:
+    with pytest.raises(BuildError) as info:
+        build(_mlp(), _forced("adam", lr=-1.0))
+    assert info.value.field == "optimizer.hyperparameters"
+    assert "-1.0" in info.value.message
+
+
+def test_invalid_recommendation_is_a_build_error() -> None:
+    with pytest.raises(BuildError) as info:
+        build(_mlp(), {"optimizer": "adam"})
+    assert info.value.field == "recommendation"
+
+
+def test_unknown_optimizer_name_is_an_unknown_name_error() -> None:
+    rec = _forced("adam")
+    rec["optimizer"]["name"] = "adamm"
+    with pytest.raises(UnknownNameError) as info:
+        build(_mlp(), rec)
+    assert info.value.suggestion == "adam"
+
+
+@pytest.mark.parametrize(("alias", "canonical"), [("momentum", "sgd_momentum"), ("l_bfgs", "lbfgs"), ("Adam", "adam")])
+def test_alias_name_builds_or_fails_cleanly(alias: str, canonical: str) -> None:
+    """The catalog accepts aliases (``book.optimizer(alias)``) and ``make_optimizer`` resolves them; a hand-edited
+    recommendation naming an alias must build that optimizer, or at least fail with the package's own error,
+    not a bare KeyError."""
+    assert BOOK.optimizer(alias).name == canonical
+    rec = _forced(canonical)
+    rec["optimizer"]["name"] = alias
+    model = _mlp()
+    try:
+        result = build(model, rec)
+    except OptirecError:
+        return
+    expected = BOOK.optimizers[canonical]
+    assert result.needs_closure == expected.needs_closure
+    assert math.isfinite(train_step(model, nn.MSELoss(), _data(), result))
+
+
+# ------------------------------------------------------------------------------------------ wrappers
+
+WRAPPERS = ("sam", "lookahead")
+BASES = sorted(n for n in NAMES if n not in WRAPPERS)
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("wrapper", WRAPPERS)
+def test_wrapper_over_any_base_builds_and_steps_or_refuses(wrapper: str, base: str) -> None:
+    """The README: Lookahead and SAM wrap any base. Either the combination is refused at build time with a
+    BuildError, or it builds and ``train_step`` runs it: it must never build and then fail on its first step."""
+    _require_module(base)
+    model = _mlp()
+    rec = _forced(wrapper, base=base)
+    try:
+        result = build(model, rec)
+    except BuildError:
+        return
+    before = [p.detach().clone() for p in model.parameters()]
+    batch = _data()
+    losses = [train_step(model, nn.MSELoss(), batch, result) for _ in range(3)]
+    assert all(math.isfinite(v) for v in losses)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize(("wrapper", "base"), [("sam", "adam"), ("sam", "sgd"), ("lookahead", "sgd_momentum")])
+def test_wrapper_with_another_base_trains(wrapper: str, base: str) -> None:
+    model, batch = _mlp(), _data()
+    result = build(model, _forced(wrapper, base=base))
+    inner = result.optimizer.base_optimizer if wrapper == "sam" else result.optimizer.optimizer
+    assert type(inner).__name__.lower() == BOOK.optimizers[base].class_path.rsplit(".", 1)[1].lower()
+    before = _loss(model, batch)
+    for _ in range(30):
+        train_step(model, nn.MSELoss(), batch, result)
+    assert _loss(model, batch) < before
+
+
+def test_muon_on_a_cnn_keeps_conv_kernels_out_of_muon() -> None:
+    """torch.optim.Muon takes 2-D matrices only: a convolution kernel (4-D) must go to the AdamW side (the
+    catalog: Muon "is only for 2-D hidden weight matrices")."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(), nn.Linear(16, 2)
+    )
+    result = build(model, _forced("muon"))
+    assert isinstance(result.optimizer, HybridOptimizer)
+    assert _params_of(result.optimizer.optimizers["muon"]) == {id(model[3].weight)}
+    assert id(model[0].weight) in _params_of(result.optimizer.optimizers["adamw"])
+    batch = (torch.randn(8, 3, 8, 8), torch.randint(0, 2, (8,)))
+    assert math.isfinite(train_step(model, nn.CrossEntropyLoss(), batch, result))

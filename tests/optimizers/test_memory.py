@@ -150,8 +150,9 @@ def test_kfac_state_is_the_kronecker_factors() -> None:
     measured = state_bytes(built.optimizer)
     assert measured == _kfac_bytes(model, inverses=True)
     # square layers: A and G are each as large as the weight (in*in = out*out = in*out), so the steady state is
-    # momentum 1x + factors 2x + inverses 2x = 5x: "moderate" in 004 §2.1, more than the catalog's 2x
+    # momentum 1x + factors 2x + inverses 2x = 5x ("moderate" in 004 §2.1); the catalog's multiplier is that
     assert measured == 5 * N_PARAMS * FP32
+    assert _close(measured, BOOK.state_multiplier("kfac") * N_PARAMS * FP32), BOOK.state_multiplier("kfac")
 
 
 def test_sam_perturbation_copy_is_transient() -> None:

@@ -105,6 +105,43 @@ def test_no_weight_decay_on_biases_and_norm_weights(label: str, rec: dict[str, A
         assert groups[id(dict(model.named_parameters())[name])]["weight_decay"] == decay
 
 
+ALL = sorted(BOOK.optimizers)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_decaying_optimizer_spares_biases_and_norms(name: str) -> None:
+    """Whatever the optimizer (wrappers, hybrids and hand-written ones included), when it is given weight_decay
+    > 0, the group that actually steps a bias or a norm weight has weight_decay 0 and a weight's group keeps it."""
+    model = Net()
+    try:
+        optimizer = build(model, _forced(name, weight_decay=0.05), scheduler=False).optimizer
+    except BuildError as exc:
+        if exc.field == "optimizer.hyperparameters.weight_decay":
+            pytest.skip(f"{name} takes no weight_decay")
+        raise
+    no_decay = _no_decay_names(model)
+    if name == "kfac":  # K-FAC keeps a layer's weight and bias in one group: check what a step does instead
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        (model(torch.randint(0, 20, (4, 5))) * 0.0).sum().backward()  # zero gradients: only decay moves
+        optimizer.step()
+        for pname, p in model.named_parameters():
+            moved = not torch.equal(before[pname], p.detach())
+            assert moved is (pname not in no_decay), f"kfac: {pname} {'moved' if moved else 'did not move'}"
+        return
+    inner = getattr(optimizer, "optimizers", {name: optimizer})
+    named = dict(model.named_parameters())
+    for opt_name, opt in inner.items():
+        opt = getattr(opt, "base_optimizer", opt)  # SAM steps its base optimizer's groups
+        for g in opt.param_groups:
+            for p in g["params"]:
+                pname = next(n for n, q in named.items() if q is p)
+                wd = g.get("weight_decay", 0.0)
+                if pname in no_decay:
+                    assert wd == 0.0, f"{name}/{opt_name}: {pname} is decayed ({wd})"
+                elif opt_name == name:
+                    assert wd == 0.05, f"{name}: {pname} lost its decay ({wd})"
+
+
 @pytest.mark.parametrize("name", ["adam", "sgd_momentum", "adagrad"])
 def test_no_extra_group_without_weight_decay(name: str) -> None:
     rec = _forced(name, weight_decay=0.0)
@@ -133,6 +170,20 @@ def test_bare_parameters_from_a_generator_and_groups() -> None:
     optimizer = build(groups, _forced("adamw", weight_decay=0.1), scheduler=False).optimizer
     decayed = {id(p) for g in optimizer.param_groups if g["weight_decay"] for p in g["params"]}
     assert decayed == {id(model.head.weight), id(model.body[0].weight)}
+
+
+def test_param_group_options_are_kept() -> None:
+    """torch's convention: options in a param-group dict override the optimizer's for that group. A user's
+    ``[{"params": backbone, "lr": 1e-5}, {"params": head}]`` must keep the backbone's own lr."""
+    model = Net()
+    groups = [{"params": list(model.body.parameters()), "lr": 1e-5}, {"params": list(model.head.parameters())}]
+    rec = _forced("adamw", lr=1e-3, weight_decay=0.1)
+    optimizer = build(groups, rec, scheduler=False).optimizer
+    by_param = _group_of(optimizer)
+    for p in model.body.parameters():
+        assert by_param[id(p)]["lr"] == 1e-5
+    for p in model.head.parameters():
+        assert by_param[id(p)]["lr"] == 1e-3
 
 
 def test_no_trainable_parameters_raises() -> None:

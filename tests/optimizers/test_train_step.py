@@ -220,22 +220,38 @@ def test_scheduler_steps_once_per_train_step(name: str) -> None:
 # ---------------------------------------------------------------------------------------- mixed precision
 
 
+def _mixed_precision_run(device: torch.device, dtype: torch.dtype) -> None:
+    model = _mlp().to(device)
+    x, y = (t.to(device) for t in _batch())
+    built = build(model, _rec("adam", clipping=MAX_NORM, lr=1e-2))
+    scaler = torch.amp.GradScaler(device.type)
+    seen: list[torch.dtype] = []
+    handle = model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    first = train_step(model, nn.MSELoss(), (x, y), built, scaler=scaler, autocast_dtype=dtype)
+    handle.remove()
+    assert seen == [dtype]  # the forward ran under autocast
+    for _ in range(30):
+        last = train_step(model, nn.MSELoss(), (x, y), built, scaler=scaler, autocast_dtype=dtype)
+    assert scaler.get_scale() > 0
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert last < first
+
+
 @pytest.mark.gpu
 def test_mixed_precision_train_step_with_grad_scaler() -> None:
     if not torch.cuda.is_available():
         pytest.skip("CUDA is not available: mixed precision with torch.amp.GradScaler('cuda') needs a GPU")
-    device = torch.device("cuda")
-    model = _mlp().to(device)
-    x, y = (t.to(device) for t in _batch())
-    built = build(model, _rec("adam", clipping=MAX_NORM, lr=1e-2))
-    scaler = torch.amp.GradScaler("cuda")
-    seen: list[torch.dtype] = []
-    handle = model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    first = train_step(model, nn.MSELoss(), (x, y), built, scaler=scaler, autocast_dtype=torch.float16)
-    handle.remove()
-    assert seen == [torch.float16]  # the forward ran under autocast
-    for _ in range(30):
-        last = train_step(model, nn.MSELoss(), (x, y), built, scaler=scaler, autocast_dtype=torch.float16)
-    assert scaler.get_scale() > 0
-    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
-    assert last < first
+    _mixed_precision_run(torch.device("cuda"), torch.float16)
+
+
+def test_mixed_precision_code_path_on_cpu() -> None:
+    """The same autocast + GradScaler path on CPU (torch.amp supports both there), so it runs without a GPU."""
+    _mixed_precision_run(torch.device("cpu"), torch.bfloat16)
+
+
+def test_autocast_without_scaler_on_cpu() -> None:
+    model, batch = _mlp(), _batch()
+    built = build(model, _rec("adam", lr=1e-2))
+    losses = [train_step(model, nn.MSELoss(), batch, built, autocast_dtype=torch.bfloat16) for _ in range(20)]
+    assert losses[-1] < losses[0]
