@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .exporters import export as export
     from .groups import plan_groups as plan_groups
     from .hybrid import HybridOptimizer as HybridOptimizer
+    from .lr_finder import LRRangeTest as LRRangeTest
+    from .lr_finder import lr_range_test as lr_range_test
     from .memory import state_bytes as state_bytes
     from .memory import state_multiplier as state_multiplier
     from .registry import make_optimizer as make_optimizer
@@ -32,6 +34,13 @@ if TYPE_CHECKING:
     from .schedulers import SCHEDULES as SCHEDULES
     from .schedulers import build_scheduler as build_scheduler
     from .training import train_step as train_step
+    from .trial import TrialBudget as TrialBudget
+    from .trial import TrialResult as TrialResult
+    from .trial import run_trial as run_trial
+    from .validation import RaceEntry as RaceEntry
+    from .validation import ValidationReport as ValidationReport
+    from .validation import race as race
+    from .validation import validate as validate
 
 _HOMES = {
     "autoconfig": "autoconfigure",
@@ -52,6 +61,15 @@ _HOMES = {
     "SCHEDULES": "schedulers",
     "build_scheduler": "schedulers",
     "train_step": "training",
+    "LRRangeTest": "lr_finder",
+    "lr_range_test": "lr_finder",
+    "TrialBudget": "trial",
+    "TrialResult": "trial",
+    "run_trial": "trial",
+    "RaceEntry": "validation",
+    "ValidationReport": "validation",
+    "race": "validation",
+    "validate": "validation",
 }
 
 __all__ = sorted(_HOMES)

@@ -43,13 +43,16 @@ def train_step(
     *,
     scaler: torch.amp.GradScaler | None = None,
     autocast_dtype: torch.dtype | None = None,
+    objective: Callable[[], torch.Tensor] | None = None,
 ) -> float:
     """Run one training step on ``batch = (inputs, targets)`` and return the loss before the step.
+
+    ``objective`` (no arguments, returns the loss with its graph) replaces ``loss_fn(model(inputs), targets)``
+    for training problems that are not input -> output -> loss (a GAN player, a value-learning target).
 
     ``scaler`` / ``autocast_dtype`` enable mixed precision (CUDA; ignored for closure optimizers,
     whose repeated evaluations do not mix with loss scaling).
     """
-    inputs, targets = batch[0], batch[1]
     optimizer = built.optimizer
     step: Callable[..., Any] = optimizer.step  # closure-taking optimizers return the loss they computed
     name = built.recommendation.optimizer.name
@@ -57,7 +60,9 @@ def train_step(
     model.train()
 
     def forward() -> torch.Tensor:
-        return loss_fn(model(inputs), targets)
+        if objective is not None:
+            return objective()
+        return loss_fn(model(batch[0]), batch[1])
 
     if name == "newton":
         loss = step(forward)  # Newton takes the graph-carrying loss and differentiates it itself

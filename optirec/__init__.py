@@ -22,11 +22,11 @@ from .rules import (
 
 
 def __getattr__(name: str) -> Any:
-    """``autoconfig`` lives on the torch side: imported only when asked for."""
-    if name == "autoconfig":
-        from .optimizers import autoconfig
+    """``autoconfig`` and ``validate`` live on the torch side: imported only when asked for."""
+    if name in ("autoconfig", "validate"):
+        from . import optimizers
 
-        return autoconfig
+        return getattr(optimizers, name)
     raise AttributeError(f"module 'optirec' has no attribute {name!r}")
 
 
@@ -45,4 +45,5 @@ __all__ = [
     "__version__",
     "autoconfig",
     "recommend",
+    "validate",
 ]

@@ -1,0 +1,176 @@
+"""Quality benchmark: is the recommendation as good as a search would find? (figures, not a test)
+
+    .venv/bin/python bench/quality.py [--steps 300] [--seeds 3] [--trials 20] [--tasks cnn,vit,...]
+
+For each task (a proxy workload on real small data shipped with installed packages, or generated
+in-process), with the same step budget and seeds, held-out loss (mean over seeds) of:
+  rec       the recommendation for the task's profile
+  adam      Adam(lr=1e-3)
+  search    the best of N random-search configs: optimizer from {sgd_momentum, adam, adamw, rmsprop,
+            adagrad} x log-uniform lr
+  validated the recommendation after the LR range test's adjustment
+Targets: rec within 5% of search on >= 4 tasks; validated within 2%; rec never worse than adam by > 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+TARGET_REC = 0.05
+TARGET_VALIDATED = 0.02
+TARGET_VS_ADAM = 0.05
+SEARCH_OPTIMIZERS = ("sgd_momentum", "adam", "adamw", "rmsprop", "adagrad")
+SEARCH_LR = {"sgd_momentum": (1e-4, 1.0), "adagrad": (1e-4, 1.0)}
+DEFAULT_LR = (1e-5, 1e-1)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    workload: str
+    profile: dict[str, Any]
+    traits: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+TASKS = [
+    Task("digits-cnn", "cnn", {"domain": "computer_vision", "architecture": "cnn"}),
+    Task("digits-vit", "vit", {"domain": "computer_vision", "architecture": "vit"}),
+    Task("diabetes-mlp", "mlp", {"domain": "tabular", "architecture": "mlp", "dataset_size": 442}),
+    Task("char-lm", "transformer_lm", {"domain": "nlp", "architecture": "transformer", "goal": "zero_shot"}),
+    Task(
+        "clicks-recommender",
+        "recommender",
+        {"domain": "recommender", "architecture": "embedding", "data": ["sparse_features"]},
+        ("sparse_features",),
+    ),
+    Task(
+        "drifting-lstm",
+        "rnn",
+        {"domain": "time_series", "architecture": "lstm", "data": ["non_stationary"]},
+        ("non_stationary",),
+    ),
+]
+
+
+def _batch_size(workload: Any) -> int:
+    target = workload.train_batch(0)[1]
+    return int(target.shape[0]) if hasattr(target, "shape") and target.ndim > 0 else 1
+
+
+def _with_optimizer(rec: Any, name: str, hp: dict[str, Any]) -> Any:
+    from optirec.rules.recommendation import OptimizerChoice
+
+    groups = [g for g in rec.param_groups if g.optimizer is None]
+    return rec.model_copy(update={"optimizer": OptimizerChoice(name=name, hyperparameters=hp), "param_groups": groups})
+
+
+def _mean_loss(task: Task, rec: Any, steps: int, seeds: list[int]) -> float:
+    from optirec.optimizers import run_trial
+    from optirec.optimizers.workloads import make_workload
+
+    losses = []
+    for seed in seeds:
+        work = make_workload(task.workload, seed=seed, traits=task.traits, **dict(task.options))
+        result = run_trial(rec, work, steps, "cpu", seed)
+        losses.append(result.final_loss if result.final_loss is not None and not result.diverged else math.inf)
+    return statistics.fmean(losses)
+
+
+def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str, Any]:
+    from optirec.optimizers import lr_range_test
+    from optirec.optimizers.workloads import make_workload
+    from optirec.rules import default_rulebook, recommend
+
+    book = default_rulebook()
+    probe = make_workload(task.workload, seed=0, traits=task.traits, **dict(task.options))
+    profile = {**task.profile, "batch_size": _batch_size(probe), "total_steps": steps}
+    rec = recommend(profile)
+    out: dict[str, Any] = {
+        "task": task.name,
+        "optimizer": rec.optimizer.name,
+        "lr": rec.optimizer.hyperparameters.get("lr"),
+    }
+    out["rec"] = _mean_loss(task, rec, steps, seeds)
+    adam = _with_optimizer(rec, "adam", {**book.defaults["adam"], "lr": 1e-3})
+    out["adam"] = _mean_loss(task, adam, steps, seeds)
+
+    rng = random.Random(1234)
+    best = math.inf
+    best_cfg: tuple[str, float] | None = None
+    for _ in range(trials):
+        name = rng.choice(SEARCH_OPTIMIZERS)
+        lo, hi = SEARCH_LR.get(name, DEFAULT_LR)
+        lr = 10 ** rng.uniform(math.log10(lo), math.log10(hi))
+        loss = _mean_loss(task, _with_optimizer(rec, name, {**book.defaults[name], "lr": lr}), steps, seeds)
+        if loss < best:
+            best, best_cfg = loss, (name, lr)
+    out["search"] = best
+    out["search_cfg"] = best_cfg
+
+    model = probe.build_model()
+    batches = [probe.train_batch(i) for i in range(16)]
+    test = lr_range_test(model, probe.loss, batches, rec, steps=100)
+    validated = rec
+    if test.verdict in ("too_high", "too_low") and test.suggested_lr is not None:
+        hp = {**rec.optimizer.hyperparameters, "lr": test.suggested_lr}
+        validated = _with_optimizer(rec, rec.optimizer.name, hp)
+    out["validated"] = _mean_loss(task, validated, steps, seeds)
+    out["range_verdict"] = test.verdict
+    return out
+
+
+def _gap(value: float, reference: float) -> float:
+    if not math.isfinite(value):
+        return math.inf
+    return (value - reference) / abs(reference) if reference not in (0.0, math.inf) else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS))
+    args = parser.parse_args()
+    wanted = args.tasks.split(",")
+    seeds = list(range(args.seeds))
+    rows = []
+    for task in TASKS:
+        if task.name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        row = run_task(task, args.steps, seeds, args.trials)
+        row["seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(
+            f"{row['task']:<20} {row['optimizer']:<12} lr {row['lr']:<8.3g} rec {row['rec']:.4f}  "
+            f"adam {row['adam']:.4f}  search {row['search']:.4f} {row['search_cfg']}  validated {row['validated']:.4f} "
+            f"({row['range_verdict']})  [{row['seconds']:.0f} s]",
+            flush=True,
+        )
+    rec_ok = sum(_gap(r["rec"], r["search"]) <= TARGET_REC for r in rows)
+    val_ok = sum(_gap(r["validated"], r["search"]) <= TARGET_VALIDATED for r in rows)
+    adam_ok = sum(_gap(r["rec"], r["adam"]) <= TARGET_VS_ADAM for r in rows)
+    print()
+    print(f"{'task':<20} {'rec vs search':>14} {'validated vs search':>20} {'rec vs adam':>12}")
+    for r in rows:
+        print(
+            f"{r['task']:<20} {_gap(r['rec'], r['search']):>+13.1%} {_gap(r['validated'], r['search']):>+19.1%} "
+            f"{_gap(r['rec'], r['adam']):>+11.1%}"
+        )
+    n = len(rows)
+    print()
+    print(f"rec within {TARGET_REC:.0%} of best-of-{args.trials}: {rec_ok}/{n} (target >= {min(4, n)})")
+    print(f"validated within {TARGET_VALIDATED:.0%} of best-of-{args.trials}: {val_ok}/{n}")
+    print(f"rec not worse than Adam(1e-3) by more than {TARGET_VS_ADAM:.0%}: {adam_ok}/{n} (target {n}/{n})")
+
+
+if __name__ == "__main__":
+    main()
