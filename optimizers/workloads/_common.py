@@ -10,7 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["auc", "diabetes", "digits", "seeded_model", "stream"]
+from .base import Batch, Workload
+
+__all__ = ["InMemoryWorkload", "auc", "diabetes", "digits", "seeded_model", "stream"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -80,3 +82,28 @@ def auc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     ranks = average_rank[inverse]
     u = float(ranks[positive].sum()) - n_pos * (n_pos + 1) / 2
     return u / (n_pos * n_neg)
+
+
+#: salt of the minibatch-index stream of in-memory workloads
+INDEX_SALT = 2
+
+
+class InMemoryWorkload(Workload):
+    """A workload whose whole data set sits in tensors: minibatches are seeded row samples.
+
+    Subclasses fill ``train_x``, ``train_y``, ``heldout_x``, ``heldout_y`` and ``batch_size`` in ``__init__``.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    heldout_x: torch.Tensor
+    heldout_y: torch.Tensor
+    batch_size: int
+
+    def train_batch(self, step: int) -> Batch:
+        generator = stream(self.seed, step, INDEX_SALT)
+        index = torch.randint(len(self.train_y), (self.batch_size,), generator=generator).to(self.device)
+        return self.train_x[index], self.train_y[index]
+
+    def heldout_batches(self) -> list[Batch]:
+        return [(self.heldout_x, self.heldout_y)]

@@ -9,15 +9,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._common import digits, stream
-from .base import Batch, Workload
+from ._common import InMemoryWorkload, digits, stream
+from .base import Batch
 
 __all__ = ["DigitsWorkload"]
 
-_SPLIT, _INDEX, _NOISE, _IMBALANCE = 1, 2, 3, 4
+_SPLIT, _NOISE, _IMBALANCE = 1, 3, 4  # salt 2 is the minibatch stream (INDEX_SALT)
 
 
-class DigitsWorkload(Workload):
+class DigitsWorkload(InMemoryWorkload):
     """scikit-learn's 8x8 digits (1,797 images, 10 classes), upsampled to ``8 * size`` pixels a side.
 
     Traits (training split only; the held-out split stays clean and balanced):
@@ -68,14 +68,6 @@ class DigitsWorkload(Workload):
         self.train_x, self.train_y = x[train].to(self.device), train_y.to(self.device)
         self.heldout_x, self.heldout_y = x[held].to(self.device), y[held].to(self.device)
         self.batch_size = 64 * size
-
-    def train_batch(self, step: int) -> Batch:
-        index = torch.randint(len(self.train_y), (self.batch_size,), generator=stream(self.seed, step, _INDEX))
-        index = index.to(self.device)
-        return self.train_x[index], self.train_y[index]
-
-    def heldout_batches(self) -> list[Batch]:
-        return [(self.heldout_x, self.heldout_y)]
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         images, labels = batch

@@ -9,15 +9,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ._common import diabetes, seeded_model, stream
-from .base import Batch, Workload
+from ._common import InMemoryWorkload, diabetes, seeded_model, stream
+from .base import Batch
 
 __all__ = ["TabularMLP"]
 
-_SPLIT, _INDEX, _NOISE, _EXTRA = 1, 2, 3, 4
+_SPLIT, _NOISE, _EXTRA = 1, 3, 4  # salt 2 is the minibatch stream (INDEX_SALT)
 
 
-class TabularMLP(Workload):
+class TabularMLP(InMemoryWorkload):
     """Diabetes progression (442 patients, 10 standardised features, standardised target); 88 held out.
 
     ``size`` widens (64 * size) and deepens (1 + size hidden layers) the net. Traits:
@@ -72,14 +72,6 @@ class TabularMLP(Workload):
             return nn.Sequential(*layers, nn.Linear(d, 1), nn.Flatten(0))
 
         return seeded_model(self.seed, factory, self.device)
-
-    def train_batch(self, step: int) -> Batch:
-        index = torch.randint(len(self.train_y), (self.batch_size,), generator=stream(self.seed, step, _INDEX))
-        index = index.to(self.device)
-        return self.train_x[index], self.train_y[index]
-
-    def heldout_batches(self) -> list[Batch]:
-        return [(self.heldout_x, self.heldout_y)]
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         features, target = batch
