@@ -27,10 +27,14 @@ log = logging.getLogger("optirec.service")
 
 _CODES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "body_too_large",
     415: "unsupported_media",
+    429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -48,7 +52,7 @@ def _request_issues(exc: RequestValidationError) -> list[FieldIssue]:
     issues: list[FieldIssue] = []
     for err in exc.errors():
         loc = list(err.get("loc", ()))
-        if loc and loc[0] == "body":
+        if loc and loc[0] in ("body", "query", "path", "header"):
             loc = loc[1:]
         if err.get("type") == "json_invalid":
             reason = (err.get("ctx") or {}).get("error", "malformed JSON")

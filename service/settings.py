@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -24,6 +24,31 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest request body.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, the /trials endpoints require it (X-API-Key or Authorization: Bearer)."
+    )
+    trial_store: str = Field(
+        default="./optirec-trials.sqlite3",
+        min_length=1,
+        description="SQLite file of the trial queue and results (':memory:' keeps them only while the process runs).",
+    )
+    trial_concurrency: int = Field(
+        default=1, ge=0, le=64, description="Trials run at the same time (one worker process each); 0 = queue only."
+    )
+    trial_queue_size: int = Field(default=8, ge=1, le=10_000, description="Queued trials before POST /trials is 429.")
+    trial_retry_after: int = Field(default=30, ge=1, le=3600, description="Retry-After seconds of a 429.")
+    trial_max_steps: int = Field(default=2000, ge=1, le=1_000_000, description="Most optimizer steps per trial.")
+    trial_max_seconds: float = Field(default=300.0, gt=0, le=86_400, description="Wall-clock budget of one trial.")
+    trial_max_parameters: int = Field(default=50_000_000, ge=1, description="Largest proxy model a trial may build.")
+    trial_max_size: int = Field(default=8, ge=1, le=64, description="Largest workload size a trial may ask for.")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        """``OPTIREC_API_KEY=`` (empty) means no key, never "the empty string is the key"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
 
 @cache

@@ -22,7 +22,7 @@ from optirec import ProfileError, Recommendation, recommend
 from optirec.optimizers import HybridOptimizer, resolve_class
 from optirec.rules import UnknownNameError, default_rulebook
 from optirec.service.client import AsyncOptirecClient, OptirecClient
-from optirec.service.errors import ServiceError, ServiceUnavailable
+from optirec.service.errors import NotFound, ServiceError, ServiceUnavailable
 
 BOOK = default_rulebook()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -315,5 +315,5 @@ def test_async_client(server: str) -> None:
     profile_error, unknown, missing, unreachable = errors
     assert isinstance(profile_error, ProfileError) and profile_error.issues[0].field == "architecture"
     assert isinstance(unknown, UnknownNameError) and unknown.name == "adamm"
-    assert type(missing) is ServiceError and missing.status == 404
+    assert isinstance(missing, NotFound) and missing.status == 404
     assert isinstance(unreachable, ServiceUnavailable)

@@ -1,0 +1,267 @@
+"""Trial runs: POST /trials, GET /trials, GET /trials/{id} (long-poll), GET /trials/{id}/events (SSE),
+DELETE /trials/{id}, and GET /workloads.
+
+Trials run in worker processes (service/trials/runner.py); nothing here imports torch. When
+``OPTIREC_API_KEY`` is set, every /trials endpoint requires it; /workloads stays open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+
+from optirec.rules import Recommendation, Rulebook, recommend
+from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
+
+from ..deps import RulebookDep, RunnerDep, SettingsDep, require_api_key
+from ..handlers import error_response
+from ..settings import Settings
+from ..trials.models import (
+    FINISHED,
+    WORKLOAD_CATALOG,
+    TrialProgress,
+    TrialRequest,
+    TrialState,
+    TrialStatus,
+    WorkloadInfo,
+    request_issues,
+)
+from ..trials.runner import QueueFullError, TrialFinishedError, TrialRunner
+from ..trials.store import TrialRecord
+
+__all__ = ["TrialRoute", "router", "to_status"]
+
+#: Seconds between keep-alive comments on an idle event stream.
+KEEPALIVE = 15.0
+#: The longest ``?wait=`` of a long-poll.
+MAX_WAIT = 30.0
+
+
+class TrialRoute(APIRoute):
+    """Request validation errors of trial routes name nested fields in full (``profile.architecture``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                issues = request_issues(exc.errors())
+                return error_response(422, "invalid_input", "; ".join(i.sentence() for i in issues), issues)
+
+        return route
+
+
+router = APIRouter(tags=["trials"], route_class=TrialRoute)
+_AUTH = [Depends(require_api_key)]
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "OPTIREC_API_KEY is set and the request lacks the key or has a wrong one"},
+    404: {"description": "No trial with this id"},
+}
+
+
+def to_status(record: TrialRecord) -> TrialStatus:
+    """A store row as the API's TrialStatus."""
+    return TrialStatus(
+        id=record.id,
+        status=record.status,
+        progress=TrialProgress(steps_done=record.steps_done, steps_total=record.steps_total, loss=record.loss),
+        request=record.request,
+        result=record.result,
+        error=record.error,
+        created_at=record.created_at,
+        started_at=record.started_at,
+        finished_at=record.finished_at,
+        worker_pid=record.worker_pid if record.status == "running" else None,
+    )
+
+
+def _get(runner: TrialRunner, trial_id: str) -> TrialRecord:
+    record = runner.store.get(trial_id)
+    if record is None:
+        raise HTTPException(404, f"no trial with id {trial_id[:64]!r}")
+    return record
+
+
+def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[FieldIssue]:
+    names = [("recommendation.optimizer.name", rec.optimizer.name)]
+    for i, group in enumerate(rec.param_groups):
+        if group.optimizer:
+            names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
+    if race > 1:
+        for i, alt in enumerate(rec.alternatives[: race - 1]):
+            names.append((f"recommendation.alternatives[{i}].name", alt.name))
+    issues: list[FieldIssue] = []
+    for field, name in names:
+        try:
+            book.optimizer(name)
+        except UnknownNameError as exc:
+            issues.append(replace(exc.issue, field=field, message=f"unknown optimizer {name[:80]!r}"))
+    return issues
+
+
+def _limit_issues(body: TrialRequest, settings: Settings) -> list[FieldIssue]:
+    issues = []
+    if body.steps > settings.trial_max_steps:
+        issues.append(
+            FieldIssue("steps", f"must be at most {settings.trial_max_steps} (the server's limit), got {body.steps}")
+        )
+    if body.size > settings.trial_max_size:
+        issues.append(
+            FieldIssue("size", f"must be at most {settings.trial_max_size} (the server's limit), got {body.size}")
+        )
+    return issues
+
+
+def _request_json(body: TrialRequest) -> dict[str, Any]:
+    out = body.model_dump(mode="json", exclude={"profile", "recommendation"})
+    if body.profile is not None:
+        return {"profile": body.profile.model_dump(mode="json", exclude_defaults=True), **out}
+    assert body.recommendation is not None
+    return {"recommendation": body.recommendation.model_dump(mode="json"), **out}
+
+
+@router.post(
+    "/trials",
+    status_code=202,
+    response_model=TrialStatus,
+    dependencies=_AUTH,
+    summary="Queue a trial run of a recommendation on a proxy workload",
+    responses={
+        **_ERRORS,
+        429: {"description": "The queue is full; retry after the Retry-After header's seconds"},
+        503: {"description": "The trial dispatcher is not running"},
+    },
+)
+async def submit_trial(
+    body: TrialRequest, response: Response, runner: RunnerDep, settings: SettingsDep, book: RulebookDep
+) -> TrialStatus:
+    """Give a ``profile`` (the service recommends) or a ``recommendation``; 202 with the trial and its Location."""
+    issues = _limit_issues(body, settings)
+    rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
+    issues += _catalog_issues(book, rec, body.race)
+    if issues:
+        raise ProfileError(issues)
+    candidates = 1 + min(max(0, body.race - 1), len(rec.alternatives)) if body.race > 0 else 1
+    job = {
+        "recommendation": rec.model_dump(mode="json"),
+        "workload": body.workload,
+        "steps": body.steps,
+        "device": body.device,
+        "seed": body.seed,
+        "size": body.size,
+        "race": body.race,
+        "budget": {
+            "max_steps": settings.trial_max_steps,
+            "max_seconds": settings.trial_max_seconds,
+            "max_parameters": settings.trial_max_parameters,
+        },
+    }
+    try:
+        record = runner.submit(_request_json(body), job, body.steps * candidates)
+    except QueueFullError as exc:
+        raise HTTPException(429, str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+    response.headers["Location"] = f"/trials/{record.id}"
+    return to_status(record)
+
+
+@router.get("/trials", response_model=list[TrialStatus], dependencies=_AUTH, summary="Recent trials, newest first")
+async def list_trials(
+    runner: RunnerDep,
+    limit: Annotated[int, Query(ge=1, le=500, description="How many trials at most.")] = 50,
+    status: Annotated[TrialState | None, Query(description="Only trials in this status.")] = None,
+) -> list[TrialStatus]:
+    return [to_status(r) for r in runner.store.list(limit, status)]
+
+
+@router.get(
+    "/trials/{trial_id}",
+    response_model=TrialStatus,
+    dependencies=_AUTH,
+    summary="A trial's status, progress and result (long-poll with ?wait=)",
+    responses=_ERRORS,
+)
+async def get_trial(
+    trial_id: str,
+    runner: RunnerDep,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT, description="Seconds to wait for a change of status or progress (long-poll).")
+    ] = 0,
+) -> TrialStatus:
+    record = _get(runner, trial_id)
+    if wait > 0 and record.status not in FINISHED:
+        await runner.wait_change(trial_id, wait)
+        record = _get(runner, trial_id)
+    return to_status(record)
+
+
+def _event(name: str, data: str) -> str:
+    return f"event: {name}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/trials/{trial_id}/events",
+    dependencies=_AUTH,
+    summary="Server-sent events: 'progress' per update, then 'done' with the final TrialStatus",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}, **_ERRORS},
+)
+async def trial_events(trial_id: str, runner: RunnerDep) -> StreamingResponse:
+    _get(runner, trial_id)
+
+    async def stream() -> AsyncIterator[str]:
+        last: tuple[str, int] | None = None
+        while True:
+            future = runner.watch(trial_id)
+            record = runner.store.get(trial_id)
+            if record is None:
+                return
+            if record.status in FINISHED:
+                yield _event("done", to_status(record).model_dump_json())
+                return
+            if (record.status, record.steps_done) != last:
+                last = (record.status, record.steps_done)
+                progress = {
+                    "id": record.id,
+                    "status": record.status,
+                    "steps_done": record.steps_done,
+                    "steps_total": record.steps_total,
+                    "loss": record.loss,
+                }
+                yield _event("progress", json.dumps(progress))
+            if not await runner.wait(trial_id, future, KEEPALIVE):
+                yield ": keep-alive\n\n"
+
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+@router.delete(
+    "/trials/{trial_id}",
+    response_model=TrialStatus,
+    dependencies=_AUTH,
+    summary="Cancel a queued or running trial",
+    responses={**_ERRORS, 409: {"description": "The trial has already finished"}},
+)
+async def cancel_trial(trial_id: str, runner: RunnerDep) -> TrialStatus:
+    try:
+        record = runner.cancel(trial_id)
+    except TrialFinishedError as exc:
+        raise HTTPException(409, str(exc)) from None
+    if record is None:
+        raise HTTPException(404, f"no trial with id {trial_id[:64]!r}")
+    return to_status(record)
+
+
+@router.get("/workloads", response_model=list[WorkloadInfo], summary="The proxy workloads a trial can run on")
+async def list_workloads() -> list[WorkloadInfo]:
+    return [WorkloadInfo(name=name, description=text) for name, text in sorted(WORKLOAD_CATALOG.items())]

@@ -1,0 +1,121 @@
+"""What a worker does with one job: a single ``run_trial`` or a race of candidates, under a server budget.
+
+A job is plain JSON (built by the API process or the CLI)::
+
+    {"recommendation": {...}, "workload": "auto", "steps": 200, "device": "auto", "seed": 0, "size": 1,
+     "race": 0, "budget": {"max_steps": 2000, "max_seconds": 300, "max_parameters": 50000000}}
+
+This module imports torch: only the worker process and ``optirec trial`` (run locally) import it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from optirec.optimizers.builder import as_recommendation
+from optirec.optimizers.trial import TrialBudget, TrialResult, run_trial
+from optirec.optimizers.validation import RaceEntry, candidates
+
+__all__ = ["ProgressFn", "execute", "job_budget"]
+
+#: progress(steps_done, steps_total, loss)
+ProgressFn = Callable[[int, int, float | None], None]
+
+
+def job_budget(job: Mapping[str, Any]) -> TrialBudget:
+    """The server's limits carried by the job."""
+    budget = job.get("budget") or {}
+    defaults = TrialBudget()
+    return TrialBudget(
+        max_steps=int(budget.get("max_steps", defaults.max_steps)),
+        max_seconds=float(budget.get("max_seconds", defaults.max_seconds)),
+        max_parameters=int(budget.get("max_parameters", defaults.max_parameters)),
+    )
+
+
+def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], bool]) -> tuple[dict[str, Any], bool]:
+    """Run the job; returns (result as JSON, whether it was cancelled). Raises BuildError on bad input."""
+    rec = as_recommendation(job["recommendation"])
+    budget = job_budget(job)
+    steps = min(int(job["steps"]), budget.max_steps)
+    workload = str(job.get("workload", "auto"))
+    device = str(job.get("device", "auto"))
+    seed = int(job.get("seed", 0))
+    size = int(job.get("size", 1))
+    race = int(job.get("race", 0))
+
+    if race <= 0:
+        result = run_trial(
+            rec,
+            workload,
+            steps,
+            device,
+            seed,
+            size=size,
+            budget=budget,
+            progress=lambda done, total, loss: progress(done, total, _finite(loss)),
+            cancel=cancel,
+        )
+        return result.model_dump(mode="json"), result.status == "cancelled"
+
+    cands = candidates(rec, race)
+    total = steps * len(cands)
+    start = time.perf_counter()
+    scored: list[tuple[float, RaceEntry]] = []
+    warnings: list[str] = []
+    cancelled = False
+    for index, cand in enumerate(cands):
+        remaining = budget.max_seconds - (time.perf_counter() - start)
+        if remaining <= 0:
+            skipped = ", ".join(c.optimizer.name for c in cands[index:])
+            warnings.append(f"the race's {budget.max_seconds:g} s budget ran out before: {skipped}")
+            break
+        offset = index * steps
+
+        def report(done: int, _total: int, loss: float, offset: int = offset) -> None:
+            progress(offset + done, total, _finite(loss))
+
+        result = run_trial(
+            cand,
+            workload,
+            steps,
+            device,
+            seed,
+            size=size,
+            budget=TrialBudget(budget.max_steps, remaining, budget.max_parameters),
+            progress=report,
+            cancel=cancel,
+        )
+        scored.append((_score(result), _entry(cand.optimizer.name, dict(cand.optimizer.hyperparameters), result)))
+        if result.status == "cancelled":
+            cancelled = True
+            break
+    scored.sort(key=lambda pair: pair[0])
+    ranked = [entry.model_copy(update={"rank": i + 1}) for i, (_, entry) in enumerate(scored)]
+    out: dict[str, Any] = {"ranked": [e.model_dump(mode="json") for e in ranked], "warnings": warnings}
+    return out, cancelled
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def _score(result: TrialResult) -> float:
+    if result.diverged or result.final_loss is None:
+        return math.inf
+    return result.final_loss
+
+
+def _entry(name: str, hyperparameters: dict[str, Any], result: TrialResult) -> RaceEntry:
+    final = None if result.diverged else result.final_loss
+    return RaceEntry(
+        rank=0,
+        optimizer=name,
+        hyperparameters=hyperparameters,
+        mean_final_loss=final,
+        diverged_runs=int(result.diverged),
+        results=[result],
+    )

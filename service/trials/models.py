@@ -1,0 +1,211 @@
+"""The trial contract, torch-free: what a client submits (TrialRequest) and what it reads back (TrialStatus).
+
+The service, the httpx client and the CLI share these models. The workload catalog is kept here as a
+constant so that the API process can validate names without importing torch; a test checks that it
+equals the live registry ``optirec.optimizers.workloads.WORKLOADS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from optirec.rules import Profile, Recommendation
+from optirec.rules.errors import FieldIssue, suggest
+from optirec.rules.profile import issues_from_errors
+
+__all__ = [
+    "DEVICES",
+    "FINISHED",
+    "WORKLOAD_CATALOG",
+    "WORKLOAD_NAMES",
+    "TrialProgress",
+    "TrialRequest",
+    "TrialState",
+    "TrialStatus",
+    "WorkloadInfo",
+    "request_issues",
+]
+
+#: Workload name -> one-line description; equal to the live registry (checked by a test), sorted by name.
+WORKLOAD_CATALOG: dict[str, str] = {
+    "cnn": "residual CNN (BatchNorm, skip connections) classifying scikit-learn's digits",
+    "dqn": "DQN-style Q-learning (replay + target network) on a chain MDP, scored against Q*",
+    "gan": "GAN (generator + discriminator MLPs) on a 2-D mixture of 8 Gaussians",
+    "mlp": "MLP regression on scikit-learn's diabetes data",
+    "recommender": "user/item embeddings + MLP tower predicting clicks on Zipf-popular synthetic items",
+    "rnn": "LSTM/GRU forecasting a synthetic seasonal series one step ahead",
+    "transformer_lm": "causal character-level transformer LM on Python standard-library source",
+    "unet": "two-level U-Net segmenting synthetic circles and rectangles on noise",
+    "vit": "vision transformer (patches + transformer encoder) classifying scikit-learn's digits",
+}
+#: What ``workload`` accepts: ``auto`` (the proxy matching the profile) or a registry name.
+WORKLOAD_NAMES: tuple[str, ...] = ("auto", *WORKLOAD_CATALOG)
+#: What ``device`` accepts.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: The most candidates a race may run (the recommendation and its top alternatives).
+MAX_RACE = 4
+
+TrialState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+#: States a trial never leaves.
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _one_of(kind: str, value: Any, valid: Sequence[str]) -> str:
+    if isinstance(value, str) and value in valid:
+        return value
+    shown = value[:80] if isinstance(value, str) else value
+    raise PydanticCustomError(
+        "unknown_value",
+        "unknown {kind} '{value}'",
+        {"kind": kind, "value": shown, "valid": list(valid), "suggestion": suggest(value, valid)},
+    )
+
+
+def _enum_schema(values: Sequence[str]) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+class TrialRequest(BaseModel):
+    """A trial run to queue: a Profile (the service recommends) or a Recommendation, and how to run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: Profile | None = Field(default=None, description="The job; the service recommends for it.")
+    recommendation: Recommendation | None = Field(
+        default=None, description="A Recommendation as POST /recommend returned it (instead of a profile)."
+    )
+    workload: str = Field(
+        default="auto",
+        description="'auto' (the proxy matching the profile) or a name from GET /workloads.",
+        json_schema_extra=_enum_schema(WORKLOAD_NAMES),
+    )
+    steps: int = Field(default=200, ge=1, strict=True, description="Optimizer steps (at most the server's limit).")
+    device: str = Field(
+        default="auto",
+        description="'auto' (CUDA when available), 'cpu' or 'cuda'.",
+        json_schema_extra=_enum_schema(DEVICES),
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, strict=True)
+    size: int = Field(default=1, ge=1, strict=True, description="Workload scale (at most the server's limit).")
+    race: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RACE,
+        strict=True,
+        description="0: the recommendation only; k > 0: race it and its top alternatives, k candidates in all.",
+    )
+
+    @field_validator("workload", mode="before")
+    @classmethod
+    def _workload(cls, value: Any) -> str:
+        return _one_of("workload", value, WORKLOAD_NAMES)
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device(cls, value: Any) -> str:
+        return _one_of("device", value, DEVICES)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> TrialRequest:
+        if (self.profile is None) == (self.recommendation is None):
+            raise PydanticCustomError(
+                "profile_or_recommendation", "give exactly one of 'profile' or 'recommendation'", {}
+            )
+        return self
+
+
+class TrialProgress(BaseModel):
+    """Steps done out of the total (all candidates of a race together) and the last training loss."""
+
+    steps_done: int
+    steps_total: int
+    loss: float | None = None
+
+
+class TrialStatus(BaseModel):
+    """A trial as the service knows it. ``result`` is a TrialResult (``{"ranked": [...]}`` for a race)."""
+
+    id: str
+    status: TrialState
+    progress: TrialProgress
+    request: dict[str, Any] = Field(description="The submitted TrialRequest.")
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="optirec.optimizers.TrialResult as JSON, or {'ranked': [RaceEntry, ...]} for a race; a "
+        "diverged run is a finished trial whose result says diverged.",
+    )
+    error: str | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    worker_pid: int | None = Field(default=None, description="The worker process running it (while running).")
+
+    @property
+    def finished(self) -> bool:
+        """True once the trial can no longer change."""
+        return self.status in FINISHED
+
+
+class WorkloadInfo(BaseModel):
+    """One proxy workload a trial can run on."""
+
+    name: str
+    description: str
+
+
+_MODELS: dict[str, type[BaseModel]] = {"profile": Profile}
+
+
+def _dotted(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def request_issues(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
+    """Pydantic/FastAPI errors of a trial request -> FieldIssues with dotted field paths and the valid values."""
+    issues: list[FieldIssue] = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in ("body", "query", "path"):
+            where, loc = loc[0], loc[1:]
+        else:
+            where = "body"
+        etype = err.get("type")
+        field = _dotted(loc)
+        if etype == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "malformed JSON")
+            issues.append(FieldIssue(field="body", message=f"not valid JSON ({reason})"))
+        elif etype == "missing" and not loc:
+            issues.append(FieldIssue(field="body", message="a JSON object is required"))
+        elif etype in ("model_type", "model_attributes_type", "dict_type") and not loc and where == "body":
+            issues.append(
+                FieldIssue(field="body", message="must be a JSON object", valid=list(TrialRequest.model_fields))
+            )
+        elif etype == "profile_or_recommendation":
+            issues.append(FieldIssue(field="profile", message=str(err["msg"]), valid=["profile", "recommendation"]))
+        elif etype == "extra_forbidden":
+            name = str(loc[-1]) if loc else ""
+            parent = loc[0] if len(loc) == 2 else None
+            model = TrialRequest if len(loc) == 1 else _MODELS.get(str(parent)) if parent is not None else None
+            valid = list(model.model_fields) if model is not None else None
+            issues.append(
+                FieldIssue(
+                    field=field,
+                    message="unknown field",
+                    valid=valid,
+                    suggestion=suggest(name, valid) if valid else None,
+                )
+            )
+        else:
+            issue = issues_from_errors([{**err, "loc": (field or "body",)}], fields=[])[0]
+            issues.append(issue)
+    return issues

@@ -1,0 +1,314 @@
+"""The trial dispatcher of the API process: a bounded queue in the store, one worker process per slot.
+
+``TrialRunner.start()`` (from the app's lifespan) recovers the store and starts ``trial_concurrency``
+slot tasks. Each slot claims the oldest queued trial, hands it to its worker process
+(``python -m optirec.service.trials.worker``, started on first use and kept warm for the next trial) and
+copies progress and the result into the store. Nothing here blocks the event loop for long: the training
+happens in the worker, and the store's writes are single-row SQLite statements.
+
+A worker that dies mid-trial (segfault, OOM kill, ``kill -9``) fails that trial with the exit code or
+signal; the slot starts a fresh worker for the next trial and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from optirec.rules.errors import OptirecError
+
+from ..settings import Settings
+from .models import FINISHED
+from .store import INTERRUPTED, TrialRecord, TrialStore
+from .worker import PARENT_ENV
+
+__all__ = ["QueueFullError", "TrialFinishedError", "TrialRunner"]
+
+log = logging.getLogger("optirec.service.trials")
+
+#: Seconds a worker gets, beyond the trial's own budget, to start (import torch) and report.
+STARTUP_GRACE = 120.0
+#: Seconds a running trial gets to stop after a cancel before its worker is killed.
+CANCEL_GRACE = 10.0
+#: Longest line a worker may send (a race's result with its curves).
+LINE_LIMIT = 64 * 1024 * 1024
+
+
+class QueueFullError(OptirecError):
+    """The queue holds ``trial_queue_size`` trials already."""
+
+    def __init__(self, size: int, retry_after: int) -> None:
+        self.size = size
+        self.retry_after = retry_after
+        super().__init__(f"the trial queue is full ({size} queued); retry in {retry_after} s")
+
+
+class TrialFinishedError(OptirecError):
+    """A finished trial cannot be cancelled."""
+
+    def __init__(self, trial_id: str, status: str) -> None:
+        self.trial_id = trial_id
+        self.status = status
+        super().__init__(f"trial {trial_id!r} has already finished ({status}); only queued or running trials cancel")
+
+
+@dataclass
+class _Slot:
+    index: int
+    proc: asyncio.subprocess.Process | None = None
+    trial_id: str | None = None
+
+
+def exit_reason(returncode: int | None) -> str:
+    """A worker's exit status in words."""
+    if returncode is None:
+        return "the trial worker stopped answering"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (out of memory, or killed by an operator)" if -returncode == signal.SIGKILL else ""
+        return f"the trial worker was killed by {name}{hint}"
+    return f"the trial worker exited unexpectedly with code {returncode}"
+
+
+class TrialRunner:
+    """Queue, dispatch, cancel and watch trials. All methods run on the event loop's thread."""
+
+    def __init__(self, store: TrialStore, settings: Settings, on_finish: Callable[[str], None] | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self._on_finish = on_finish
+        self._slots = [_Slot(i) for i in range(settings.trial_concurrency)]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._work = asyncio.Event()
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._started = False
+        self._stopping = False
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover the store (running -> failed "interrupted"; queued stay queued) and start the slots."""
+        interrupted, queued = self.store.recover()
+        if interrupted or queued:
+            log.warning("trial store: %d interrupted trial(s) marked failed, %d queued resumed", interrupted, queued)
+        self._tasks = [asyncio.create_task(self._slot_loop(s), name=f"trial-slot-{s.index}") for s in self._slots]
+        self._work.set()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop the slots and their workers; a trial still running is marked failed ("interrupted")."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for slot in self._slots:
+            await self._drop_worker(slot)
+        self.store.fail_running(INTERRUPTED)
+        for trial_id in list(self._waiters):
+            self._notify(trial_id)
+
+    def alive(self) -> bool:
+        """True while the dispatcher runs (every slot task is alive)."""
+        return self._started and not self._stopping and not any(t.done() for t in self._tasks)
+
+    # -- the API's operations ----------------------------------------------------------------------------
+
+    def submit(self, request: dict[str, Any], job: dict[str, Any], steps_total: int) -> TrialRecord:
+        """Queue a trial; raises QueueFullError when ``trial_queue_size`` trials wait already."""
+        if self.store.count("queued") >= self.settings.trial_queue_size:
+            raise QueueFullError(self.settings.trial_queue_size, self.settings.trial_retry_after)
+        record = self.store.create(uuid.uuid4().hex, request, job, steps_total)
+        self._work.set()
+        return record
+
+    def cancel(self, trial_id: str) -> TrialRecord | None:
+        """Cancel a queued or running trial; None when unknown, TrialFinishedError when finished."""
+        record = self.store.get(trial_id)
+        if record is None:
+            return None
+        if record.status in FINISHED:
+            raise TrialFinishedError(trial_id, record.status)
+        if self.store.finish(trial_id, "cancelled"):
+            self._finished("cancelled")
+        for slot in self._slots:
+            if slot.trial_id == trial_id and slot.proc is not None:
+                self._send(slot.proc, {"type": "cancel", "id": trial_id})
+                asyncio.get_running_loop().call_later(CANCEL_GRACE, self._kill_if_still, slot, trial_id)
+        self._notify(trial_id)
+        return self.store.get(trial_id)
+
+    def watch(self, trial_id: str) -> asyncio.Future[None]:
+        """A future resolved at the trial's next status or progress change (pass it to ``wait``)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(trial_id, set()).add(future)
+        return future
+
+    async def wait(self, trial_id: str, future: asyncio.Future[None], timeout: float) -> bool:
+        """Wait for a ``watch`` future at most ``timeout`` s; True when the trial changed."""
+        try:
+            if future.done():
+                return True
+            if timeout <= 0:
+                return False
+            done, _ = await asyncio.wait({future}, timeout=timeout)
+            return bool(done)
+        finally:
+            waiters = self._waiters.get(trial_id)
+            if waiters is not None:
+                waiters.discard(future)
+                if not waiters:
+                    del self._waiters[trial_id]
+            if not future.done():
+                future.cancel()
+
+    async def wait_change(self, trial_id: str, timeout: float) -> bool:
+        """Wait until the trial's status or progress changes, at most ``timeout`` s; True when it changed."""
+        return await self.wait(trial_id, self.watch(trial_id), timeout)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _notify(self, trial_id: str) -> None:
+        for future in self._waiters.pop(trial_id, set()):
+            if not future.done():
+                future.set_result(None)
+
+    def _finished(self, status: str) -> None:
+        if self._on_finish is not None:
+            self._on_finish(status)
+
+    def _finish(
+        self, trial_id: str, status: str, *, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        if self.store.finish(trial_id, status, result=result, error=error):
+            self._finished(status)
+        self._notify(trial_id)
+
+    async def _slot_loop(self, slot: _Slot) -> None:
+        while True:
+            record = self.store.claim_next()
+            if record is None:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            self._notify(record.id)
+            try:
+                await self._run(slot, record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug in the dispatcher must not stop it
+                log.exception("trial %s: dispatcher error", record.id)
+                await self._drop_worker(slot)
+                reason = f"internal error while running the trial ({type(exc).__name__})"
+                self._finish(record.id, "failed", error=reason)
+            finally:
+                slot.trial_id = None
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "optirec.service.trials.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=LINE_LIMIT,
+        )
+
+    async def _drop_worker(self, slot: _Slot) -> None:
+        proc, slot.proc = slot.proc, None
+        if proc is None:
+            return
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        with contextlib.suppress(Exception):
+            await proc.wait()
+
+    def _send(self, proc: asyncio.subprocess.Process, message: dict[str, Any]) -> bool:
+        if proc.stdin is None or proc.stdin.is_closing():
+            return False
+        try:
+            proc.stdin.write((json.dumps(message) + "\n").encode())
+        except (BrokenPipeError, ConnectionResetError, RuntimeError):
+            return False
+        return True
+
+    def _kill_if_still(self, slot: _Slot, trial_id: str) -> None:
+        if slot.trial_id == trial_id and slot.proc is not None and slot.proc.returncode is None:
+            log.warning("trial %s: the worker ignored the cancel for %g s; killing it", trial_id, CANCEL_GRACE)
+            with contextlib.suppress(ProcessLookupError):
+                slot.proc.kill()
+
+    async def _run(self, slot: _Slot, record: TrialRecord) -> None:
+        loop = asyncio.get_running_loop()
+        fresh = slot.proc is None or slot.proc.returncode is not None
+        if fresh:
+            try:
+                slot.proc = await self._spawn()
+            except OSError as exc:
+                self._finish(record.id, "failed", error=f"cannot start a trial worker: {exc.strerror or exc}")
+                return
+        proc = slot.proc
+        assert proc is not None and proc.stdout is not None and proc.stdin is not None
+        slot.trial_id = record.id
+        self.store.set_worker(record.id, proc.pid)
+        self._notify(record.id)
+        if self._send(proc, {"type": "job", "id": record.id, "job": record.job}):
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                await proc.stdin.drain()
+        limit = self.settings.trial_max_seconds + STARTUP_GRACE * (2 if fresh else 1)
+        deadline = loop.time() + limit
+        while True:
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                await self._drop_worker(slot)
+                self._finish(record.id, "failed", error=f"the trial did not finish within the server's {limit:g} s")
+                return
+            except ValueError:  # a line over LINE_LIMIT
+                await self._drop_worker(slot)
+                self._finish(record.id, "failed", error="the trial's result was too large to store")
+                return
+            if not line:  # the worker died
+                returncode = await proc.wait()
+                slot.proc = None
+                log.warning("trial %s: %s", record.id, exit_reason(returncode))
+                self._finish(record.id, "failed", error=exit_reason(returncode))
+                return
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(message, dict) or message.get("id") != record.id:
+                continue
+            kind = message.get("type")
+            if kind == "progress":
+                loss = message.get("loss")
+                self.store.progress(
+                    record.id,
+                    int(message.get("steps_done", 0)),
+                    int(message.get("steps_total", record.steps_total)),
+                    float(loss) if isinstance(loss, int | float) else None,
+                )
+                self._notify(record.id)
+            elif kind == "result":
+                result = message.get("result")
+                status = "cancelled" if message.get("cancelled") else "succeeded"
+                self._finish(record.id, status, result=result if isinstance(result, dict) else None)
+                return
+            elif kind == "error":
+                self._finish(record.id, "failed", error=str(message.get("message") or "the trial failed"))
+                return

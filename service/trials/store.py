@@ -1,0 +1,250 @@
+"""The trial store: one SQLite table (stdlib ``sqlite3``, WAL mode) holding the queue and every result.
+
+Only the API process touches it; workers send progress and results over their pipe. Requests and results
+are stored as JSON text (never pickles). At start-up ``recover()`` marks a trial that was running when the
+server stopped as failed ("interrupted") and leaves queued ones queued, so nothing submitted is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from optirec.rules.errors import OptirecError
+
+__all__ = ["INTERRUPTED", "SCHEMA_VERSION", "StoreError", "TrialRecord", "TrialStore", "utcnow"]
+
+#: The error of a trial that was running when the server stopped.
+INTERRUPTED = "interrupted: the server stopped while this trial was running"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trials (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,
+    status      TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    job         TEXT NOT NULL,
+    result      TEXT,
+    error       TEXT,
+    steps_done  INTEGER NOT NULL DEFAULT 0,
+    steps_total INTEGER NOT NULL,
+    loss        REAL,
+    worker_pid  INTEGER,
+    created_at  TEXT NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS trials_status ON trials (status, seq);
+"""
+
+
+class StoreError(OptirecError):
+    """The trial store cannot be opened or used (names the path and the reason)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"trial store {path!r}: {reason}")
+
+
+def utcnow() -> str:
+    """The current time as an ISO-8601 UTC string (milliseconds)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One row of the store, JSON columns decoded."""
+
+    id: str
+    status: str
+    request: dict[str, Any]
+    job: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    steps_done: int
+    steps_total: int
+    loss: float | None
+    worker_pid: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+def _record(row: sqlite3.Row) -> TrialRecord:
+    return TrialRecord(
+        id=row["id"],
+        status=row["status"],
+        request=json.loads(row["request"]),
+        job=json.loads(row["job"]),
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=row["error"],
+        steps_done=row["steps_done"],
+        steps_total=row["steps_total"],
+        loss=row["loss"],
+        worker_pid=row["worker_pid"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+class TrialStore:
+    """The SQLite-backed queue and result store. Opening validates the file; errors raise StoreError."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        memory = self.path == ":memory:"
+        if not memory:
+            target = Path(self.path)
+            if target.is_dir():
+                raise StoreError(self.path, "is a directory; give the path of a SQLite file")
+            if not target.parent.exists():
+                raise StoreError(self.path, f"the folder {str(target.parent)!r} does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(self.path, f"cannot open it ({exc})") from None
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._setup(memory)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(self.path, f"not a usable SQLite database ({exc}); move it away or fix the path") from None
+
+    def _setup(self, memory: bool) -> None:
+        db = self._db
+        check = db.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"written by a newer optirec (schema {version}; this one reads {SCHEMA_VERSION})"
+            )
+        if not memory:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> TrialRecord | None:
+        with self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        return _record(row) if row is not None else None
+
+    def get(self, trial_id: str) -> TrialRecord | None:
+        """The trial, or None."""
+        return self._one("SELECT * FROM trials WHERE id = ?", (trial_id,))
+
+    def list(self, limit: int = 50, status: str | None = None) -> list[TrialRecord]:
+        """Recent trials, newest first."""
+        with self._lock:
+            if status is None:
+                rows = self._db.execute("SELECT * FROM trials ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM trials WHERE status = ? ORDER BY seq DESC LIMIT ?", (status, limit)
+                ).fetchall()
+        return [_record(r) for r in rows]
+
+    def count(self, status: str) -> int:
+        """How many trials are in ``status``."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM trials WHERE status = ?", (status,)).fetchone()[0])
+
+    def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1 FROM trials LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    # -- transitions -------------------------------------------------------------------------------------
+
+    def create(self, trial_id: str, request: dict[str, Any], job: dict[str, Any], steps_total: int) -> TrialRecord:
+        """Queue a new trial."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO trials (id, status, request, job, steps_total, created_at) "
+                "VALUES (?, 'queued', ?, ?, ?, ?)",
+                (trial_id, json.dumps(request), json.dumps(job), steps_total, utcnow()),
+            )
+        record = self.get(trial_id)
+        assert record is not None
+        return record
+
+    def claim_next(self) -> TrialRecord | None:
+        """The oldest queued trial, now marked running; None when the queue is empty."""
+        return self._one(
+            "UPDATE trials SET status = 'running', started_at = ? "
+            "WHERE seq = (SELECT seq FROM trials WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING *",
+            (utcnow(),),
+        )
+
+    def set_worker(self, trial_id: str, pid: int | None) -> None:
+        """Record the worker process running the trial."""
+        with self._lock:
+            self._db.execute("UPDATE trials SET worker_pid = ? WHERE id = ?", (pid, trial_id))
+
+    def progress(self, trial_id: str, steps_done: int, steps_total: int, loss: float | None) -> None:
+        """Record progress of a running trial."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE trials SET steps_done = ?, steps_total = ?, loss = ? WHERE id = ? AND status = 'running'",
+                (steps_done, steps_total, loss, trial_id),
+            )
+
+    def finish(
+        self, trial_id: str, status: str, *, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> bool:
+        """Move a queued/running trial to a final status; False when it had already finished (e.g. cancelled).
+
+        A result that arrives after a cancellation is still attached to the cancelled trial.
+        """
+        encoded = json.dumps(result) if result is not None else None
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE trials SET status = ?, result = ?, error = ?, finished_at = ?, worker_pid = NULL "
+                "WHERE id = ? AND status IN ('queued', 'running')",
+                (status, encoded, error, utcnow(), trial_id),
+            )
+            changed = cur.rowcount > 0
+            if not changed and encoded is not None:
+                self._db.execute(
+                    "UPDATE trials SET result = ?, worker_pid = NULL WHERE id = ? AND result IS NULL",
+                    (encoded, trial_id),
+                )
+        return changed
+
+    def fail_running(self, error: str) -> int:
+        """Mark every running trial failed with ``error``; the number changed."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, worker_pid = NULL "
+                "WHERE status = 'running'",
+                (error, utcnow()),
+            )
+        return cur.rowcount
+
+    def recover(self) -> tuple[int, int]:
+        """At start-up: running trials -> failed ("interrupted"); returns (interrupted, still queued)."""
+        return self.fail_running(INTERRUPTED), self.count("queued")
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,201 @@
+"""Trial durability with a real server process (``optirec serve``): results survive a restart, a server
+killed mid-trial takes its worker with it and the trial reads "interrupted" at the next start, queued
+trials stay queued. And a bad store path or a corrupt store file fails start-up with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from optirec.service.app import create_app
+from optirec.service.client import OptirecClient
+from optirec.service.settings import Settings
+from optirec.service.trials.store import INTERRUPTED, StoreError
+
+SMALL = {"workload": "mlp", "device": "cpu", "size": 1}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``optirec serve`` in a subprocess on a free loopback port, with its own store."""
+
+    def __init__(self, repo_root: Path, store: Path, log: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
+        environ.update({"OPTIREC_TRIAL_STORE": str(store), "OPTIREC_LOG_LEVEL": "warning", **env})
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "optirec", "serve", "--port", str(self.port)],
+            cwd=repo_root,
+            env=environ,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            self._wait_until_up(log)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            self._log.close()
+            raise
+        self.client = OptirecClient(self.url, timeout=30)
+
+    def _wait_until_up(self, log: Path) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, f"the server exited with {self.proc.returncode}: {log.read_text()[-2000:]}"
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start within 60 s"
+            time.sleep(0.1)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def servers(repo_root: Path, tmp_path: Path) -> Iterator[Any]:
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(repo_root, tmp_path / "trials.sqlite3", tmp_path / "server.log", **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
+def _gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` has exited (a zombie counts as exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_results_survive_restarts_and_a_killed_server_marks_its_trial_interrupted(
+    servers: Any, run_python: Any
+) -> None:
+    first = servers()
+    # optirec trial --url: submit, progress bar on stderr, the result JSON on stdout
+    flags = ["--architecture", "mlp", "--workload", "mlp", "--steps", "20", "--device", "cpu", "--compact"]
+    cli = run_python("-m", "optirec", "trial", "--url", first.url, *flags, timeout=120)
+    assert cli.returncode == 0, cli.stderr
+    trial_id = re.search(r"trial ([0-9a-f]{32}) queued", cli.stderr).group(1)  # type: ignore[union-attr]
+    assert "20/20" in cli.stderr
+    done = first.client.wait_trial(trial_id, timeout=120)
+    assert done.status == "succeeded", done.error
+    assert json.loads(cli.stdout) == done.result
+    remote = run_python("-m", "optirec", "recommend", "--url", first.url, "--architecture", "resnet", "--compact")
+    assert remote.returncode == 0, remote.stderr
+    assert json.loads(remote.stdout)["optimizer"]["name"] == "sgd_momentum"
+    first.stop()  # graceful
+    assert first.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+
+    second = servers()
+    again = second.client.trial(done.id)
+    assert again.status == "succeeded"
+    assert again.result == done.result and again.request == done.request
+    long = second.client.submit_trial(profile={}, steps=2000, **SMALL)
+    queued = second.client.submit_trial(profile={}, steps=5, **SMALL)
+
+    def running(status: Any) -> bool:
+        return status.status == "running" and status.progress.steps_done > 0
+
+    deadline = time.monotonic() + 120
+    status = second.client.trial(long.id)
+    while not running(status):
+        assert time.monotonic() < deadline and status.status in ("queued", "running"), status
+        status = second.client.trial(long.id, wait=2)
+    worker = status.worker_pid
+    assert worker is not None
+    assert second.client.trial(queued.id).status == "queued"
+    second.stop(signal.SIGKILL)  # no shutdown code runs
+    assert _gone(worker), "the worker outlived its server"
+
+    third = servers(OPTIREC_TRIAL_CONCURRENCY="0")  # look, but run nothing
+    interrupted = third.client.trial(long.id)
+    assert interrupted.status == "failed"
+    assert interrupted.error == INTERRUPTED and "interrupted" in interrupted.error
+    assert interrupted.finished_at is not None
+    assert third.client.trial(done.id).result == done.result
+    assert third.client.trial(queued.id).status == "queued", "a queued trial must survive the crash"
+    listed = [t.id for t in third.client.trials()]
+    assert listed == [queued.id, long.id, done.id]
+
+
+def test_corrupt_store_fails_start_up_naming_the_path(
+    tmp_path: Path, run_python: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt = tmp_path / "corrupt.sqlite3"
+    corrupt.write_bytes(b"this is not a database" * 200)
+    with (
+        pytest.raises(StoreError, match=re.escape(str(corrupt))),
+        TestClient(create_app(Settings(trial_store=str(corrupt)))),
+    ):
+        pass
+    code = "import sys; from optirec.service.cli import main; sys.exit(main(['serve', '--port', '1']))"
+    monkeypatch.setenv("OPTIREC_TRIAL_STORE", str(corrupt))
+    result = run_python("-c", code, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("optirec: error: trial_store:") and str(corrupt) in lines[0]
+
+
+@pytest.mark.parametrize("where", ["missing-folder", "a-directory"])
+def test_unusable_store_path_fails_start_up(tmp_path: Path, where: str) -> None:
+    path = tmp_path / "no" / "such" / "t.sqlite3" if where == "missing-folder" else tmp_path
+    with pytest.raises(StoreError, match=re.escape(str(path))), TestClient(create_app(Settings(trial_store=str(path)))):
+        pass
+
+
+def test_memory_store_works_without_durability(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(trial_store=":memory:", trial_concurrency=0))) as client:
+        assert client.post("/trials", json={"profile": {}, "steps": 3}).status_code == 202
+        assert len(client.get("/trials").json()) == 1
