@@ -20,7 +20,8 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, Field
 
-from optirec.rules import Recommendation
+from optirec.rules import Recommendation, diagnose
+from optirec.rules.errors import OptirecError
 
 from .builder import BuildResult, as_recommendation, build
 from .errors import BuildError
@@ -77,6 +78,11 @@ class TrialResult(BaseModel):
     peak_memory_bytes: int
     parameters: int
     warnings: list[str]
+    diagnosis: dict[str, Any] | None = Field(
+        default=None,
+        description="When the run diverged: optirec.diagnose on its train_loss with the trial's recommendation "
+        "(the Diagnosis JSON: findings, causes and the revised recommendation).",
+    )
 
 
 def resolve_device(device: str) -> torch.device:
@@ -220,6 +226,7 @@ def run_trial(
             ev = work.evaluate(model)
             heldout.append(HeldoutPoint(step=done, loss=_finite(ev.loss), metric=_finite(ev.metric)))
     wall = time.perf_counter() - start
+    diagnosis = _diagnose_divergence(train_loss, rec, warnings) if status == "diverged" else None
     final = work.evaluate(model) if status != "diverged" else None
     if final is not None and (not heldout or heldout[-1].step != done) and done > 0:
         heldout.append(HeldoutPoint(step=done, loss=_finite(final.loss), metric=_finite(final.metric)))
@@ -246,7 +253,19 @@ def run_trial(
         peak_memory_bytes=_peak_memory(dev),
         parameters=n_params,
         warnings=warnings,
+        diagnosis=diagnosis,
     )
+
+
+def _diagnose_divergence(
+    train_loss: list[float | None], rec: Recommendation, warnings: list[str]
+) -> dict[str, Any] | None:
+    """The Diagnosis JSON of a diverged run (None, with a warning, if the curve cannot be diagnosed)."""
+    try:
+        return diagnose(train_loss=train_loss, recommendation=rec).model_dump(mode="json")
+    except OptirecError as exc:  # pragma: no cover - a trial's own curve and recommendation are valid input
+        warnings.append(f"the divergence could not be diagnosed: {exc}")
+        return None
 
 
 def _unused_loss_fn(output: Any, target: Any) -> torch.Tensor:  # pragma: no cover - objective replaces it

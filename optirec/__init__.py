@@ -11,12 +11,14 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from .rules import (
+    Diagnosis,
     OptirecError,
     Profile,
     ProfileError,
     Recommendation,
     RulebookError,
     UnknownNameError,
+    diagnose,
     recommend,
 )
 
@@ -36,6 +38,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 __all__ = [
+    "Diagnosis",
     "OptirecError",
     "Profile",
     "ProfileError",
@@ -44,6 +47,7 @@ __all__ = [
     "UnknownNameError",
     "__version__",
     "autoconfig",
+    "diagnose",
     "recommend",
     "validate",
 ]

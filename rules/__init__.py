@@ -3,6 +3,7 @@
 Imports only the standard library and pydantic: the recommend path never imports torch.
 """
 
+from .diagnose import Diagnosis, diagnose
 from .engine import derive_hyperparameters, recommend
 from .errors import FieldIssue, OptirecError, ProfileError, RulebookError, UnknownNameError
 from .loader import DATA_DIR, Rulebook, default_rulebook, load_rulebook
@@ -11,6 +12,7 @@ from .recommendation import Recommendation
 
 __all__ = [
     "DATA_DIR",
+    "Diagnosis",
     "FieldIssue",
     "OptirecError",
     "Profile",
@@ -21,6 +23,7 @@ __all__ = [
     "UnknownNameError",
     "default_rulebook",
     "derive_hyperparameters",
+    "diagnose",
     "load_rulebook",
     "parse_profile",
     "profile_field_options",

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import RulebookError, UnknownNameError
-from .schema import Fact, OptimizerSpec, Principles, Rule, Symptom, Term
+from .schema import DiagnosisSettings, Fact, OptimizerSpec, Principles, Rule, Symptom, SymptomContext, Term
 
 __all__ = ["DATA_DIR", "LEVEL_WEIGHTS", "Rulebook", "default_rulebook", "load_rulebook", "normalize"]
 
@@ -127,6 +127,8 @@ class Rulebook:
         principles: Principles,
         symptoms: list[Symptom],
         facts: list[Fact],
+        diagnosis: DiagnosisSettings | None = None,
+        symptom_contexts: list[SymptomContext] | None = None,
     ) -> None:
         self.directory = directory
         self.version = version
@@ -138,6 +140,10 @@ class Rulebook:
         self.principles = principles
         self.tuning_why: dict[str, tuple[int, str]] = {t.name: (t.priority, t.why) for t in principles.tuning}
         self.symptoms = {s.name: s for s in symptoms}
+        #: thresholds and fix sizes of ``optirec.diagnose`` (principles.toml ``[diagnosis]``)
+        self.diagnosis = diagnosis
+        #: extra changes when a symptom shows up in a setting (symptoms.toml ``[[context]]``)
+        self.symptom_contexts = list(symptom_contexts or [])
         self.facts = facts
         self.rule_files = {r.id: f for f, r in rules}
         self.rules: dict[str, Rule] = {r.id: r for _, r in rules}
@@ -147,6 +153,7 @@ class Rulebook:
         for kind, terms in vocabulary.items():
             self.aliases[kind] = _alias_table((t.name, [t.label, *t.aliases]) for t in terms)
         self.aliases["optimizer"] = _alias_table((o.name, [o.display_name, *o.aliases]) for o in optimizers)
+        self.aliases["symptom"] = _alias_table((s.name, [s.label, *s.aliases]) for s in symptoms)
         self.terms: dict[str, dict[str, Term]] = {k: {t.name: t for t in v} for k, v in vocabulary.items()}
 
         compiled: list[CompiledRule] = []
@@ -257,6 +264,65 @@ def _check_names(file: str, rule: Rule, names: Iterable[str], optimizers: dict[s
             raise RulebookError(file, rule.id, field, f"unknown optimizer {n!r}{extra}")
 
 
+def _load_diagnosis(raw_principles: dict[str, Any]) -> DiagnosisSettings:
+    """principles.toml ``[diagnosis]``: every threshold bounded and cited in ``[diagnosis.sources]``."""
+    raw = raw_principles.get("diagnosis")
+    if not isinstance(raw, dict):
+        raise RulebookError("principles.toml", None, "diagnosis", "missing [diagnosis] table")
+    settings: DiagnosisSettings = _validate(DiagnosisSettings, raw, "principles.toml", "diagnosis", 0)
+    keys = [k for k in DiagnosisSettings.model_fields if k != "sources"]
+    for key in keys:
+        if key not in settings.sources:
+            raise RulebookError("principles.toml", "diagnosis", f"sources.{key}", "every threshold must cite a source")
+    for key in settings.sources:
+        if key not in keys:
+            raise RulebookError("principles.toml", "diagnosis", f"sources.{key}", "cites a key that does not exist")
+    if settings.spike_min_history > settings.spike_window:
+        raise RulebookError("principles.toml", "diagnosis", "spike_min_history", "must not be larger than spike_window")
+    return settings
+
+
+def _check_symptoms(
+    symptoms: list[Symptom],
+    contexts: list[SymptomContext],
+    optimizers: dict[str, OptimizerSpec],
+    families: set[str],
+    goals: set[str],
+) -> None:
+    from .errors import suggest
+
+    def unknown(rule: str, field: str, kind: str, value: str, valid: Iterable[str]) -> RulebookError:
+        hint = suggest(value, valid)
+        extra = f" (did you mean {hint!r}?)" if hint else ""
+        return RulebookError("symptoms.toml", rule, field, f"unknown {kind} {value!r}{extra}")
+
+    names: set[str] = set()
+    ids: set[str] = set()
+    for s in symptoms:
+        if s.name in names or s.id in ids:
+            raise RulebookError("symptoms.toml", s.id, "name", "duplicate symptom")
+        names.add(s.name)
+        ids.add(s.id)
+        for opt in s.requires_optimizer or []:
+            if opt not in optimizers:
+                raise unknown(s.id, "requires_optimizer", "optimizer", opt, optimizers)
+        for goal in s.requires_goal or []:
+            if goal not in goals:
+                raise unknown(s.id, "requires_goal", "goal", goal, goals)
+        if s.fallback is not None and not s.fallback_why:
+            raise RulebookError("symptoms.toml", s.id, "fallback_why", "a fallback action must say why")
+    for c in contexts:
+        if c.id in ids:
+            raise RulebookError("symptoms.toml", c.id, "id", "duplicate id")
+        ids.add(c.id)
+        for fam in c.when_family:
+            if fam not in families:
+                raise unknown(c.id, "when_family", "architecture family", fam, families)
+        for name in c.when_symptoms:
+            if name not in names:
+                raise unknown(c.id, "when_symptoms", "symptom", name, names)
+
+
 def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
     """Parse and validate every data file of ``directory`` (default: the bundled knowledge base)."""
     root = Path(directory) if directory is not None else DATA_DIR
@@ -350,12 +416,20 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
         )
     version = str(raw_principles.get("rulebook", {}).get("version", "0"))
 
+    diagnosis = _load_diagnosis(raw_principles)
+
     symptoms: list[Symptom] = []
+    contexts: list[SymptomContext] = []
     if (root / "symptoms.toml").is_file():
         raw_sym = _read_toml(root / "symptoms.toml")
         symptoms = [
             _validate(Symptom, raw, "symptoms.toml", "symptom", i) for i, raw in enumerate(raw_sym.get("symptom", []))
         ]
+        contexts = [
+            _validate(SymptomContext, raw, "symptoms.toml", "context", i)
+            for i, raw in enumerate(raw_sym.get("context", []))
+        ]
+        _check_symptoms(symptoms, contexts, by_name, families, set(known["goal"]))
     facts: list[Fact] = []
     if (root / "facts.toml").is_file():
         raw_facts = _read_toml(root / "facts.toml")
@@ -371,6 +445,8 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
         principles=principles,
         symptoms=symptoms,
         facts=facts,
+        diagnosis=diagnosis,
+        symptom_contexts=contexts,
     )
 
 

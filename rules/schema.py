@@ -10,7 +10,9 @@ File kinds
 ``vocabulary.toml``   ``[[domain]]``, ``[[architecture]]``, ``[[data]]``, ``[[goal]]`` -> :class:`Term`
 ``*.rules.toml``      ``[[rule]]`` -> :class:`Rule` (one file per seed table / guide)
 ``principles.toml``   ``[principles]`` -> :class:`Principles` (004 §6.2-§6.4 numbers)
-``symptoms.toml``     ``[[symptom]]`` -> :class:`Symptom` (004 §6.4.1)
+``symptoms.toml``     ``[[symptom]]`` -> :class:`Symptom` (004 §6.4.1, §6.4.2),
+                      ``[[context]]`` -> :class:`SymptomContext`
+``principles.toml``   ``[diagnosis]`` -> :class:`DiagnosisSettings` (thresholds of ``optirec.diagnose``)
 ``facts.toml``        ``[[fact]]`` -> :class:`Fact` (knowledge that informs people, not the ranking)
 """
 
@@ -248,24 +250,88 @@ class Principles(_Strict):
     sources: dict[str, Source]
 
 
+Action = Literal[
+    "lr_divide_10",
+    "add_clipping",
+    "add_warmup",
+    "cosine_annealing",
+    "raise_weight_decay",
+    "lower_momentum",
+    "switch_to_sgd",
+]
+
+
 class Symptom(_Strict):
-    """004 §6.4.1: a training symptom, its likely cause and the fix."""
+    """004 §6.4.1 / §6.4.2: a training symptom, its likely cause, the fix and the changes it makes."""
 
     id: Annotated[str, Field(pattern=_RULE_ID_RE, max_length=80)]
     name: Name
+    aliases: list[str] = []
     label: str
     cause: str
     fix: str
-    action: Literal[
-        "lr_divide_10",
-        "add_clipping",
-        "add_warmup",
-        "cosine_annealing",
-        "raise_weight_decay",
-        "lower_momentum",
-        "switch_to_sgd",
-    ]
+    detects: str = ""
+    actions: list[Action] = Field(min_length=1)
+    fallback: Action | None = None
+    fallback_why: str | None = None
+    requires_optimizer: list[Name] | None = None
+    requires_goal: list[Name] | None = None
     source: Source
+
+
+class SymptomContext(_Strict):
+    """An extra change when a symptom shows up in a given setting (e.g. clipping for recurrent nets)."""
+
+    id: Annotated[str, Field(pattern=_RULE_ID_RE, max_length=80)]
+    when_family: list[Name] = Field(min_length=1)
+    when_symptoms: list[Name] = Field(min_length=1)
+    actions: list[Action] = Field(min_length=1)
+    why: str = Field(min_length=10)
+    source: Source
+
+
+class DiagnosisSettings(_Strict):
+    """Thresholds of the loss-curve detectors and sizes of the fixes (principles.toml ``[diagnosis]``)."""
+
+    max_points: int = Field(ge=10, le=10_000_000)
+    divergence_factor: float = Field(gt=1)
+    reference_points: int = Field(ge=1)
+    spike_window: int = Field(ge=3)
+    spike_min_history: int = Field(ge=2)
+    spike_z: float = Field(gt=0)
+    spike_ratio: float = Field(gt=1)
+    early_fraction: float = Field(gt=0, lt=0.5)
+    early_min_points: int = Field(ge=10)
+    early_rise: float = Field(gt=1)
+    early_noise_ratio: float = Field(gt=1)
+    early_min_noise: float = Field(gt=0)
+    early_noise_min_points: int = Field(ge=3)
+    plateau_fraction: float = Field(gt=0, lt=1)
+    plateau_min_points: int = Field(ge=8)
+    plateau_noise_ratio: float = Field(gt=0)
+    plateau_rel_drop: float = Field(gt=0, lt=1)
+    plateau_min_progress: float = Field(ge=0, lt=1)
+    oscillation_window: int = Field(ge=10)
+    oscillation_alternation: float = Field(gt=2 / 3, le=1)
+    oscillation_autocorrelation: float = Field(ge=-1, lt=0)
+    oscillation_min_amplitude: float = Field(gt=0)
+    oscillation_max_trend: float = Field(gt=0)
+    val_min_points: int = Field(ge=3)
+    val_smooth_fraction: float = Field(gt=0, lt=1)
+    overfit_val_rise: float = Field(gt=0)
+    overfit_noise_z: float = Field(gt=0)
+    overfit_min_fraction: float = Field(gt=0, lt=1)
+    overfit_train_fall: float = Field(ge=0, lt=1)
+    val_plateau_fraction: float = Field(gt=0, lt=1)
+    val_plateau_min_points: int = Field(ge=2)
+    val_plateau_rel_drop: float = Field(gt=0, lt=1)
+    val_plateau_train_fall: float = Field(gt=0, lt=1)
+    lr_divisor: float = Field(gt=1)
+    warmup_ratio: float = Field(gt=0, lt=1)
+    weight_decay_factor: float = Field(gt=1)
+    momentum_horizon_divisor: float = Field(gt=1)
+    min_momentum: float = Field(ge=0, lt=1)
+    sources: dict[str, Source]
 
 
 class Fact(_Strict):

@@ -147,6 +147,16 @@ assert code == 0, code
 import json
 assert json.loads(out.getvalue())["optimizer"]["name"] == "adamw"
 """,
+    "diagnose": """
+import sys, io, contextlib
+from optirec import diagnose
+dx = diagnose(train_loss=[2.3, 2.0, 9.0, None], symptoms=["overfitting"])
+assert [f.symptom for f in dx.findings] == ["divergence", "overfitting"], dx.findings
+import optirec.service.cli
+sys.stdin = io.StringIO("[2.3, 2.0, 1.8]")
+with contextlib.redirect_stdout(io.StringIO()):
+    assert optirec.service.cli.main(["diagnose"]) == 0
+""",
     "cli-rules-and-optimizers": """
 import sys, io, contextlib
 import optirec.service.cli

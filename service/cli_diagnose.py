@@ -1,0 +1,183 @@
+"""``optirec diagnose``: loss curves (JSON or CSV on stdin) and/or named symptoms -> the Diagnosis JSON.
+
+    echo '{"train_loss": [2.3, 2.0, 9.1, null], "val_loss": [2.2]}' | optirec diagnose --architecture mlp
+    echo '[2.3, 2.0, 9.1, null]' | optirec diagnose
+    printf 'step,train_loss,val_loss\\n0,2.3,2.4\\n1,2.1,\\n' | optirec diagnose --csv
+    optirec diagnose --symptom overfitting --recommendation rec.json
+
+Imported by ``service/cli.py`` only when the command runs; bad input raises the CLI's UsageError
+(one line naming the field, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from typing import Any
+
+from .cli import UsageError, _profile_from_args, _read_stdin_profile
+
+__all__ = ["parse_csv", "parse_json", "run"]
+
+_KEYS = ("train_loss", "val_loss", "symptoms")
+#: CSV header spellings -> column
+_COLUMNS = {
+    "step": "step",
+    "steps": "step",
+    "iteration": "step",
+    "epoch": "step",
+    "train_loss": "train_loss",
+    "train": "train_loss",
+    "loss": "train_loss",
+    "training_loss": "train_loss",
+    "val_loss": "val_loss",
+    "val": "val_loss",
+    "valid_loss": "val_loss",
+    "validation_loss": "val_loss",
+    "eval_loss": "val_loss",
+}
+_NON_FINITE = {"nan", "-nan", "inf", "+inf", "-inf", "infinity", "-infinity", "null", "none"}
+
+
+def _reject_constant(name: str) -> Any:
+    raise UsageError(f"train_loss: {name} is not a valid JSON number; send null for a non-finite loss")
+
+
+def parse_json(text: str) -> dict[str, Any]:
+    """``{"train_loss": [...], "val_loss": [...], "symptoms": [...]}`` or a bare list (the training loss)."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"train_loss: stdin is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            'give a list of losses or {"train_loss": [...], "val_loss": [...]}, or use --csv'
+        ) from None
+    except RecursionError:
+        raise UsageError("train_loss: stdin nests JSON too deeply") from None
+    if isinstance(value, list):
+        return {"train_loss": value}
+    if not isinstance(value, dict):
+        raise UsageError("train_loss: stdin must be a JSON list of losses or an object with train_loss / val_loss")
+    unknown = [k for k in value if k not in _KEYS]
+    if unknown:
+        raise UsageError(f"{unknown[0]}: unknown field; valid values: {', '.join(_KEYS)}")
+    return value
+
+
+def _cell(text: str, column: str, row: int) -> float | None:
+    t = text.strip()
+    if t.lower() in _NON_FINITE:
+        return None
+    try:
+        x = float(t)
+    except ValueError:
+        raise UsageError(f"{column}: row {row}: {t[:40]!r} is not a number") from None
+    return x if math.isfinite(x) else None
+
+
+def parse_csv(text: str) -> dict[str, Any]:
+    """Columns step?, train_loss, val_loss? with a header, or a single column of training losses.
+
+    An empty validation cell means no evaluation at that step; an empty or NaN/inf training cell is a
+    non-finite loss (null).
+    """
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise UsageError("train_loss: the CSV on stdin is empty")
+    header = [c.strip().lower().replace(" ", "_").replace("-", "_") for c in rows[0]]
+
+    def numeric(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return cell.strip().lower() in _NON_FINITE or not cell.strip()
+        return True
+
+    if all(numeric(c) for c in rows[0]):
+        width = len(rows[0])
+        names = {1: ["train_loss"], 2: ["train_loss", "val_loss"], 3: ["step", "train_loss", "val_loss"]}.get(width)
+        if names is None:
+            raise UsageError(f"train_loss: CSV without a header must have 1-3 columns (got {width})")
+        body = rows
+        first_row = 1
+    else:
+        names = []
+        for h in header:
+            if h not in _COLUMNS:
+                raise UsageError(f"{h or 'column'}: unknown CSV column; valid values: step, train_loss, val_loss")
+            names.append(_COLUMNS[h])
+        if "train_loss" not in names and "val_loss" not in names:
+            raise UsageError("train_loss: the CSV has no train_loss or val_loss column")
+        body = rows[1:]
+        first_row = 2
+    train: list[float | None] = []
+    val: list[float | None] = []
+    for n, row in enumerate(body, start=first_row):
+        if len(row) > len(names):
+            raise UsageError(f"{names[-1]}: row {n}: {len(row)} cells for {len(names)} columns")
+        cells = dict(zip(names, [*row, *[""] * (len(names) - len(row))], strict=True))
+        if "train_loss" in cells:
+            train.append(_cell(cells["train_loss"], "train_loss", n))
+        if "val_loss" in cells and cells["val_loss"].strip():
+            val.append(_cell(cells["val_loss"], "val_loss", n))
+    out: dict[str, Any] = {}
+    if train:
+        out["train_loss"] = train
+    if val:
+        out["val_loss"] = val
+    return out
+
+
+def _read_file_json(path: str, field: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise UsageError(f"{field}: cannot read {path!r}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{field}: {path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{field}: {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from optirec.rules.diagnose import diagnose
+
+    curves: dict[str, Any] = {}
+    if not sys.stdin.isatty() and args.json_file != "-" and args.recommendation != "-":
+        try:
+            text = sys.stdin.read()
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"train_loss: stdin is not UTF-8 text (byte {exc.start})") from None
+        if text.strip():
+            curves = parse_csv(text) if args.csv else parse_json(text)
+    symptoms = list(curves.pop("symptoms", None) or [])
+    symptoms += [s.strip() for chunk in args.symptom or [] for s in chunk.split(",") if s.strip()]
+    if not curves and not symptoms:
+        raise UsageError(
+            "train_loss: nothing to diagnose: pipe the losses as JSON or CSV (--csv) into stdin, or name --symptom"
+        )
+    recommendation = None
+    if args.recommendation is not None:
+        if args.recommendation == "-":
+            recommendation = _read_stdin_profile(None)
+        else:
+            recommendation = _read_file_json(args.recommendation, "recommendation")
+    profile = _profile_from_args(args)
+    if args.json_file is not None:
+        profile = {**_read_stdin_profile(args.json_file), **profile}
+    dx = diagnose(
+        train_loss=curves.get("train_loss"),
+        val_loss=curves.get("val_loss"),
+        symptoms=symptoms or None,
+        recommendation=recommendation,
+        profile=profile or None,
+    )
+    print(json.dumps(dx.model_dump(mode="json"), ensure_ascii=False, indent=None if args.compact else 2))
+    return 0
