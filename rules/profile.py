@@ -8,6 +8,7 @@ fields refused: nothing is accepted silently.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -178,6 +179,19 @@ def issues_from_errors(errors: Iterable[Mapping[str, Any]], fields: list[str] | 
                     value=err.get("input"),
                     valid=ctx.get("valid"),
                     suggestion=ctx.get("suggestion"),
+                )
+            )
+        elif etype in ("literal_error", "enum"):
+            valid = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            value = err.get("input")
+            shown = value if isinstance(value, str | int | float | bool) else None
+            issues.append(
+                FieldIssue(
+                    field=field,
+                    message=f"unknown value {shown!r}" if shown is not None else err["msg"],
+                    value=shown,
+                    valid=valid or None,
+                    suggestion=suggest(str(shown), valid) if valid and isinstance(shown, str) else None,
                 )
             )
         elif etype in ("model_type", "dict_type", "model_attributes_type"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,8 +14,14 @@ import optirec
 from optirec.rules import default_rulebook
 
 from .handlers import install_error_handlers
-from .routers import catalog, health, recommend
+from .metrics import Metrics, MetricsMiddleware
+from .routers import catalog, health, recommend, web
+from .routers import diagnose as diagnose_routes
+from .routers import metrics as metrics_routes
+from .routers import trials as trial_routes
 from .settings import Settings, get_settings
+from .trials.runner import TrialRunner
+from .trials.store import TrialStore
 
 __all__ = ["BodyLimit", "create_app"]
 
@@ -81,20 +89,51 @@ class _TooLarge(Exception):
     pass
 
 
+def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Open the trial store and start the dispatcher; a bad store path fails start-up with StoreError."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = TrialStore(settings.trial_store)
+        runner = TrialRunner(store, settings, on_finish=metrics.trial_finished)
+        try:
+            await runner.start()
+            app.state.trials = runner
+            metrics.watch_trials(lambda: (store.count("queued"), store.count("running")))
+            yield
+        finally:
+            metrics.watch_trials(None)
+            app.state.trials = None
+            await runner.stop()
+            store.close()
+
+    return lifespan
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. Loads (and so validates) the knowledge base before serving anything."""
     settings = settings or get_settings()
     default_rulebook()  # a malformed rule file fails here, at start-up
+    metrics = Metrics()
     app = FastAPI(
         title="optirec",
         version=optirec.__version__,
         description="Optimizer recommendations for deep-learning training jobs, each reason citing its seed row.",
+        lifespan=_lifespan(settings, metrics),
     )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.trials = None
     install_error_handlers(app)
     app.include_router(recommend.router)
+    app.include_router(diagnose_routes.router)
     app.include_router(catalog.router)
     app.include_router(health.router)
+    app.include_router(trial_routes.router)
+    app.include_router(metrics_routes.router)
+    web.install(app)  # GET / (the web form), /static, GET /profile/fields
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer, 413s included
     return app

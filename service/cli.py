@@ -5,6 +5,10 @@
     optirec recommend --architecture bert --goal fine_tuning --format hf     # or lightning, timm, torch, optuna
     optirec rules --level architecture
     optirec optimizers --family adaptive
+    echo '[2.3, 2.0, 9.1, null]' | optirec diagnose --architecture mlp   # or --csv, --symptom NAME
+    optirec trial --architecture resnet --steps 100                # a trial run here, progress bar on stderr
+    optirec trial --architecture resnet --url http://127.0.0.1:8000 # the same on a running service
+    optirec recommend --architecture bert --url http://127.0.0.1:8000
 
 Bad input exits with code 2 and one line naming the field and the valid values.
 Only the standard library and the rules side are imported here, so the command starts fast.
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -65,6 +71,22 @@ def _number(kind: Any, flag: str) -> Any:
     return convert
 
 
+def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, field, kind in _PROFILE_FLAGS:
+        parser.add_argument(flag, dest=field, type=kind if kind is str else _number(kind, flag), default=None)
+    parser.add_argument(
+        "--data",
+        dest="data",
+        action="append",
+        default=None,
+        metavar="CHARACTERISTIC",
+        help="data characteristic (repeatable, or comma-separated)",
+    )
+    for flag, field in _PROFILE_SWITCHES:
+        parser.add_argument(flag, dest=field, action="store_true", default=None)
+    parser.add_argument("--json", dest="json_file", metavar="FILE", help="read the profile from FILE ('-' = stdin)")
+
+
 def _build_parser() -> _Parser:
     parser = _Parser(prog="optirec", description="Optimizer recommendations for deep-learning training jobs.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -93,6 +115,33 @@ def _build_parser() -> _Parser:
         "optuna (search space)",
     )
     rec.add_argument("--compact", action="store_true", help="one-line JSON")
+    rec.add_argument("--url", help="ask the optirec service at URL instead of the embedded engine")
+
+    trial = sub.add_parser(
+        "trial", help="prove a recommendation on a short proxy training run (here, or on a service with --url)"
+    )
+    _add_profile_arguments(trial)
+    trial.add_argument("--recommendation", metavar="FILE", help="run this Recommendation JSON ('-' = stdin)")
+    trial.add_argument("--workload", default="auto", help="auto (matches the profile) or a name of `GET /workloads`")
+    trial.add_argument("--steps", type=_number(int, "--steps"), default=200, help="optimizer steps (default 200)")
+    trial.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    trial.add_argument("--seed", type=_number(int, "--seed"), default=0)
+    trial.add_argument("--size", type=_number(int, "--size"), default=1, help="workload scale (default 1)")
+    trial.add_argument(
+        "--race", type=_number(int, "--race"), default=0, help="0..4: race the recommendation and its alternatives"
+    )
+    trial.add_argument("--url", help="submit to the optirec service at URL (OPTIREC_API_KEY is sent when set)")
+    trial.add_argument("--timeout", type=_number(float, "--timeout"), default=None, help="give up after S seconds")
+    trial.add_argument("--compact", action="store_true", help="one-line JSON")
+
+    dx = sub.add_parser(
+        "diagnose", help="diagnose a loss curve (JSON or --csv on stdin) or named symptoms; prints the Diagnosis"
+    )
+    _add_profile_arguments(dx)
+    dx.add_argument("--csv", action="store_true", help="stdin is CSV: step?,train_loss,val_loss with a header")
+    dx.add_argument("--symptom", action="append", metavar="NAME", help="a symptom by name (repeatable)")
+    dx.add_argument("--recommendation", metavar="FILE", help="the Recommendation JSON the job trained with")
+    dx.add_argument("--compact", action="store_true", help="one-line JSON")
 
     rules = sub.add_parser("rules", help="list the knowledge base's rules (filterable)")
     rules.add_argument("--level", help="architecture, domain, constraint, family, data, goal, guide or default")
@@ -104,6 +153,12 @@ def _build_parser() -> _Parser:
     serve = sub.add_parser("serve", help="start the HTTP service (settings also from OPTIREC_* variables)")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=_number(int, "--port"), default=None, help="port (default 8000)")
+
+    api = sub.add_parser("openapi", help="print or write the service's OpenAPI document as YAML (openapi.yaml)")
+    api.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    api.add_argument(
+        "--check", action="store_true", help="exit 1 when FILE (default openapi.yaml) differs from the app's document"
+    )
 
     opts = sub.add_parser("optimizers", help="list the optimizer catalog")
     opts.add_argument("--family", help="sgd, adaptive, second_order or wrapper")
@@ -169,7 +224,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         profile = _read_stdin_profile(None)
     else:
         profile = flags
-    rec = recommend(profile)
+    rec = _remote_recommend(args.url, profile) if args.url else recommend(profile)
     indent = None if args.compact else 2
     if args.fmt == "json":
         print(json.dumps(rec.model_dump(mode="json"), ensure_ascii=False, indent=indent))
@@ -261,12 +316,193 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
         raise UsageError(f"{field}: {err['msg']} (set with --{field} or OPTIREC_{field.upper()})") from None
+    from optirec.service.trials.store import StoreError, TrialStore
+
+    try:
+        TrialStore(settings.trial_store).close()  # a bad path or a corrupt file: one line now, not a traceback
+    except StoreError as exc:
+        raise UsageError(f"trial_store: {exc} (set with OPTIREC_TRIAL_STORE)") from None
     import uvicorn
 
     from optirec.service.app import create_app
 
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    from optirec.service.openapi import render_openapi
+
+    text = render_openapi()
+    if args.check:
+        path = args.output or "openapi.yaml"
+        try:
+            with open(path, encoding="utf-8") as fh:
+                current = fh.read()
+        except OSError as exc:
+            raise UsageError(f"output: cannot read {path!r}: {exc.strerror}") from None
+        if current != text:
+            print(f"optirec: {path} is out of date with the app; run `make openapi`", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"output: cannot write {args.output!r}: {exc.strerror}") from None
+    return 0
+
+
+def _client(url: str) -> Any:
+    from optirec.service.client import OptirecClient
+
+    return OptirecClient(url, api_key=os.environ.get("OPTIREC_API_KEY") or None)
+
+
+def _remote_recommend(url: str, profile: dict[str, Any]) -> Any:
+    with _client(url) as client:
+        return client.recommend(profile)
+
+
+class _ProgressBar:
+    """A one-line text progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = 0.0
+        self._drawn = False
+
+    def update(self, done: int, total: int, loss: float | None = None, label: str = "running") -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < (0.1 if self.tty else 2.0):
+            return
+        self._last = now
+        total = max(total, 1)
+        filled = min(self.WIDTH, self.WIDTH * done // total)
+        text = f"{label:<9} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
+        if loss is not None:
+            text += f"  loss {loss:.4g}"
+        self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._drawn = False
+
+
+def _trial_body(args: argparse.Namespace) -> dict[str, Any]:
+    flags = _profile_from_args(args)
+    body: dict[str, Any] = {
+        "workload": args.workload,
+        "steps": args.steps,
+        "device": args.device,
+        "seed": args.seed,
+        "size": args.size,
+        "race": args.race,
+    }
+    if args.recommendation is not None:
+        if flags or args.json_file is not None:
+            raise UsageError("recommendation: give a profile (flags or --json) or --recommendation, not both")
+        body["recommendation"] = _read_stdin_profile(args.recommendation)
+    elif args.json_file is not None:
+        body["profile"] = {**_read_stdin_profile(args.json_file), **flags}
+    else:
+        body["profile"] = flags
+    return body
+
+
+def _cmd_trial(args: argparse.Namespace) -> int:
+    body = _trial_body(args)
+    indent = None if args.compact else 2
+    if args.url:
+        return _remote_trial(args, body, indent)
+    from pydantic import ValidationError
+
+    from optirec.rules import recommend
+    from optirec.rules.errors import ProfileError
+    from optirec.service.settings import Settings
+    from optirec.service.trials.models import TrialRequest, request_issues
+
+    try:
+        request = TrialRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ProfileError(request_issues(exc.errors(include_url=False))) from None
+    settings = Settings()
+    for field, value, most in (
+        ("steps", request.steps, settings.trial_max_steps),
+        ("size", request.size, settings.trial_max_size),
+    ):
+        if value > most:
+            raise UsageError(f"{field}: must be at most {most} (OPTIREC_TRIAL_MAX_{field.upper()}), got {value}")
+    rec = request.recommendation if request.recommendation is not None else recommend(request.profile)
+    job = {
+        **body,
+        "recommendation": rec.model_dump(mode="json"),
+        "budget": {
+            "max_steps": settings.trial_max_steps,
+            "max_seconds": settings.trial_max_seconds,
+            "max_parameters": settings.trial_max_parameters,
+        },
+    }
+    job.pop("profile", None)
+    from optirec.optimizers.errors import BuildError
+    from optirec.service.trials.jobs import execute
+
+    bar = _ProgressBar()
+    try:
+        result, _ = execute(job, lambda done, total, loss: bar.update(done, total, loss), lambda: False)
+    except BuildError as exc:
+        bar.close()
+        raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        bar.close()
+        print("optirec: trial interrupted", file=sys.stderr)
+        return 130
+    bar.close()
+    print(json.dumps(result, ensure_ascii=False, indent=indent))
+    return 0
+
+
+def _remote_trial(args: argparse.Namespace, body: dict[str, Any], indent: int | None) -> int:
+    bar = _ProgressBar()
+    with _client(args.url) as client:
+        status = client.submit_trial(body)
+        print(f"optirec: trial {status.id} queued ({args.url.rstrip('/')}/trials/{status.id})", file=sys.stderr)
+
+        def show(current: Any) -> None:
+            bar.update(current.progress.steps_done, current.progress.steps_total, current.progress.loss, current.status)
+
+        try:
+            final = client.wait_trial(status.id, timeout=args.timeout, on_progress=show)
+        except KeyboardInterrupt:
+            bar.close()
+            client.cancel_trial(status.id)
+            print(f"optirec: trial {status.id} cancelled", file=sys.stderr)
+            return 130
+        finally:
+            bar.close()
+    if final.result is not None:
+        print(json.dumps(final.result, ensure_ascii=False, indent=indent))
+    if final.status != "succeeded":
+        print(f"optirec: error: trial {final.id} {final.status}: {final.error or 'no result'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from .cli_diagnose import run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -282,6 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rules": _cmd_rules,
             "optimizers": _cmd_optimizers,
             "serve": _cmd_serve,
+            "openapi": _cmd_openapi,
+            "trial": _cmd_trial,
+            "diagnose": _cmd_diagnose,
         }
         return handlers[args.command](args)
     except UsageError as exc:
@@ -296,6 +535,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, UnknownNameError):
             print(f"optirec: error: {exc.issue.sentence()}", file=sys.stderr)
             return EXIT_USAGE
+        from optirec.service.errors import ServiceError
+
+        if isinstance(exc, ServiceError):  # the service refused or could not be reached
+            print(f"optirec: error: {exc.message if exc.status == 0 else exc}", file=sys.stderr)
+            return 1
         raise
 
 
