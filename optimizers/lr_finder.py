@@ -2,9 +2,8 @@
 
 The lr grows exponentially from far below to far above the recommended one, one optimizer step per
 value; the loss is smoothed with a bias-corrected moving average and the sweep stops once it
-diverges. The suggestion is fastai's ``valley`` (two-thirds down the longest descending stretch of the
-smoothed loss); failing that the point of steepest descent before the minimum, or the minimum's lr / 10
-when no clear slope exists. Model weights are restored after.
+diverges. The suggestion is the point of steepest descent of the smoothed loss (on log lr) before
+its minimum, or the minimum's lr / 10 when no clear slope exists. Model weights are restored after.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from .training import train_step
 __all__ = ["LRRangeTest", "lr_range_test", "restore", "verdict"]
 
 Verdict = Literal["ok", "too_high", "too_low", "inconclusive"]
-Method = Literal["valley", "steepest", "min_over_10", "none"]
 #: the recommended lr is judged off when it is more than this factor from the suggestion
 VERDICT_TOLERANCE = 4.0
 SMOOTHING = 0.9  # EMA factor of the loss curve
@@ -38,7 +36,7 @@ class LRRangeTest(BaseModel):
     lrs: list[float]
     losses: list[float]  # smoothed
     suggested_lr: float | None
-    method: Method
+    method: Literal["steepest", "min_over_10", "none"]
     recommended_lr: float
     verdict: Verdict
     factor: float | None  # recommended / suggested
@@ -58,35 +56,13 @@ def verdict(recommended: float, suggested: float | None) -> tuple[Verdict, float
     return "ok", factor
 
 
-def _valley(losses: list[float], skip: int) -> int | None:
-    """fastai's ``valley``: the longest descending run of the loss (a longest decreasing subsequence),
-    and a point two-thirds of the way down it: aggressive enough to train fast, still before the rise."""
-    n = len(losses)
-    lds = [1] * n
-    max_start = max_end = skip
-    for i in range(skip + 1, n):
-        for j in range(skip, i):
-            if losses[i] < losses[j] and lds[i] < lds[j] + 1:
-                lds[i] = lds[j] + 1
-        if lds[max_end] < lds[i]:
-            max_end = i
-            max_start = max_end - lds[max_end]
-    if max_end - max_start < 3:
-        return None
-    sections = (max_end - max_start) / 3
-    return max_start + int(sections) + int(sections / 2)
-
-
-def _suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, Method]:
-    """The valley of the smoothed loss (the first points, while the average warms up, are ignored);
-    else its steepest descent before the minimum; else the minimum's lr / 10."""
+def _suggest(lrs: list[float], losses: list[float]) -> tuple[float | None, Literal["steepest", "min_over_10", "none"]]:
+    """Steepest descent of the smoothed loss before its minimum (the first points, while the average
+    warms up, are ignored); the minimum's lr / 10 when the curve has no descending stretch."""
     skip = max(3, len(losses) // 10)
     if len(losses) < skip + 3:
         return None, "none"
     i_min = min(range(skip, len(losses)), key=losses.__getitem__)
-    valley = _valley(losses, skip)
-    if valley is not None and losses[valley] < losses[skip]:
-        return lrs[valley], "valley"
     logs = [math.log10(x) for x in lrs]
     slopes = {i: (losses[i + 1] - losses[i - 1]) / (logs[i + 1] - logs[i - 1]) for i in range(skip, i_min)}
     if slopes:
