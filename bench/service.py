@@ -177,7 +177,10 @@ def load_profiles(count: int) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def running_server(port: int, store_dir: str) -> Iterator[subprocess.Popen[bytes]]:
+def running_server(
+    port: int, store_dir: str, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``optirec serve`` on 127.0.0.1:``port`` with its store in ``store_dir``; ``extra_env`` overrides settings."""
     env = dict(os.environ)
     env.update(
         {
@@ -185,6 +188,7 @@ def running_server(port: int, store_dir: str) -> Iterator[subprocess.Popen[bytes
             "OPTIREC_TRIAL_STORE": os.path.join(store_dir, "trials.sqlite3"),
             "OPTIREC_TRIAL_CONCURRENCY": "0",  # no trial worker process (it imports torch) competing for the CPU
             "PYTHONDONTWRITEBYTECODE": "1",
+            **(extra_env or {}),
         }
     )
     env.pop("OPTIREC_API_KEY", None)

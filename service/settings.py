@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     trial_max_seconds: float = Field(default=300.0, gt=0, le=86_400, description="Wall-clock budget of one trial.")
     trial_max_parameters: int = Field(default=50_000_000, ge=1, description="Largest proxy model a trial may build.")
     trial_max_size: int = Field(default=8, ge=1, le=64, description="Largest workload size a trial may ask for.")
+    trial_max_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        le=16_777_216,
+        description="Most resident memory (MiB) a trial worker process may hold while it runs a trial, torch and "
+        "the workload's libraries included (a CPU worker holds about 250-450 MiB before any big tensor); "
+        "over it the worker is killed and the trial fails naming the limit. 0 = no limit (Linux: read from /proc).",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -7,7 +7,10 @@ copies progress and the result into the store. Nothing here blocks the event loo
 happens in the worker, and the store's writes are single-row SQLite statements.
 
 A worker that dies mid-trial (segfault, OOM kill, ``kill -9``) fails that trial with the exit code or
-signal; the slot starts a fresh worker for the next trial and the server keeps serving.
+signal; the slot starts a fresh worker for the next trial and the server keeps serving. With
+``trial_max_memory_mb`` set, the slot reads its running worker's resident memory from /proc (every
+MEMORY_POLL s, from this process: a worker stuck in C code cannot dodge it) and kills a worker that passes
+the limit; that trial fails with a reason naming the limit.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .models import FINISHED
 from .store import INTERRUPTED, TrialRecord, TrialStore
 from .worker import PARENT_ENV
 
-__all__ = ["QueueFullError", "TrialFinishedError", "TrialRunner"]
+__all__ = ["QueueFullError", "TrialFinishedError", "TrialRunner", "memory_reason", "resident_mb"]
 
 log = logging.getLogger("optirec.service.trials")
 
@@ -41,6 +44,9 @@ STARTUP_GRACE = 120.0
 CANCEL_GRACE = 10.0
 #: Longest line a worker may send (a race's result with its curves).
 LINE_LIMIT = 64 * 1024 * 1024
+#: Seconds between two reads of a running worker's resident memory (when trial_max_memory_mb is set).
+MEMORY_POLL = 0.05
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class QueueFullError(OptirecError):
@@ -82,6 +88,24 @@ def exit_reason(returncode: int | None) -> str:
     return f"the trial worker exited unexpectedly with code {returncode}"
 
 
+def memory_reason(rss_mb: float, limit_mb: int) -> str:
+    """The error of a trial whose worker passed the server's memory limit."""
+    return (
+        f"the trial ran out of memory: its worker process held {rss_mb:.0f} MiB, over the server's limit of "
+        f"{limit_mb} MiB (trial_max_memory_mb); try a smaller size or workload"
+    )
+
+
+def resident_mb(pid: int) -> float | None:
+    """A process's resident memory in MiB (Linux /proc), or None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * _PAGE_SIZE / 2**20
+
+
 class TrialRunner:
     """Queue, dispatch, cancel and watch trials. All methods run on the event loop's thread."""
 
@@ -100,6 +124,8 @@ class TrialRunner:
 
     async def start(self) -> None:
         """Recover the store (running -> failed "interrupted"; queued stay queued) and start the slots."""
+        if self.settings.trial_max_memory_mb and resident_mb(os.getpid()) is None:
+            log.warning("trial_max_memory_mb is set, but this platform has no /proc: the limit is not enforced")
         interrupted, queued = self.store.recover()
         if interrupted or queued:
             log.warning("trial store: %d interrupted trial(s) marked failed, %d queued resumed", interrupted, queued)
@@ -270,7 +296,40 @@ class TrialRunner:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 await proc.stdin.drain()
         limit = self.settings.trial_max_seconds + STARTUP_GRACE * (2 if fresh else 1)
-        deadline = loop.time() + limit
+        over: list[float] = []  # the worker's resident MiB when the memory watch killed it
+        memory_limit = self.settings.trial_max_memory_mb
+        watch = asyncio.create_task(self._watch_memory(proc, memory_limit, over)) if memory_limit else None
+        try:
+            await self._follow(slot, record, proc, loop.time() + limit, limit, over)
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    async def _watch_memory(self, proc: asyncio.subprocess.Process, limit_mb: int, over: list[float]) -> None:
+        """Kill the worker once its resident memory passes ``limit_mb`` (read from /proc every MEMORY_POLL s)."""
+        while proc.returncode is None:
+            rss = resident_mb(proc.pid)
+            if rss is None:  # no /proc (warned at start-up), or the worker has just exited
+                return
+            if rss > limit_mb:
+                over.append(rss)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                return
+            await asyncio.sleep(MEMORY_POLL)
+
+    async def _follow(
+        self,
+        slot: _Slot,
+        record: TrialRecord,
+        proc: asyncio.subprocess.Process,
+        deadline: float,
+        limit: float,
+        over: list[float],
+    ) -> None:
+        """Copy the worker's messages about ``record`` into the store until the trial ends."""
+        assert proc.stdout is not None
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(0.0, deadline - loop.time()))
@@ -285,8 +344,9 @@ class TrialRunner:
             if not line:  # the worker died
                 returncode = await proc.wait()
                 slot.proc = None
-                log.warning("trial %s: %s", record.id, exit_reason(returncode))
-                self._finish(record.id, "failed", error=exit_reason(returncode))
+                reason = memory_reason(over[0], self.settings.trial_max_memory_mb) if over else exit_reason(returncode)
+                log.warning("trial %s: %s", record.id, reason)
+                self._finish(record.id, "failed", error=reason)
                 return
             try:
                 message = json.loads(line)

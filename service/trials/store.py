@@ -53,6 +53,48 @@ class StoreError(OptirecError):
         super().__init__(f"trial store {path!r}: {reason}")
 
 
+#: The columns of optirec's ``trials`` table (a file whose table lacks one is another application's).
+_COLUMNS = frozenset(
+    {"seq", "id", "status", "request", "job", "result", "error", "steps_done", "steps_total", "loss"}
+    | {"worker_pid", "created_at", "started_at", "finished_at"}
+)
+_UNWRITABLE_HINT = "; check that its folder exists and that this process may write there"
+
+
+class _ForeignSchemaError(sqlite3.DatabaseError):
+    """A valid SQLite file that is not an optirec trial store."""
+
+
+def _check_schema(db: sqlite3.Connection) -> None:
+    """Refuse a SQLite file of another application instead of adding a table to it (or failing later)."""
+    tables = [
+        str(row[0])
+        for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
+    if not tables:
+        return  # a new (empty) file
+    if "trials" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise _ForeignSchemaError(f"it holds other tables ({shown}) and no optirec 'trials' table")
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(trials)")}
+    missing = sorted(_COLUMNS - columns)
+    if missing:
+        raise _ForeignSchemaError(f"its 'trials' table is not optirec's (no column {', '.join(missing[:5])})")
+
+
+def _setup_reason(exc: sqlite3.Error) -> str:
+    """Why a file that SQLite opened cannot serve as the store, with what to do about it."""
+    text = str(exc)
+    if isinstance(exc, _ForeignSchemaError):
+        return f"not an optirec trial store: {text}; give a new path or move the file away"
+    lowered = text.lower()
+    if "readonly" in lowered or "unable to open" in lowered or "permission" in lowered:
+        return f"cannot write it ({text}){_UNWRITABLE_HINT}"
+    if "locked" in lowered:
+        return f"it is locked by another process ({text}); stop that process or give another path"
+    return f"not a usable SQLite database ({text}); move it away or fix the path"
+
+
 def utcnow() -> str:
     """The current time as an ISO-8601 UTC string (milliseconds)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -108,16 +150,18 @@ class TrialStore:
                 raise StoreError(self.path, "is a directory; give the path of a SQLite file")
             if not target.parent.exists():
                 raise StoreError(self.path, f"the folder {str(target.parent)!r} does not exist")
+            elif not target.parent.is_dir():
+                raise StoreError(self.path, f"{str(target.parent)!r} is not a folder")
         try:
             self._db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreError(self.path, f"cannot open it ({exc})") from None
+            raise StoreError(self.path, f"cannot open it ({exc}){_UNWRITABLE_HINT}") from None
         self._db.row_factory = sqlite3.Row
         try:
             self._setup(memory)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self._db.close()
-            raise StoreError(self.path, f"not a usable SQLite database ({exc}); move it away or fix the path") from None
+            raise StoreError(self.path, _setup_reason(exc)) from None
 
     def _setup(self, memory: bool) -> None:
         db = self._db
@@ -129,6 +173,7 @@ class TrialStore:
             raise sqlite3.DatabaseError(
                 f"written by a newer optirec (schema {version}; this one reads {SCHEMA_VERSION})"
             )
+        _check_schema(db)  # before any write: a foreign file stays as it was
         if not memory:
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":

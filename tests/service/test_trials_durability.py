@@ -5,11 +5,13 @@ trials stay queued. And a bad store path or a corrupt store file fails start-up 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -117,9 +119,15 @@ def _gone(pid: int, timeout: float = 10.0) -> bool:
     return False
 
 
+def _rows(store: Path, skip: str) -> dict[str, tuple[Any, ...]]:
+    """Every stored row but ``skip``'s, exactly as SQLite holds it (read-only connection)."""
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        return {row[1]: tuple(row) for row in db.execute("SELECT * FROM trials WHERE id != ?", (skip,))}
+
+
 @pytest.mark.slow
 def test_results_survive_restarts_and_a_killed_server_marks_its_trial_interrupted(
-    servers: Any, run_python: Any
+    servers: Any, run_python: Any, tmp_path: Path
 ) -> None:
     first = servers()
     # optirec trial --url: submit, progress bar on stderr, the result JSON on stdout
@@ -155,6 +163,8 @@ def test_results_survive_restarts_and_a_killed_server_marks_its_trial_interrupte
     worker = status.worker_pid
     assert worker is not None
     assert second.client.trial(queued.id).status == "queued"
+    others = _rows(tmp_path / "trials.sqlite3", skip=long.id)
+    assert set(others) == {done.id, queued.id}
     second.stop(signal.SIGKILL)  # no shutdown code runs
     assert _gone(worker), "the worker outlived its server"
 
@@ -167,6 +177,7 @@ def test_results_survive_restarts_and_a_killed_server_marks_its_trial_interrupte
     assert third.client.trial(queued.id).status == "queued", "a queued trial must survive the crash"
     listed = [t.id for t in third.client.trials()]
     assert listed == [queued.id, long.id, done.id]
+    assert _rows(tmp_path / "trials.sqlite3", skip=long.id) == others, "a trial other than the killed one changed"
 
 
 def test_corrupt_store_fails_start_up_naming_the_path(

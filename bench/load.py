@@ -1,0 +1,338 @@
+"""Load benchmark: /recommend mixed with trial submissions and polling, on one real server with a real trial worker.
+
+    .venv/bin/python bench/load.py [--seconds 60] [--concurrency 64] [--trial-every 50] [--poll-every 10]
+
+Starts ``optirec serve`` on a free 127.0.0.1 port (bench/service.py's ``running_server``: temporary store,
+log level warning) with one real trial worker and small limits (OPTIREC_TRIAL_MAX_STEPS=50,
+OPTIREC_TRIAL_QUEUE_SIZE=8, OPTIREC_TRIAL_MAX_SIZE=1), then drives it from a separate load-generator process:
+``--concurrency`` keep-alive connections (a minimal asyncio HTTP/1.1 client, one connection per worker) for
+``--seconds``. Each request is, by a per-connection counter: a trial submission (1 in ``--trial-every``: a
+job-shaped profile, workload mlp or auto, 10-30 steps, CPU, size 1), a poll of a submitted trial that has
+not finished yet (1 in ``--poll-every``, ``GET /trials/{id}``), otherwise ``POST /recommend`` with one of
+500 job-shaped profiles (bench/engine.py). After every 429 the same connection reads ``GET /metrics`` and
+notes ``optirec_trials_queued``: the queue depth right after the refusal.
+
+Prints per endpoint: requests, status-code histogram, req/s, p50/p99/max latency; the trials' outcomes;
+then one PASS/FAIL line per promise: no 5xx (nor a dropped connection), 429 only on POST /trials, and every
+429 met a full queue (depth >= queue size - 2 right after it: the worker may claim one or two meanwhile).
+The exit code is 0 unless the server cannot be started (figures, not a test); ``--strict`` makes a FAIL exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+QUEUE_SIZE = 8
+MAX_STEPS = 50
+SERVER_ENV = {
+    "OPTIREC_TRIAL_CONCURRENCY": "1",
+    "OPTIREC_TRIAL_QUEUE_SIZE": str(QUEUE_SIZE),
+    "OPTIREC_TRIAL_MAX_STEPS": str(MAX_STEPS),
+    "OPTIREC_TRIAL_MAX_SIZE": "1",
+    "OPTIREC_TRIAL_MAX_SECONDS": "30",
+    "OPTIREC_TRIAL_RETRY_AFTER": "1",
+}
+RECOMMEND = "POST /recommend"
+SUBMIT = "POST /trials"
+POLL = "GET /trials/{id}"
+METRICS = "GET /metrics (after a 429)"
+ENDPOINTS = (RECOMMEND, SUBMIT, POLL, METRICS)
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _bench_service() -> ModuleType:
+    """bench/service.py as a module (its name would clash with the repository's ``service`` package)."""
+    spec = importlib.util.spec_from_file_location("optirec_bench_service", HERE / "service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the load generator (its own process: ``bench/load.py --generate SPEC_FILE``)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; a request is one write, the response is read by its Content-Length."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        """(status, body); status 0 when the connection failed (it is reopened for the next request)."""
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            if method == "POST":
+                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            writer.write(head.encode() + b"\r\n" + body)
+            response_head = await reader.readuntil(b"\r\n\r\n")
+            status = int(response_head.split(b" ", 2)[1])
+            match = re.search(rb"\r\ncontent-length:\s*(\d+)", response_head, re.IGNORECASE)
+            if match is None:
+                raise ConnectionError("response without Content-Length")
+            content = await reader.readexactly(int(match.group(1)))
+            if re.search(rb"\r\nconnection:\s*close", response_head, re.IGNORECASE):
+                self.close()
+            return status, content
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):
+            self.close()
+            return 0, b""
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+async def _generate(spec: dict[str, Any]) -> dict[str, Any]:
+    host, _, port = spec["url"].split("://", 1)[1].partition(":")
+    profiles = [json.dumps(p).encode() for p in spec["profiles"]]
+    rng = random.Random(spec["seed"])
+    latencies: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[str, Counter[int]] = defaultdict(Counter)
+    depth_after_429: list[int] = []
+    refusals: Counter[str] = Counter()  # the error code of each 429 (and on which endpoint)
+    pending: list[str] = []
+    finished: Counter[str] = Counter()
+    submitted: list[str] = []
+    trial_every, poll_every = spec["trial_every"], spec["poll_every"]
+
+    async def call(conn: Connection, label: str, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        t0 = time.perf_counter()
+        status, content = await conn.request(method, path, body)
+        latencies[label].append(time.perf_counter() - t0)
+        statuses[label][status] += 1
+        if status == 429:
+            try:
+                refusals[f"{label}: {json.loads(content)['error']['code']}"] += 1
+            except (ValueError, KeyError, TypeError):
+                refusals[f"{label}: ?"] += 1
+        return status, content
+
+    async def worker(index: int, deadline: float) -> None:
+        conn = Connection(host, int(port))
+        n = index  # connections start at different points of the mix
+        try:
+            while time.time() < deadline:
+                n += 1
+                if n % trial_every == 0:
+                    body = {
+                        "profile": json.loads(profiles[rng.randrange(len(profiles))]),
+                        "workload": rng.choice(("mlp", "auto")),
+                        "steps": rng.randint(10, 30),
+                        "device": "cpu",
+                        "size": 1,
+                    }
+                    status, content = await call(conn, SUBMIT, "POST", "/trials", json.dumps(body).encode())
+                    if status == 202:
+                        trial_id = json.loads(content)["id"]
+                        pending.append(trial_id)
+                        submitted.append(trial_id)
+                    elif status == 429:
+                        _, text = await call(conn, METRICS, "GET", "/metrics")
+                        found = re.search(rb"^optirec_trials_queued (\S+)$", text, re.MULTILINE)
+                        depth_after_429.append(int(float(found.group(1))) if found else -1)
+                elif pending and n % poll_every == 0:
+                    trial_id = rng.choice(pending)
+                    status, content = await call(conn, POLL, "GET", f"/trials/{trial_id}")
+                    if status == 200:
+                        state = json.loads(content)["status"]
+                        if state in FINISHED and trial_id in pending:
+                            pending.remove(trial_id)
+                            finished[state] += 1
+                else:
+                    await call(conn, RECOMMEND, "POST", "/recommend", profiles[rng.randrange(len(profiles))])
+        finally:
+            conn.close()
+
+    delay = spec["start"] - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    t0 = time.time()
+    deadline = t0 + spec["seconds"]
+    await asyncio.gather(*(worker(i, deadline) for i in range(spec["concurrency"])))
+    return {
+        "elapsed": time.time() - t0,
+        "latencies": dict(latencies),
+        "statuses": {k: dict(v) for k, v in statuses.items()},
+        "depth_after_429": depth_after_429,
+        "refusals": dict(refusals),
+        "submitted": submitted,
+        "seen_finished": dict(finished),
+    }
+
+
+def generate_main(spec_file: str) -> None:
+    spec = json.loads(Path(spec_file).read_text())
+    json.dump(asyncio.run(_generate(spec)), sys.stdout)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the parent: server, generator, report
+
+
+def _settle(url: str, ids: list[str], timeout: float) -> Counter[str]:
+    """Wait (at most ``timeout`` s) for the submitted trials to finish; their statuses."""
+    import httpx
+
+    deadline = time.time() + timeout
+    wanted = set(ids)
+    states: Counter[str] = Counter()
+    while True:
+        listed = httpx.get(f"{url}/trials", params={"limit": 500}, timeout=30).json()
+        states = Counter(t["status"] for t in listed if t["id"] in wanted)
+        if sum(states[s] for s in FINISHED) >= len(wanted) or time.time() > deadline:
+            return states
+        time.sleep(0.5)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    bench = _bench_service()
+    port = args.port or bench.free_port()
+    url = f"http://127.0.0.1:{port}"
+    profiles = bench.load_profiles(500)
+    with tempfile.TemporaryDirectory(prefix="optirec-load-") as tmp, bench.running_server(port, tmp, SERVER_ENV):
+        spec_file = Path(tmp) / "spec.json"
+        spec = {
+            "url": url,
+            "concurrency": args.concurrency,
+            "seconds": args.seconds,
+            "start": time.time() + 1.0,
+            "profiles": profiles,
+            "trial_every": args.trial_every,
+            "poll_every": args.poll_every,
+            "seed": args.seed,
+        }
+        spec_file.write_text(json.dumps(spec))
+        generator = subprocess.Popen(
+            [sys.executable, __file__, "--generate", str(spec_file)], stdout=subprocess.PIPE, text=True
+        )
+        out, _ = generator.communicate(timeout=args.seconds + 120)
+        if generator.returncode != 0:
+            sys.exit(f"bench/load.py: the load generator failed with code {generator.returncode}")
+        result: dict[str, Any] = json.loads(out)
+        result["healthz_after"] = httpx.get(f"{url}/healthz", timeout=30).status_code
+        result["trial_states"] = dict(_settle(url, result["submitted"], timeout=60))
+    return result
+
+
+def _ms(sorted_values: list[float], q: float, percentile: Any) -> str:
+    return f"{percentile(sorted_values, q) * 1000:.1f}" if sorted_values else "-"
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> bool:
+    percentile = _bench_service().percentile
+    elapsed = result["elapsed"]
+    total = sum(len(v) for v in result["latencies"].values())
+    print(
+        f"optirec load benchmark: 1 uvicorn server + 1 trial worker (queue {QUEUE_SIZE}, max steps {MAX_STEPS}), "
+        f"1 load-generator process with {args.concurrency} keep-alive connections for {elapsed:.1f} s on 127.0.0.1; "
+        f"mix: 1 in {args.trial_every} a trial submission, 1 in {args.poll_every} a poll while trials are pending, "
+        "the rest POST /recommend (500 job-shaped profiles)"
+    )
+    print(f"{'endpoint':<26} {'requests':>9} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  status codes")
+    for label in ENDPOINTS:
+        values = sorted(result["latencies"].get(label, []))
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(result["statuses"].get(label, {}).items()))
+        print(
+            f"{label:<26} {len(values):>9} {len(values) / elapsed:>8.1f} {_ms(values, 0.5, percentile):>8} "
+            f"{_ms(values, 0.99, percentile):>8} {_ms(values, 1.0, percentile):>8}  {codes or '-'}"
+        )
+    every = sorted(v for values in result["latencies"].values() for v in values)
+    print(
+        f"{'all':<26} {total:>9} {total / elapsed:>8.1f} {_ms(every, 0.5, percentile):>8} "
+        f"{_ms(every, 0.99, percentile):>8} {_ms(every, 1.0, percentile):>8}"
+    )
+    states = ", ".join(f"{k}: {v}" for k, v in sorted(result["trial_states"].items())) or "-"
+    print(f"trials accepted: {len(result['submitted'])}; their statuses after the run: {states}")
+    depths = Counter(result["depth_after_429"])
+    if depths:
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(depths.items()))
+        print(f"queue depth right after each 429 (optirec_trials_queued -> times): {shown}")
+    if result["refusals"]:
+        print(f"429s by endpoint and error code: {result['refusals']}")
+
+    by_code: Counter[int] = Counter()
+    for codes in result["statuses"].values():
+        for code, count in codes.items():
+            by_code[int(code)] += count
+    server_errors = sum(v for k, v in by_code.items() if k >= 500)
+    dropped = by_code.get(0, 0)
+    misplaced = {
+        label: codes.get("429", 0) for label, codes in result["statuses"].items() if label != SUBMIT and "429" in codes
+    }
+    shallow = [d for d in result["depth_after_429"] if d < QUEUE_SIZE - 2]
+    checks = [
+        (
+            server_errors == 0 and dropped == 0,
+            f"no 5xx and no dropped connection ({server_errors} 5xx, {dropped} dropped)",
+        ),
+        (not misplaced, f"429 only on POST /trials (elsewhere: {misplaced or 'none'})"),
+        (
+            not shallow,
+            f"every 429 met a full queue ({len(result['depth_after_429'])} 429s; "
+            f"{len(shallow)} with queue depth < {QUEUE_SIZE - 2} right after)",
+        ),
+        (result["healthz_after"] == 200, f"GET /healthz after the run: {result['healthz_after']}"),
+    ]
+    ok = all(passed for passed, _ in checks)
+    for passed, text in checks:
+        print(f"  {'PASS' if passed else 'FAIL'}: {text}")
+    print(f"{'PASS' if ok else 'FAIL'}: load benchmark promises ({sum(p for p, _ in checks)}/{len(checks)} held)")
+    print(
+        "note: the server, its trial worker and the load generator share this machine's CPU cores; req/s and "
+        "latencies are figures for this machine under that contention, not a capacity limit."
+    )
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the run (default 60)")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent connections (default 64)")
+    parser.add_argument("--trial-every", type=int, default=50, help="1 request in N submits a trial (default 50)")
+    parser.add_argument("--poll-every", type=int, default=10, help="1 request in N polls a pending trial (default 10)")
+    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the request mix (default 0)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a promise fails")
+    parser.add_argument("--json", action="store_true", help="print the raw counts as JSON as well (no latencies)")
+    parser.add_argument("--generate", metavar="SPEC", help=argparse.SUPPRESS)  # internal: the load-generator mode
+    args = parser.parse_args()
+    if args.generate:
+        generate_main(args.generate)
+        return
+    if not 0 < args.seconds <= 3600 or not 1 <= args.concurrency <= 1024:
+        parser.error("--seconds must be in (0, 3600] and --concurrency in [1, 1024]")
+    if args.trial_every < 2 or args.poll_every < 2:
+        parser.error("--trial-every and --poll-every must be at least 2")
+    result = run(args)
+    ok = report(result, args)
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "latencies"}, indent=2))
+    if args.strict and not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
