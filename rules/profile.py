@@ -64,9 +64,10 @@ def _schema_extra(schema: dict[str, Any]) -> None:
             continue
         values = book.valid(kind)
         if field == "data":
+            # a list of names; the validator also takes one name or null (= no characteristics)
             prop["items"] = {"type": "string", "enum": values}
-            prop.pop("anyOf", None)
-            prop["type"] = "array"
+            prop.pop("type", None)
+            prop["anyOf"] = [{"type": "array"}, {"type": "string", "enum": values}, {"type": "null"}]
         else:
             prop["anyOf"] = [{"type": "string", "enum": values}, {"type": "null"}]
 

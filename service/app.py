@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import optirec
@@ -23,7 +24,34 @@ from .settings import Settings, get_settings
 from .trials.runner import TrialRunner
 from .trials.store import TrialStore
 
-__all__ = ["BodyLimit", "create_app"]
+__all__ = ["BodyLimit", "SecurityHeaders", "create_app"]
+
+
+class SecurityHeaders:
+    """Add ``headers`` to every HTTP response that does not set them itself: the web form's policy
+    (service/routers/web.py SECURITY_HEADERS) then also covers JSON answers, error pages and 413s.
+    ``skip`` are path prefixes left alone (FastAPI's /docs and /redoc pages load their scripts from a CDN).
+    """
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str], skip: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.skip = skip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or any(path == p or path.startswith(p + "/") for p in self.skip):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:
@@ -50,7 +78,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -85,8 +113,12 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised while the body streams in. An HTTPException, so that FastAPI's body parsing passes it on to the
+    error handlers (a 413) instead of turning it into "There was an error parsing the body"."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"request body is larger than {max_bytes} bytes")
 
 
 def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -135,5 +167,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts every answer, 413s included
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # counts every answer, 413s included
+    docs = tuple(p for p in (app.docs_url, app.redoc_url) if p)
+    app.add_middleware(SecurityHeaders, headers=web.SECURITY_HEADERS, skip=docs)  # outermost
     return app

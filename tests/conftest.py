@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,84 @@ def run_python(repo_root: Path) -> Callable[..., subprocess.CompletedProcess[str
         )
 
     return run
+
+
+class LiveServer:
+    """``python -m optirec serve`` in a subprocess on a free loopback port; stdout and stderr go to ``log``."""
+
+    def __init__(self, repo_root: Path, log: Path, env: dict[str, str]) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
+        environ.update(env)
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "optirec", "serve", "--port", str(self.port)],
+                cwd=REPO_ROOT,
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            self._wait_until_up()
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+
+    def _wait_until_up(self, timeout: float = 60.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"the server exited with {self.proc.returncode}: {self.output()[-2000:]}"
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"the server did not start within {timeout:g} s"
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        """Everything the server process has written to stdout and stderr so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start real servers: ``live_server(OPTIREC_API_KEY="...")``; each gets its own store and log in tmp_path.
+
+    Defaults: ``OPTIREC_TRIAL_CONCURRENCY=0`` (trials are queued, never run) and ``OPTIREC_LOG_LEVEL=warning``;
+    keyword arguments override them. Every server is killed at the end of the test.
+    """
+    started: list[LiveServer] = []
+
+    def start(**env: str) -> LiveServer:
+        n = len(started)
+        settings = {
+            "OPTIREC_TRIAL_STORE": str(tmp_path / f"live-{n}.sqlite3"),
+            "OPTIREC_TRIAL_CONCURRENCY": "0",
+            "OPTIREC_LOG_LEVEL": "warning",
+            **env,
+        }
+        server = LiveServer(REPO_ROOT, tmp_path / f"live-{n}.log", settings)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from optirec.rules.schema import OptimizerSpec, Rule
 
 from ..deps import RulebookDep
+from ..handlers import error_responses
 
 router = APIRouter(tags=["knowledge base"])
 
@@ -33,18 +34,33 @@ def _entry(book: RulebookDep, spec: OptimizerSpec) -> CatalogEntry:
     return CatalogEntry(**spec.model_dump(), effective_state_multiplier=book.state_multiplier(spec.name))
 
 
-@router.get("/optimizers", response_model=list[CatalogEntry], summary="The optimizer catalog, sorted by name")
+@router.get(
+    "/optimizers",
+    response_model=list[CatalogEntry],
+    summary="The optimizer catalog, sorted by name",
+    responses=error_responses(422),
+)
 async def list_optimizers(book: RulebookDep, family: Family | None = None) -> list[CatalogEntry]:
     specs = sorted(book.optimizers.values(), key=lambda o: o.name)
     return [_entry(book, o) for o in specs if family is None or o.family == family]
 
 
-@router.get("/optimizers/{name}", response_model=CatalogEntry, summary="One optimizer (aliases accepted)")
+@router.get(
+    "/optimizers/{name}",
+    response_model=CatalogEntry,
+    summary="One optimizer (aliases accepted)",
+    responses=error_responses(404, 422, e404="No optimizer of this name; ``issues`` list the valid names"),
+)
 async def get_optimizer(name: str, book: RulebookDep) -> CatalogEntry:
     return _entry(book, book.optimizer(name))
 
 
-@router.get("/rules", response_model=RulesPage, summary="The rules, filterable")
+@router.get(
+    "/rules",
+    response_model=RulesPage,
+    summary="The rules, filterable",
+    responses=error_responses(404, 422, e404="?optimizer= names no optimizer; ``issues`` list the valid names"),
+)
 async def list_rules(
     book: RulebookDep,
     level: Level | None = None,

@@ -12,6 +12,10 @@ from optirec.rules import default_rulebook
 from optirec.rules.diagnose import Diagnosis, diagnose
 from optirec.rules.errors import FieldIssue, ProfileError
 
+from ..deps import JSON_BODY
+from ..handlers import error_responses
+from ..trials.models import hyperparameter_issues
+
 router = APIRouter(prefix="/diagnose", tags=["diagnose"])
 
 #: The longest curve accepted (principles.toml [diagnosis] max_points), read once when the service starts.
@@ -60,11 +64,35 @@ def _finite_or_null(name: str, values: list[float | None] | None) -> None:
             )
 
 
-@router.post("", response_model=Diagnosis, summary="Diagnose a training run and revise its recommendation")
+def _check_hyperparameters(rec: dict[str, Any] | None) -> None:
+    """A negative lr and the like are refused here (422), as POST /trials refuses them, not revised."""
+    if rec is None:
+        return
+    issues: list[FieldIssue] = []
+    optimizer = rec.get("optimizer")
+    if isinstance(optimizer, dict):
+        issues += hyperparameter_issues(optimizer.get("hyperparameters"), "recommendation.optimizer.hyperparameters")
+    groups = rec.get("param_groups")
+    for i, group in enumerate(groups if isinstance(groups, list) else []):
+        if isinstance(group, dict):
+            field = f"recommendation.param_groups[{i}].hyperparameters"
+            issues += hyperparameter_issues(group.get("hyperparameters"), field)
+    if issues:
+        raise ProfileError(issues)
+
+
+@router.post(
+    "",
+    response_model=Diagnosis,
+    dependencies=JSON_BODY,
+    summary="Diagnose a training run and revise its recommendation",
+    responses=error_responses(413, 415, 422),
+)
 def post_diagnose(body: DiagnoseRequest) -> Diagnosis:
     """A 422 names the field (train_loss, val_loss, symptoms, recommendation.*, profile.*) and the valid values."""
     _finite_or_null("train_loss", body.train_loss)
     _finite_or_null("val_loss", body.val_loss)
+    _check_hyperparameters(body.recommendation)
     return diagnose(
         train_loss=body.train_loss,
         val_loss=body.val_loss,

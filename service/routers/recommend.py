@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from optirec.rules import Profile, Recommendation, recommend
 
-from ..deps import RulebookDep
+from ..deps import JSON_BODY, RulebookDep
+from ..handlers import error_responses
 
 router = APIRouter(prefix="/recommend", tags=["recommend"])
 
@@ -33,9 +34,13 @@ class Export(BaseModel):
 
 @router.post(
     "",
-    response_model=Recommendation,
+    response_model=Recommendation | Export,
+    dependencies=JSON_BODY,
     summary="Recommend an optimizer for a training job",
-    responses={200: {"description": "The Recommendation; with ?format= other than json, an Export object."}},
+    responses={
+        200: {"description": "The Recommendation; with ?format= other than json, an Export object."},
+        **error_responses(413, 415, 422),
+    },
 )
 async def post_recommend(
     profile: Profile,

@@ -20,8 +20,8 @@ from fastapi.routing import APIRoute
 from optirec.rules import Recommendation, Rulebook, recommend
 from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 
-from ..deps import RulebookDep, RunnerDep, SettingsDep, require_api_key
-from ..handlers import error_response
+from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
+from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
 from ..settings import Settings
 from ..trials.models import (
     FINISHED,
@@ -31,6 +31,7 @@ from ..trials.models import (
     TrialState,
     TrialStatus,
     WorkloadInfo,
+    hyperparameter_issues,
     request_issues,
 )
 from ..trials.runner import QueueFullError, TrialFinishedError, TrialRunner
@@ -45,27 +46,34 @@ MAX_WAIT = 30.0
 
 
 class TrialRoute(APIRoute):
-    """Request validation errors of trial routes name nested fields in full (``profile.architecture``)."""
+    """Request validation errors of trial routes name nested fields in full (``profile.architecture``), and a
+    route that requires the API key checks it first, before its body is read: without the key a client learns
+    nothing, not even that its JSON is malformed."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        guarded = any(d.dependency is require_api_key for d in self.dependencies)
 
         async def route(request: Request) -> Response:
+            if guarded:
+                await require_api_key(request, await app_settings(request))
             try:
                 return await handler(request)
             except RequestValidationError as exc:
-                issues = request_issues(exc.errors())
-                return error_response(422, "invalid_input", "; ".join(i.sentence() for i in issues), issues)
+                errors = exc.errors()
+                issues = request_issues(errors[:MAX_ISSUES])
+                return error_response(422, "invalid_input", issues_message(issues, len(errors)), issues)
 
         return route
 
 
 router = APIRouter(tags=["trials"], route_class=TrialRoute)
 _AUTH = [Depends(require_api_key)]
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "OPTIREC_API_KEY is set and the request lacks the key or has a wrong one"},
-    404: {"description": "No trial with this id"},
-}
+_UNAVAILABLE = "The trial dispatcher is not running"
+#: Every /trials endpoint: a missing/wrong key, a stopped dispatcher.
+_ALWAYS = error_responses(401, 503, e503=_UNAVAILABLE)
+#: Endpoints of one trial, by id.
+_ERRORS = {**_ALWAYS, **error_responses(404, e404="No trial with this id")}
 
 
 def to_status(record: TrialRecord) -> TrialStatus:
@@ -99,7 +107,22 @@ def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[Fiel
     if race > 1:
         for i, alt in enumerate(rec.alternatives[: race - 1]):
             names.append((f"recommendation.alternatives[{i}].name", alt.name))
+    hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
+    hyperparameters += [
+        (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
+        for i, group in enumerate(rec.param_groups)
+    ]
+    if race > 1:
+        hyperparameters += [
+            (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
+            for i, alt in enumerate(rec.alternatives[: race - 1])
+        ]
     issues: list[FieldIssue] = []
+    for field, values in hyperparameters:
+        issues += hyperparameter_issues(values, field)
+        base = values.get("base")
+        if base is not None:  # a wrapper's base optimizer (lookahead, sam) is a catalog name as well
+            names.append((f"{field}.base", base if isinstance(base, str) else repr(base)))
     for field, name in names:
         try:
             book.optimizer(name)
@@ -133,12 +156,11 @@ def _request_json(body: TrialRequest) -> dict[str, Any]:
     "/trials",
     status_code=202,
     response_model=TrialStatus,
-    dependencies=_AUTH,
+    dependencies=[*_AUTH, *JSON_BODY],
     summary="Queue a trial run of a recommendation on a proxy workload",
     responses={
-        **_ERRORS,
-        429: {"description": "The queue is full; retry after the Retry-After header's seconds"},
-        503: {"description": "The trial dispatcher is not running"},
+        **_ALWAYS,
+        **error_responses(413, 415, 422, 429, e429="The queue is full; retry after the Retry-After header's seconds"),
     },
 )
 async def submit_trial(
@@ -173,7 +195,13 @@ async def submit_trial(
     return to_status(record)
 
 
-@router.get("/trials", response_model=list[TrialStatus], dependencies=_AUTH, summary="Recent trials, newest first")
+@router.get(
+    "/trials",
+    response_model=list[TrialStatus],
+    dependencies=_AUTH,
+    summary="Recent trials, newest first",
+    responses={**_ALWAYS, **error_responses(422)},
+)
 async def list_trials(
     runner: RunnerDep,
     limit: Annotated[int, Query(ge=1, le=500, description="How many trials at most.")] = 50,
@@ -187,7 +215,7 @@ async def list_trials(
     response_model=TrialStatus,
     dependencies=_AUTH,
     summary="A trial's status, progress and result (long-poll with ?wait=)",
-    responses=_ERRORS,
+    responses={**_ERRORS, **error_responses(422)},
 )
 async def get_trial(
     trial_id: str,
@@ -212,7 +240,11 @@ def _event(name: str, data: str) -> str:
     dependencies=_AUTH,
     summary="Server-sent events: 'progress' per update, then 'done' with the final TrialStatus",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}, **_ERRORS},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        **_ERRORS,
+        **error_responses(422),
+    },
 )
 async def trial_events(trial_id: str, runner: RunnerDep) -> StreamingResponse:
     _get(runner, trial_id)
@@ -250,7 +282,7 @@ async def trial_events(trial_id: str, runner: RunnerDep) -> StreamingResponse:
     response_model=TrialStatus,
     dependencies=_AUTH,
     summary="Cancel a queued or running trial",
-    responses={**_ERRORS, 409: {"description": "The trial has already finished"}},
+    responses={**_ERRORS, **error_responses(409, 422, e409="The trial has already finished")},
 )
 async def cancel_trial(trial_id: str, runner: RunnerDep) -> TrialStatus:
     try:

@@ -7,6 +7,8 @@ equals the live registry ``optirec.optimizers.workloads.WORKLOADS``.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -27,6 +29,7 @@ __all__ = [
     "TrialState",
     "TrialStatus",
     "WorkloadInfo",
+    "hyperparameter_issues",
     "request_issues",
 ]
 
@@ -72,7 +75,17 @@ def _enum_schema(values: Sequence[str]) -> dict[str, Any]:
 class TrialRequest(BaseModel):
     """A trial run to queue: a Profile (the service recommends) or a Recommendation, and how to run it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # "exactly one of profile or recommendation" (the model validator below), stated in the schema as well
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["profile"], "properties": {"profile": {"type": "object"}}},
+                {"required": ["recommendation"], "properties": {"recommendation": {"type": "object"}}},
+            ]
+        },
+    )
 
     profile: Profile | None = Field(default=None, description="The job; the service recommends for it.")
     recommendation: Recommendation | None = Field(
@@ -116,6 +129,59 @@ class TrialRequest(BaseModel):
                 "profile_or_recommendation", "give exactly one of 'profile' or 'recommendation'", {}
             )
         return self
+
+
+#: What a hyperparameter name may look like: a Python keyword argument (torch.optim's names all are).
+_HYPERPARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+#: name -> (lowest, lowest allowed?, highest, highest allowed?) for the hyperparameters every family shares
+_RANGES: dict[str, tuple[float, bool, float, bool]] = {
+    "lr": (0.0, False, math.inf, False),
+    "weight_decay": (0.0, True, math.inf, False),
+    "eps": (0.0, True, math.inf, False),
+    "momentum": (0.0, True, 1.0, True),
+    "dampening": (0.0, True, 1.0, True),
+}
+
+
+def _in_range(value: Any, bounds: tuple[float, bool, float, bool]) -> bool:
+    low, low_ok, high, high_ok = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return (low < value or (low_ok and value == low)) and (value < high or (high_ok and value == high))
+
+
+def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
+    """Torch-free sanity checks of a recommendation's hyperparameters, before any worker builds them.
+
+    Names must be keyword-argument names (the build then accepts only the ones the optimizer class takes);
+    ``lr`` > 0 (or null, e.g. Adafactor's relative step), ``weight_decay`` and ``eps`` >= 0, ``momentum`` and
+    ``dampening`` in [0, 1], each of ``betas`` in [0, 1). Anything else is for the optimizer class to judge.
+    """
+    if not isinstance(hyperparameters, Mapping):
+        return []  # the model validation reports a wrong type
+    issues: list[FieldIssue] = []
+    for name, value in hyperparameters.items():
+        where = f"{field}.{str(name)[:64]}"
+        if not isinstance(name, str) or not _HYPERPARAMETER_NAME.fullmatch(name):
+            issues.append(
+                FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
+            )
+        elif name in _RANGES and not (name == "lr" and value is None) and not _in_range(value, _RANGES[name]):
+            low, low_ok, high, high_ok = _RANGES[name]
+            if math.isinf(high):
+                interval = f"{'>=' if low_ok else '>'} {low:g}"
+            else:
+                interval = f"in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            issues.append(FieldIssue(where, f"must be a number {interval}", value=value))
+        elif name == "betas":
+            betas = value if isinstance(value, list | tuple) else None
+            if betas is None or not 1 <= len(betas) <= 3:
+                issues.append(FieldIssue(where, "must be a list of 2 (or 3) numbers in [0, 1)"))
+            else:
+                for i, beta in enumerate(betas):
+                    if beta is not None and not _in_range(beta, (0.0, True, 1.0, False)):
+                        issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
+    return issues
 
 
 class TrialProgress(BaseModel):

@@ -87,7 +87,7 @@ def test_api_service_has_a_healthcheck_on_healthz(compose: dict[str, Any]) -> No
     assert f":{PORT}/healthz" in command
     assert "curl" not in command and "wget" not in command  # neither is in python:3.11-slim
     assert api["build"] in (".", {"context": "."}) or api["build"].get("context") == "."
-    assert f"{PORT}:{PORT}" in [str(p) for p in api["ports"]]
+    assert f"127.0.0.1:{PORT}:{PORT}" in [str(p) for p in api["ports"]]  # published on the host's loopback only
 
 
 def test_trial_store_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
