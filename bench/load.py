@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import json
 import random
@@ -54,6 +55,7 @@ ENDPOINTS = (RECOMMEND, SUBMIT, POLL, METRICS)
 FINISHED = ("succeeded", "failed", "cancelled")
 
 
+@functools.cache
 def _bench_service() -> ModuleType:
     """bench/service.py as a module (its name would clash with the repository's ``service`` package)."""
     spec = importlib.util.spec_from_file_location("optirec_bench_service", HERE / "service.py")
@@ -79,18 +81,9 @@ class Connection:
         try:
             if self.streams is None:
                 self.streams = await asyncio.open_connection(self.host, self.port)
-            reader, writer = self.streams
-            head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            if method == "POST":
-                head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + body)
-            response_head = await reader.readuntil(b"\r\n\r\n")
-            status = int(response_head.split(b" ", 2)[1])
-            match = re.search(rb"\r\ncontent-length:\s*(\d+)", response_head, re.IGNORECASE)
-            if match is None:
-                raise ConnectionError("response without Content-Length")
-            content = await reader.readexactly(int(match.group(1)))
-            if re.search(rb"\r\nconnection:\s*close", response_head, re.IGNORECASE):
+            exchange = _bench_service().http_exchange
+            status, content, closes = await exchange(self.streams, f"{self.host}:{self.port}", method, path, body)
+            if closes:
                 self.close()
             return status, content
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, IndexError):

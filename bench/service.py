@@ -62,6 +62,29 @@ class HttpxClient:
         await self.client.aclose()
 
 
+async def http_exchange(
+    streams: tuple[asyncio.StreamReader, asyncio.StreamWriter], host: str, method: str, path: str, body: bytes
+) -> tuple[int, bytes, bool]:
+    """One HTTP/1.1 keep-alive request in a single write; the response read by its Content-Length.
+
+    Returns (status, body, whether the server closes the connection). A response without
+    Content-Length raises ConnectionError.
+    """
+    reader, writer = streams
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
+    if method == "POST":
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    writer.write(head.encode() + b"\r\n" + body)
+    response_head = await reader.readuntil(b"\r\n\r\n")
+    status = int(response_head.split(b" ", 2)[1])
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", response_head, re.IGNORECASE)
+    if match is None:
+        raise ConnectionError(f"{method} {path}: response without Content-Length")
+    content = await reader.readexactly(int(match.group(1)))
+    closes = re.search(rb"\r\nconnection:\s*close", response_head, re.IGNORECASE) is not None
+    return status, content, closes
+
+
 class RawClient:
     """A minimal HTTP/1.1 keep-alive client on asyncio streams, one connection per worker (wrk-like, cheap).
 
@@ -78,17 +101,7 @@ class RawClient:
         connection = self.connections[worker]
         if connection is None:
             connection = self.connections[worker] = await asyncio.open_connection(self.host, self.port)
-        reader, writer = connection
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-        if method == "POST":
-            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        writer.write(head.encode() + b"\r\n" + body)
-        response_head = await reader.readuntil(b"\r\n\r\n")
-        status = int(response_head.split(b" ", 2)[1])
-        match = re.search(rb"\r\ncontent-length:\s*(\d+)", response_head, re.IGNORECASE)
-        if match is None:
-            raise RuntimeError(f"{method} {path}: response without Content-Length")
-        await reader.readexactly(int(match.group(1)))
+        status, _, _ = await http_exchange(connection, f"{self.host}:{self.port}", method, path, body)
         return status
 
     async def close(self) -> None:

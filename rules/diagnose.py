@@ -1019,6 +1019,25 @@ class _Reviser:
 
 
 # ---------------------------------------------------------------------------------------- entry point
+def _finding(
+    sym: Symptom, severity: Severity, confidence: float, detected_from: Literal["curve", "named"], evidence: Evidence
+) -> Finding:
+    """A Finding: the symptom row's cause, fix and citation, with how it was found."""
+    return Finding(
+        symptom=sym.name,
+        label=sym.label,
+        cause=sym.cause,
+        fix=sym.fix,
+        rule=sym.id,
+        source=sym.source,
+        severity=severity,
+        confidence=confidence,
+        detected_from=detected_from,
+        evidence=evidence,
+        actions=list(sym.actions),
+    )
+
+
 def diagnose(
     train_loss: Any = None,
     val_loss: Any = None,
@@ -1079,49 +1098,21 @@ def diagnose(
 
     findings: list[Finding] = []
     for hit in hits:
-        sym = book.symptoms[hit.symptom]
-        findings.append(
-            Finding(
-                symptom=sym.name,
-                label=sym.label,
-                cause=sym.cause,
-                fix=sym.fix,
-                rule=sym.id,
-                source=sym.source,
-                severity=hit.severity,
-                confidence=round(hit.confidence, 3),
-                detected_from="curve",
-                evidence=Evidence(
-                    curve=hit.curve,
-                    start_step=hit.start,
-                    end_step=hit.end,
-                    summary=hit.summary,
-                    figures={k: round(float(v), 6) for k, v in hit.figures.items() if math.isfinite(v)},
-                ),
-                actions=list(sym.actions),
-            )
+        evidence = Evidence(
+            curve=hit.curve,
+            start_step=hit.start,
+            end_step=hit.end,
+            summary=hit.summary,
+            figures={k: round(float(v), 6) for k, v in hit.figures.items() if math.isfinite(v)},
         )
+        findings.append(_finding(book.symptoms[hit.symptom], hit.severity, round(hit.confidence, 3), "curve", evidence))
     detected = {f.symptom for f in findings}
     for name in named:
         if name in detected:
             notes.append(f"{name} was named and is also seen in the curve.")
             continue
-        sym = book.symptoms[name]
-        findings.append(
-            Finding(
-                symptom=sym.name,
-                label=sym.label,
-                cause=sym.cause,
-                fix=sym.fix,
-                rule=sym.id,
-                source=sym.source,
-                severity="medium",
-                confidence=1.0,
-                detected_from="named",
-                evidence=Evidence(curve="named", start_step=None, end_step=None, summary="named by the caller"),
-                actions=list(sym.actions),
-            )
-        )
+        evidence = Evidence(curve="named", start_step=None, end_step=None, summary="named by the caller")
+        findings.append(_finding(book.symptoms[name], "medium", 1.0, "named", evidence))
 
     reviser = _Reviser(rec, book, goal if isinstance(goal, str) else None, family)
     for f in findings:

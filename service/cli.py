@@ -92,19 +92,7 @@ def _build_parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     rec = sub.add_parser("recommend", help="recommend an optimizer for a profile (flags or JSON on stdin)")
-    for flag, field, kind in _PROFILE_FLAGS:
-        rec.add_argument(flag, dest=field, type=kind if kind is str else _number(kind, flag), default=None)
-    rec.add_argument(
-        "--data",
-        dest="data",
-        action="append",
-        default=None,
-        metavar="CHARACTERISTIC",
-        help="data characteristic (repeatable, or comma-separated)",
-    )
-    for flag, field in _PROFILE_SWITCHES:
-        rec.add_argument(flag, dest=field, action="store_true", default=None)
-    rec.add_argument("--json", dest="json_file", metavar="FILE", help="read the profile from FILE ('-' = stdin)")
+    _add_profile_arguments(rec)
     rec.add_argument(
         "--format",
         dest="fmt",

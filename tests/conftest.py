@@ -6,6 +6,7 @@ modules cannot import each other: whatever several files need lives here, as fix
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,7 +114,16 @@ class LiveServer:
         """Everything the server process has written to stdout and stderr so far."""
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
+    @functools.cached_property
+    def client(self) -> Any:
+        """An ``OptirecClient`` for this server (closed by :meth:`stop`)."""
+        from optirec.service.client import OptirecClient
+
+        return OptirecClient(self.url, timeout=30)
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        if "client" in self.__dict__:
+            self.__dict__.pop("client").close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -10,94 +10,31 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from optirec.service.app import create_app
-from optirec.service.client import OptirecClient
 from optirec.service.settings import Settings
 from optirec.service.trials.store import INTERRUPTED, StoreError
 
 SMALL = {"workload": "mlp", "device": "cpu", "size": 1}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``optirec serve`` in a subprocess on a free loopback port, with its own store."""
-
-    def __init__(self, repo_root: Path, store: Path, log: Path, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
-        environ.update({"OPTIREC_TRIAL_STORE": str(store), "OPTIREC_LOG_LEVEL": "warning", **env})
-        self._log = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "optirec", "serve", "--port", str(self.port)],
-            cwd=repo_root,
-            env=environ,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            self._wait_until_up(log)
-        except BaseException:
-            self.proc.kill()
-            self.proc.wait()
-            self._log.close()
-            raise
-        self.client = OptirecClient(self.url, timeout=30)
-
-    def _wait_until_up(self, log: Path) -> None:
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, f"the server exited with {self.proc.returncode}: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start within 60 s"
-            time.sleep(0.1)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
 @pytest.fixture
-def servers(repo_root: Path, tmp_path: Path) -> Iterator[Any]:
-    started: list[Server] = []
+def servers(live_server: Any, tmp_path: Path) -> Any:
+    """Real servers sharing one trial store, each with one trial worker (conftest's ``live_server``)."""
 
-    def start(**env: str) -> Server:
-        server = Server(repo_root, tmp_path / "trials.sqlite3", tmp_path / "server.log", **env)
-        started.append(server)
-        return server
+    def start(**env: str) -> Any:
+        return live_server(
+            **{"OPTIREC_TRIAL_STORE": str(tmp_path / "trials.sqlite3"), "OPTIREC_TRIAL_CONCURRENCY": "1", **env}
+        )
 
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+    return start
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
