@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import optirec
 from optirec.rules import default_rulebook
 
+from .answers import AnswerCache, AnswerCacheMiddleware
 from .handlers import install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
 from .routers import catalog, health, recommend, web
@@ -145,7 +146,7 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. Loads (and so validates) the knowledge base before serving anything."""
     settings = settings or get_settings()
-    default_rulebook()  # a malformed rule file fails here, at start-up
+    book = default_rulebook()  # a malformed rule file fails here, at start-up
     metrics = Metrics()
     app = FastAPI(
         title="optirec",
@@ -155,6 +156,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.answers = AnswerCache(settings.recommend_cache_size, book)
+    metrics.watch_answers(app.state.answers.stats)
     app.state.trials = None
     install_error_handlers(app)
     app.include_router(recommend.router)
@@ -164,6 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(trial_routes.router)
     app.include_router(metrics_routes.router)
     web.install(app)  # GET / (the web form), /static, GET /profile/fields
+    # innermost of ours: a repeated POST /recommend is answered after the body limit, CORS and metrics
+    app.add_middleware(AnswerCacheMiddleware, cache=app.state.answers)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

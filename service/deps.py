@@ -12,12 +12,14 @@ from fastapi import Depends, HTTPException, Request
 from optirec.rules import Rulebook, default_rulebook
 from optirec.rules.errors import FieldIssue, ProfileError
 
+from .answers import AnswerCache
 from .settings import Settings, get_settings
 from .trials.runner import TrialRunner
 
 __all__ = [
     "JSON_BODY",
     "MAX_JSON_DEPTH",
+    "AnswersDep",
     "ApiKeyDep",
     "RulebookDep",
     "RunnerDep",
@@ -52,6 +54,15 @@ async def rulebook() -> Rulebook:
 
 # every dependency is ``async def``: FastAPI would run a plain ``def`` in a worker thread on each request
 RulebookDep = Annotated[Rulebook, Depends(rulebook)]
+
+
+async def answers(request: Request) -> AnswerCache:
+    """The app's /recommend answer cache (a fresh, disabled one for an app built without create_app)."""
+    cache = getattr(request.app.state, "answers", None)
+    return cache if isinstance(cache, AnswerCache) else AnswerCache(0)
+
+
+AnswersDep = Annotated[AnswerCache, Depends(answers)]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="optirec", charset="UTF-8"'}
 

@@ -5,14 +5,19 @@ middleware that counts requests and times them per route template (``/trials/{id
     optirec_http_request_duration_seconds{method,route}      histogram
     optirec_trials_queued, optirec_trials_running           gauges, read from the store at scrape time
     optirec_trials_finished_total{status}                   trials this process saw finish, by final status
+    optirec_recommend_cache_hits_total, _misses_total       the /recommend answer cache (service/answers.py)
+    optirec_recommend_cache_entries                         answers it holds now
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CONTENT_TYPE", "Metrics", "MetricsMiddleware"]
@@ -51,6 +56,12 @@ class Metrics:
             registry=self.registry,
         )
         self._counts: Callable[[], tuple[int, int]] | None = None
+        self._answers: Callable[[], Any] | None = None
+        self.registry.register(_AnswerCacheCollector(self))
+
+    def watch_answers(self, stats: Callable[[], Any] | None) -> None:
+        """Read the answer cache's (hits, misses, size, capacity) from ``stats`` at each scrape."""
+        self._answers = stats
 
     def watch_trials(self, counts: Callable[[], tuple[int, int]] | None) -> None:
         """Read (queued, running) from ``counts`` at each scrape (None: report zeros)."""
@@ -65,6 +76,20 @@ class Metrics:
         self.trials_queued.set(queued)
         self.trials_running.set(running)
         return generate_latest(self.registry)
+
+
+class _AnswerCacheCollector(Collector):
+    """The /recommend answer cache's counters, read when scraped (the cache keeps plain ints)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self.metrics._answers() if self.metrics._answers is not None else (0, 0, 0, 0)
+        hits, misses, size = stats[0], stats[1], stats[2]
+        yield CounterMetricFamily("optirec_recommend_cache_hits", "/recommend answers served from the cache.", hits)
+        yield CounterMetricFamily("optirec_recommend_cache_misses", "/recommend answers the rules computed.", misses)
+        yield GaugeMetricFamily("optirec_recommend_cache_entries", "Answers the /recommend cache holds.", size)
 
 
 class MetricsMiddleware:

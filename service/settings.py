@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000, description="Largest request body.")
+    recommend_cache_size: int = Field(
+        default=1024,
+        ge=0,
+        le=1_000_000,
+        description="Rendered /recommend answers kept for repeated profiles (about 6 KB each); 0 turns the cache off.",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
     api_key: SecretStr | None = Field(
         default=None, description="When set, the /trials endpoints require it (X-API-Key or Authorization: Bearer)."

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel
 
-from optirec.rules import Profile, Recommendation, recommend
+from optirec.rules import Profile, Recommendation
 
-from ..deps import JSON_BODY, RulebookDep
+from ..deps import JSON_BODY, AnswersDep
 from ..handlers import error_responses
 
 router = APIRouter(prefix="/recommend", tags=["recommend"])
@@ -44,22 +44,10 @@ class Export(BaseModel):
 )
 async def post_recommend(
     profile: Profile,
-    book: RulebookDep,
+    answers: AnswersDep,
     format: Annotated[ExportFormat, Query(description="json, or a framework to render the answer for.")] = "json",
-) -> Recommendation | JSONResponse:
-    """Every Profile field is optional; an unknown value is a 422 listing the valid ones."""
-    rec = recommend(profile, rulebook=book)
-    if format == "json":
-        return rec
-    from optirec.optimizers.errors import ExportError
-    from optirec.optimizers.exporters import export
-
-    notes: list[str] = []
-    try:
-        rendered = export(rec, format, notes)
-    except ExportError as exc:
-        from optirec.rules.errors import FieldIssue, ProfileError
-
-        raise ProfileError([FieldIssue(field="format", message=str(exc), value=format)]) from None
-    body = Export(format=format, export=rendered, notes=notes, recommendation=rec)
-    return JSONResponse(body.model_dump(mode="json"))
+) -> Response:
+    """Every Profile field is optional; an unknown value is a 422 listing the valid ones. A profile asked
+    before (after aliases are resolved) is answered from the service's cache of rendered answers."""
+    # the Response skips FastAPI's re-validation of the returned model; response_model still documents it
+    return Response(answers.get(profile, format), media_type="application/json")
