@@ -90,7 +90,10 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
 
     book = default_rulebook()
     probe = make_workload(task.workload, seed=0, traits=task.traits, **dict(task.options))
-    profile = {**task.profile, "batch_size": _batch_size(probe), "total_steps": steps}
+    # what a team knows about its job, as optirec.autoconfig reads it off a model: batch, steps, parameters
+    model = probe.build_model()
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    profile = {**task.profile, "batch_size": _batch_size(probe), "total_steps": steps, "num_parameters": n_params}
     rec = recommend(profile)
     out: dict[str, Any] = {
         "task": task.name,
@@ -114,7 +117,6 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
     out["search"] = best
     out["search_cfg"] = best_cfg
 
-    model = probe.build_model()
     batches = [probe.train_batch(i) for i in range(16)]
     test = lr_range_test(model, probe.loss, batches, rec, steps=100)
     validated = rec

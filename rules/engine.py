@@ -78,6 +78,14 @@ _DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
 _CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
 
 
+def _count(n: int) -> str:
+    """A parameter count for people: 28.4k, 25.6M, 1.3B."""
+    for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{suffix}"
+    return str(n)
+
+
 def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
@@ -598,6 +606,7 @@ class _Run:
         if "lr_factor" in train:
             base_lr *= train["lr_factor"]
         base_batch = lr_rule.rule.base_batch_size if lr_rule else None
+        ref_model = lr_rule.rule.reference_model if lr_rule else None
         b_max = lr_rule.rule.train.batch_size_max if lr_rule else None
         factor = 1.0
         rule: ScalingRule = "none"
@@ -635,6 +644,20 @@ class _Run:
                     )
                 factor = batch / ref if rule == "linear" else math.sqrt(batch / ref)
         lr = base_lr * factor
+        size = self._size_factor(lr_rule, kind)
+        if size is not None:
+            size_factor, size_reason = size
+            lr *= size_factor
+            reason = f"{reason}; {size_reason}"
+            # 004 §6.3's search range bounds adaptive lrs; the SGD family's own linear rule (004 §6.4.3) already
+            # takes 0.1 per 256 past 1 at large batches, so only the lower end applies to it
+            lo_lr, hi_lr_global = pr.global_lr_range
+            if kind == "linear":
+                hi_lr_global = math.inf
+            if not lo_lr <= lr <= hi_lr_global:
+                clamped = min(max(lr, lo_lr), hi_lr_global)
+                reason += f"; {_fmt(lr)} is outside 004 §6.3's lr range, so {_fmt(clamped)}"
+                lr = clamped
         if rule == "linear" and factor >= 2 and not train.get("warmup"):
             train["warmup"] = True
             self.notes.append(
@@ -661,7 +684,31 @@ class _Run:
             batch_size=batch,
             factor=round(factor, 6),
             reason=reason,
+            reference_model=ref_model.name if size is not None and ref_model else None,
+            reference_parameters=ref_model.parameters if size is not None and ref_model else None,
+            num_parameters=self.p.num_parameters if size is not None else None,
+            size_factor=round(size[0], 6) if size is not None else 1.0,
         )
+
+    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> tuple[float, str] | None:
+        """(factor, reason) carrying the table's lr from its reference model to ``num_parameters``, or None when
+        either size is unknown or the optimizer takes no scaled lr."""
+        ref = lr_rule.rule.reference_model if lr_rule else None
+        n = self.p.num_parameters
+        if ref is None or n is None or kind == "none":
+            return None
+        pr = self.pr
+        raw = (ref.parameters / n) ** pr.size_scaling_exponent
+        factor = min(max(raw, 1 / pr.size_scaling_max_factor), pr.size_scaling_max_factor)
+        direction = "smaller" if n < ref.parameters else "larger"
+        reason = (
+            f"model size: the table's lr is for {ref.name} ({_count(ref.parameters)} parameters, {ref.source}); "
+            f"a {direction} model takes lr x ({_count(ref.parameters)}/{_count(n)})^{pr.size_scaling_exponent:g} "
+            f"= x{factor:.3g} ({pr.sources['size_scaling_exponent']})"
+        )
+        if factor != raw:
+            reason += f", bounded at {pr.size_scaling_max_factor:g}x"
+        return factor, reason
 
     def _total_steps(self, batch: int | None) -> int | None:
         p = self.p

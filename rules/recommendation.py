@@ -44,12 +44,20 @@ class ScheduleSpec(_Out):
 
 
 class LRScaling(_Out):
+    """How the table's lr became yours: ``factor`` for the batch size (``rule``), ``size_factor`` for the
+    model size (from ``reference_model``'s parameters to ``num_parameters``); ``lr = base_lr x factor x
+    size_factor``, kept inside 004 §6.3's range."""
+
     rule: Literal["linear", "sqrt", "none"]
     base_lr: float
     base_batch_size: int | None
     batch_size: int | None
     factor: float
     reason: str
+    reference_model: str | None = None
+    reference_parameters: int | None = None
+    num_parameters: int | None = None
+    size_factor: float = 1.0
 
 
 class Clipping(_Out):

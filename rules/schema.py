@@ -140,6 +140,14 @@ class Condition(_Strict):
         return [(k, v) for k, v in self.__dict__.items() if v is not None]
 
 
+class ReferenceModel(_Strict):
+    """The model a rule's lr was tuned on: the engine scales the lr to the caller's model size from it."""
+
+    name: str = Field(min_length=1, max_length=80)
+    parameters: int = Field(ge=1000, le=10**13)
+    source: Source
+
+
 class Rule(_Strict):
     """One cited piece of selection knowledge (a table row, a guide line, a principle)."""
 
@@ -155,6 +163,7 @@ class Rule(_Strict):
     set: HyperParams = HyperParams()
     train: TrainSettings = TrainSettings()
     base_batch_size: int | None = Field(default=None, ge=1)
+    reference_model: ReferenceModel | None = None
     effect: str = Field(min_length=10)
     row: dict[str, str] = {}
 
@@ -245,6 +254,8 @@ class Principles(_Strict):
     sgd_weight_decay_range: tuple[float, float]
     momentum_range: tuple[float, float]
     global_lr_range: tuple[float, float]
+    size_scaling_exponent: float = Field(ge=0, le=1)
+    size_scaling_max_factor: float = Field(ge=1)
     switch_fraction: float = Field(gt=0, lt=1)
     tuning: list[TuningParam]
     sources: dict[str, Source]
