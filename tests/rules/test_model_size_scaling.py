@@ -33,9 +33,7 @@ GPT3_TABLE = [
 
 
 def test_the_rows_with_a_known_reference_model() -> None:
-    assert {"architecture.resnet", "architecture.vit", "architecture.bert", "architecture.gpt"} <= set(
-        _WITH_REFERENCE
-    )
+    assert {"architecture.resnet", "architecture.vit", "architecture.bert", "architecture.gpt"} <= set(_WITH_REFERENCE)
 
 
 @pytest.mark.parametrize("rule_id", _WITH_REFERENCE)
@@ -47,7 +45,7 @@ def test_a_reference_model_comes_with_a_scaled_lr_and_a_citation(rule_id: str) -
 
 
 @pytest.mark.parametrize(("name", "parameters", "published_lr"), GPT3_TABLE, ids=[row[0] for row in GPT3_TABLE])
-def test_gpt3s_own_table_is_reproduced_within_a_factor_of_1_5(name: str, parameters: float, published_lr: float) -> None:
+def test_gpt3s_table_is_reproduced_within_1_5x(name: str, parameters: float, published_lr: float) -> None:
     rec = recommend(architecture="gpt", batch_size=512, num_parameters=int(parameters))
     lr = rec.optimizer.hyperparameters["lr"]
     assert published_lr / 1.5 <= lr <= published_lr * 1.5, (name, lr)
