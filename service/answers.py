@@ -110,8 +110,8 @@ class AnswerCacheMiddleware:
 
     The key is the exact request: query string, Content-Type and body bytes. Only a 200 that the full path
     produced for those same bytes is ever replayed, so every check (415, 422, the body limit, which sits
-    outside this middleware) still ran once on them; any other request passes through untouched. The bytes
-    kept per entry are the answer's, once, beside the canonical-profile entries of :class:`AnswerCache`.
+    outside this middleware) still ran once on them; any other request passes through untouched. Its entries
+    share the LRU with the canonical-profile ones of :class:`AnswerCache`: a job asked once holds two.
     """
 
     def __init__(self, app: ASGIApp, cache: AnswerCache, path: str = "/recommend") -> None:
