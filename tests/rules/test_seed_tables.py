@@ -683,6 +683,13 @@ def test_000_selection_guide(row: str, profile: Profile, choices: tuple[str, ...
     assert rec.optimizer.name in choices, f"{row}: expected one of {choices}; {_summary(rec)}"
 
 
+def test_000_small_data_guide_puts_momentum_before_plain_sgd() -> None:
+    # 000's comparison table: Momentum converges faster (빠름 vs 보통) and is more stable (보통 vs 낮음) than SGD
+    rec = recommend({"dataset_size": 442, "num_parameters": 4929, "architecture": "mlp"})
+    assert rec.optimizer.name == "sgd_momentum", _summary(rec)
+    assert "sgd" in [a.name for a in rec.alternatives], _summary(rec)
+
+
 def test_000_004_rnn_guide() -> None:
     # 000 "순환 신경망(RNN): RMSProp"; 004 §2.2 시계열 (RNN/LSTM) Adam, RMSprop; §5.7 "Adam/RMSprop"
     rec = recommend({"architecture": "rnn"})
