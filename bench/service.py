@@ -150,7 +150,11 @@ async def _phase(
 
 async def _generate(spec: dict[str, Any]) -> list[dict[str, Any]]:
     bodies = [json.dumps(p).encode() for p in spec["profiles"]]
-    cold = [json.dumps({**p, "total_steps": spec["cold_offset"] + i}).encode() for i, p in enumerate(spec["cold"])]
+    profiles, offset = spec["profiles"], spec["cold_offset"]
+    cold = [
+        json.dumps({**profiles[i % len(profiles)], "total_steps": offset + i}).encode()
+        for i in range(spec["cold_count"])
+    ]
     concurrency = spec["concurrency"]
     kind = HttpxClient if spec["client"] == "httpx" else RawClient
     client = kind(spec["url"], concurrency)
@@ -296,7 +300,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "client": args.client,
                 "concurrency": n,
                 "profiles": profiles,
-                "cold": [profiles[k % len(profiles)] for k in range(cold_count)],
+                "cold_count": cold_count,
                 "cold_offset": 1_000_000 * (i + 1),  # each process's total_steps are its own: no body repeats
                 "phases": phases,
             }

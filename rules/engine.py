@@ -44,6 +44,7 @@ from .recommendation import (
     ScheduleSpec,
     TuningHint,
 )
+from .schema import ReferenceModel
 
 __all__ = ["derive_hyperparameters", "recommend"]
 
@@ -606,7 +607,6 @@ class _Run:
         if "lr_factor" in train:
             base_lr *= train["lr_factor"]
         base_batch = lr_rule.rule.base_batch_size if lr_rule else None
-        ref_model = lr_rule.rule.reference_model if lr_rule else None
         b_max = lr_rule.rule.train.batch_size_max if lr_rule else None
         factor = 1.0
         rule: ScalingRule = "none"
@@ -646,7 +646,7 @@ class _Run:
         lr = base_lr * factor
         size = self._size_factor(lr_rule, kind)
         if size is not None:
-            size_factor, size_reason = size
+            _, size_factor, size_reason = size
             lr *= size_factor
             reason = f"{reason}; {size_reason}"
             # 004 §6.3's search range bounds adaptive lrs; the SGD family's own linear rule (004 §6.4.3) already
@@ -684,15 +684,15 @@ class _Run:
             batch_size=batch,
             factor=round(factor, 6),
             reason=reason,
-            reference_model=ref_model.name if size is not None and ref_model else None,
-            reference_parameters=ref_model.parameters if size is not None and ref_model else None,
+            reference_model=size[0].name if size is not None else None,
+            reference_parameters=size[0].parameters if size is not None else None,
             num_parameters=self.p.num_parameters if size is not None else None,
-            size_factor=round(size[0], 6) if size is not None else 1.0,
+            size_factor=round(size[1], 6) if size is not None else 1.0,
         )
 
-    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> tuple[float, str] | None:
-        """(factor, reason) carrying the table's lr from its reference model to ``num_parameters``, or None when
-        either size is unknown or the optimizer takes no scaled lr."""
+    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> tuple[ReferenceModel, float, str] | None:
+        """(reference model, factor, reason) carrying the table's lr from its reference model to
+        ``num_parameters``, or None when either size is unknown or the optimizer takes no scaled lr."""
         ref = lr_rule.rule.reference_model if lr_rule else None
         n = self.p.num_parameters
         if ref is None or n is None or kind == "none":
@@ -708,7 +708,7 @@ class _Run:
         )
         if factor != raw:
             reason += f", bounded at {pr.size_scaling_max_factor:g}x"
-        return factor, reason
+        return ref, factor, reason
 
     def _total_steps(self, batch: int | None) -> int | None:
         p = self.p

@@ -95,9 +95,6 @@ class AnswerCache:
     def stats(self) -> CacheStats:
         return CacheStats(self.hits, self.misses, len(self._entries), self.capacity)
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 class _Route(NamedTuple):
     """What the metrics middleware reads from ``scope["route"]`` for an answer served before routing."""

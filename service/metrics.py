@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -56,10 +55,10 @@ class Metrics:
             registry=self.registry,
         )
         self._counts: Callable[[], tuple[int, int]] | None = None
-        self._answers: Callable[[], Any] | None = None
+        self._answers: Callable[[], tuple[int, int, int, int]] | None = None
         self.registry.register(_AnswerCacheCollector(self))
 
-    def watch_answers(self, stats: Callable[[], Any] | None) -> None:
+    def watch_answers(self, stats: Callable[[], tuple[int, int, int, int]] | None) -> None:
         """Read the answer cache's (hits, misses, size, capacity) from ``stats`` at each scrape."""
         self._answers = stats
 
@@ -86,7 +85,7 @@ class _AnswerCacheCollector(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         stats = self.metrics._answers() if self.metrics._answers is not None else (0, 0, 0, 0)
-        hits, misses, size = stats[0], stats[1], stats[2]
+        hits, misses, size, _ = stats
         yield CounterMetricFamily("optirec_recommend_cache_hits", "/recommend answers served from the cache.", hits)
         yield CounterMetricFamily("optirec_recommend_cache_misses", "/recommend answers the rules computed.", misses)
         yield GaugeMetricFamily("optirec_recommend_cache_entries", "Answers the /recommend cache holds.", size)
