@@ -613,8 +613,10 @@ class _Run:
         ref = base_batch
         if lr_rule is None:
             reason = "the lr is the optimizer's catalog default, which has no reference batch size: not scaled"
-        elif self.p.batch_size is None or base_batch is None:
+        elif self.p.batch_size is None:
             reason = "no batch size given: the table's lr is used for the table's batch size"
+        elif base_batch is None:
+            reason = f"the lr comes from {lr_rule.rule.id}, which names no reference batch size: not scaled"
         elif kind == "none":
             reason = f"{self.chosen} is not batch-size scaled (full-batch / line-search method)"
         else:

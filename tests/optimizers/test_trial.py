@@ -162,6 +162,105 @@ def test_validate_reports_a_diverging_lr() -> None:
     assert report.short_run.diverged and report.verdict == "diverged"
 
 
+def _validate(rec: Recommendation, **kwargs: Any) -> Any:
+    work = Regression()
+    return validate(
+        work.build_model(),
+        nn.functional.mse_loss,
+        [work.train_batch(i) for i in range(8)],
+        rec,
+        steps=40,
+        heldout=work.heldout_batches(),
+        **kwargs,
+    )
+
+
+def test_validate_moves_a_too_low_lr_up_until_short_runs_stop_improving() -> None:
+    report = _validate(_rec("adam", lr=1e-4))
+    assert report.scored_on == "heldout"
+    assert report.validated_lr > 1e-4 and report.verdict == "too_low", report.advice
+    scores = [p.score for p in report.lr_search]
+    assert scores[0] is not None and all(s is not None for s in scores)
+    best = min(report.lr_search, key=lambda p: p.score)
+    assert best.lr == report.validated_lr and best.score < scores[0]
+    assert [p.factor for p in report.lr_search][:2] == [1.0, 2.0], "the first probe goes up, as the range test points"
+    assert len(report.lr_search) <= 5
+    assert report.recommendation.optimizer.hyperparameters["lr"] == pytest.approx(report.validated_lr)
+    assert any("validate(): lr x" in note for note in report.recommendation.notes)
+
+
+def test_validate_keeps_the_lr_when_no_neighbour_beats_it() -> None:
+    good = _validate(_rec("adam", lr=1e-4), lr_runs=12).validated_lr  # climbs to where it stops improving
+    report = _validate(_rec("adam", lr=good))
+    assert report.validated_lr == pytest.approx(good) and report.verdict == "ok", report.advice
+    assert report.recommendation.optimizer.hyperparameters["lr"] == pytest.approx(good)
+    tried = sorted(p.factor for p in report.lr_search)
+    assert tried[0] < 1.0 < tried[-1], "both neighbours were tried before keeping the recommendation"
+
+
+def test_validate_searches_down_from_a_diverging_lr() -> None:
+    report = _validate(_rec("sgd_momentum", lr=5.0))
+    assert report.verdict == "diverged" and report.lr_search[0].diverged and report.lr_search[0].score is None
+    assert all(p.factor <= 1.0 for p in report.lr_search), "never up from a diverging lr"
+    assert report.validated_lr < 5.0 and "trained without diverging" in report.advice
+
+
+def test_validate_with_one_run_only_checks_the_recommendation() -> None:
+    report = _validate(_rec("adam", lr=1e-4), lr_runs=1)
+    assert [p.factor for p in report.lr_search] == [1.0] and report.validated_lr == pytest.approx(1e-4)
+
+
+def test_validate_scores_on_the_training_tail_without_heldout_and_takes_an_objective() -> None:
+    work = Regression()
+    report = validate(
+        work.build_model(),
+        None,
+        [work.train_batch(i) for i in range(8)],
+        _rec("adam", lr=1e-3),
+        steps=30,
+        objective=work.loss,
+        lr_runs=2,
+    )
+    assert report.scored_on == "train_tail" and report.lr_search[0].score is not None
+
+
+def test_validate_scales_every_parameter_group_lr() -> None:
+    rec = _rec("adam", lr=1e-4)
+    group = rec.param_groups[0] if rec.param_groups else None
+    from optirec.rules.recommendation import ParamGroup
+
+    extra = ParamGroup(name="dense", match=["Linear"], hyperparameters={"lr": 3e-4}, why="test group")
+    rec = rec.model_copy(update={"param_groups": [*([group] if group else []), extra]})
+    report = _validate(rec)
+    factor = report.validated_lr / 1e-4
+    assert factor > 1
+    scaled = next(g for g in report.recommendation.param_groups if g.name == "dense")
+    assert scaled.hyperparameters["lr"] == pytest.approx(3e-4 * factor)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"lr_runs": 0}, "lr_runs"),
+        ({"steps": 0}, "steps"),
+        ({"heldout": []}, "heldout"),
+    ],
+    ids=["no-runs", "no-steps", "empty-heldout"],
+)
+def test_validate_refuses_bad_arguments(kwargs: dict[str, Any], field: str) -> None:
+    work = Regression()
+    with pytest.raises(BuildError) as info:
+        validate(work.build_model(), nn.functional.mse_loss, [work.train_batch(0)], _rec("adam"), **kwargs)
+    assert info.value.field == field
+
+
+def test_validate_needs_a_loss_fn_or_an_objective() -> None:
+    work = Regression()
+    with pytest.raises(BuildError) as info:
+        validate(work.build_model(), None, [work.train_batch(0)], _rec("adam"))
+    assert info.value.field == "loss_fn"
+
+
 def test_race_ranks_candidates_on_the_same_seeds() -> None:
     rec = recommend({"architecture": "mlp", "total_steps": 40})
     entries = race(rec, k=3, workload=Regression(), steps=40, seeds=(0, 1), device="cpu")

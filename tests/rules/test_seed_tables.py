@@ -664,6 +664,20 @@ def test_6_4_3_batch_scaling(row: str, profile: Profile, rule: str | None, lr: f
     assert _lr(rec) == pytest.approx(lr, rel=1e-5), f"004 §6.4.3 {row}: lr {lr}; {_summary(rec)}"
 
 
+@pytest.mark.parametrize(
+    ("profile", "says"),
+    [
+        ({"architecture": "resnet"}, "no batch size given"),
+        ({"domain": "recommender", "architecture": "embedding", "batch_size": 256}, "names no reference batch size"),
+    ],
+    ids=["no-batch-in-profile", "no-batch-in-table-row"],
+)
+def test_6_4_3_an_unscaled_lr_says_which_batch_is_missing(profile: Profile, says: str) -> None:
+    rec = recommend(profile)
+    assert rec.lr_scaling.rule == "none" and rec.lr_scaling.factor == 1.0
+    assert says in rec.lr_scaling.reason, rec.lr_scaling.reason
+
+
 # ====================================================================================================
 # 10. Seeds 000-003: the selection guides and 003's learning rates
 # ====================================================================================================
