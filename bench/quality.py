@@ -72,7 +72,7 @@ def _with_optimizer(rec: Any, name: str, hp: dict[str, Any]) -> Any:
     return rec.model_copy(update={"optimizer": OptimizerChoice(name=name, hyperparameters=hp), "param_groups": groups})
 
 
-def _mean_loss(task: Task, rec: Any, steps: int, seeds: list[int]) -> float:
+def _losses(task: Task, rec: Any, steps: int, seeds: list[int]) -> list[float]:
     from optirec.optimizers import run_trial
     from optirec.optimizers.workloads import make_workload
 
@@ -81,7 +81,19 @@ def _mean_loss(task: Task, rec: Any, steps: int, seeds: list[int]) -> float:
         work = make_workload(task.workload, seed=seed, traits=task.traits, **dict(task.options))
         result = run_trial(rec, work, steps, "cpu", seed)
         losses.append(result.final_loss if result.final_loss is not None and not result.diverged else math.inf)
-    return statistics.fmean(losses)
+    return losses
+
+
+def _mean_loss(task: Task, rec: Any, steps: int, seeds: list[int]) -> float:
+    return statistics.fmean(_losses(task, rec, steps, seeds))
+
+
+def _relative_sem(losses: list[float]) -> float:
+    """The standard error of the mean over seeds, as a fraction of the mean: how far apart two means can
+    be by seed noise alone."""
+    if len(losses) < 2 or not all(math.isfinite(x) for x in losses):
+        return math.nan
+    return statistics.stdev(losses) / math.sqrt(len(losses)) / abs(statistics.fmean(losses))
 
 
 def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str, Any]:
@@ -101,7 +113,9 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
         "optimizer": rec.optimizer.name,
         "lr": rec.optimizer.hyperparameters.get("lr"),
     }
-    out["rec"] = _mean_loss(task, rec, steps, seeds)
+    rec_losses = _losses(task, rec, steps, seeds)
+    out["rec"] = statistics.fmean(rec_losses)
+    out["rec_sem"] = _relative_sem(rec_losses)
     adam = _with_optimizer(rec, "adam", {**book.defaults["adam"], "lr": 1e-3})
     out["adam"] = _mean_loss(task, adam, steps, seeds)
 
@@ -160,12 +174,13 @@ def main() -> None:
     val_ok = sum(_gap(r["validated"], r["search"]) <= TARGET_VALIDATED for r in rows)
     adam_ok = sum(_gap(r["rec"], r["adam"]) <= TARGET_VS_ADAM for r in rows)
     print()
-    print(f"{'task':<20} {'rec vs search':>14} {'validated vs search':>20} {'rec vs adam':>12}")
+    print(f"{'task':<20} {'rec vs search':>14} {'validated vs search':>20} {'rec vs adam':>12} {'seed noise':>11}")
     for r in rows:
         print(
             f"{r['task']:<20} {_gap(r['rec'], r['search']):>+13.1%} {_gap(r['validated'], r['search']):>+19.1%} "
-            f"{_gap(r['rec'], r['adam']):>+11.1%}"
+            f"{_gap(r['rec'], r['adam']):>+11.1%} {r['rec_sem']:>10.1%}"
         )
+    print("(seed noise: the standard error of rec's mean over the seeds, relative to it)")
     n = len(rows)
     print()
     print(f"rec within {TARGET_REC:.0%} of best-of-{args.trials}: {rec_ok}/{n} (target >= {min(4, n)})")
