@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .trial import TrialBudget as TrialBudget
     from .trial import TrialResult as TrialResult
     from .trial import run_trial as run_trial
+    from .validation import LRProbe as LRProbe
     from .validation import RaceEntry as RaceEntry
     from .validation import ValidationReport as ValidationReport
     from .validation import race as race
@@ -66,6 +67,7 @@ _HOMES = {
     "TrialBudget": "trial",
     "TrialResult": "trial",
     "run_trial": "trial",
+    "LRProbe": "validation",
     "RaceEntry": "validation",
     "ValidationReport": "validation",
     "race": "validation",
