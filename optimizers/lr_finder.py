@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -23,7 +24,7 @@ from .builder import as_recommendation, build
 from .errors import BuildError
 from .training import train_step
 
-__all__ = ["LRRangeTest", "lr_range_test", "restore", "verdict"]
+__all__ = ["LRRangeTest", "lr_range_test", "preserved", "verdict"]
 
 Verdict = Literal["ok", "too_high", "too_low", "inconclusive"]
 #: the recommended lr is judged off when it is more than this factor from the suggestion
@@ -98,12 +99,9 @@ def lr_range_test(
     data = list(batches)
     if not data:
         raise BuildError("batches", "no batches to run the range test on")
-    saved = copy.deepcopy(model.state_dict())
-    was_training = model.training
-    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
-    built = None
-    try:
+    with preserved(model) as optimizers:
         built = build(model, rec, scheduler=False)
+        optimizers.append(built.optimizer)
         base = [g["lr"] for g in built.optimizer.param_groups]
         lo = low if low is not None else min(1e-7, rec_lr / 1e3)
         hi = high if high is not None else max(10.0, rec_lr * 100)
@@ -123,7 +121,7 @@ def lr_range_test(
             def step_objective(batch: Any = batch) -> torch.Tensor:
                 return objective(model, batch)
 
-            loss = train_step(model, _unused, batch, built, objective=step_objective)
+            loss = train_step(model, None, batch, built, objective=step_objective)
             if not math.isfinite(loss):
                 stopped = True
                 break
@@ -135,8 +133,6 @@ def lr_range_test(
             if i > 5 and value > DIVERGE_FACTOR * best:
                 stopped = True
                 break
-    finally:
-        restore(model, saved, trainable, was_training, built.optimizer if built is not None else None)
     suggestion, method = _suggest(lrs, smoothed)
     judged, factor = verdict(rec_lr, suggestion)
     return LRRangeTest(
@@ -152,22 +148,22 @@ def lr_range_test(
     )
 
 
-def restore(
-    model: nn.Module,
-    state: dict[str, Any],
-    trainable: dict[str, bool],
-    was_training: bool,
-    optimizer: torch.optim.Optimizer | None,
-) -> None:
-    """Put the user's model back exactly: weights, requires_grad flags, mode; drop optimizer hooks."""
-    model.load_state_dict(state)
-    for name, p in model.named_parameters():
-        p.requires_grad_(trainable.get(name, p.requires_grad))
-    model.train(was_training)
-    remove = getattr(optimizer, "remove_hooks", None)
-    if callable(remove):
-        remove()
-
-
-def _unused(output: Any, target: Any) -> torch.Tensor:  # pragma: no cover - objective replaces it
-    raise AssertionError("the range test passes an objective")
+@contextmanager
+def preserved(model: nn.Module) -> Iterator[list[torch.optim.Optimizer]]:
+    """Put the user's model back exactly on leaving the block, however it ends: weights, requires_grad flags
+    and mode; the hooks of the optimizers the block appends to the yielded list are dropped too."""
+    saved = copy.deepcopy(model.state_dict())
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    was_training = model.training
+    optimizers: list[torch.optim.Optimizer] = []
+    try:
+        yield optimizers
+    finally:
+        model.load_state_dict(saved)
+        for name, p in model.named_parameters():
+            p.requires_grad_(trainable.get(name, p.requires_grad))
+        model.train(was_training)
+        for optimizer in optimizers:
+            remove = getattr(optimizer, "remove_hooks", None)
+            if callable(remove):
+                remove()

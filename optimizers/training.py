@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .builder import BuildResult
+from .errors import BuildError
 
 __all__ = ["train_step"]
 
@@ -37,7 +38,7 @@ def _clip(built: BuildResult) -> None:
 
 def train_step(
     model: nn.Module,
-    loss_fn: LossFn,
+    loss_fn: LossFn | None,
     batch: Sequence[Any],
     built: BuildResult,
     *,
@@ -48,7 +49,8 @@ def train_step(
     """Run one training step on ``batch = (inputs, targets)`` and return the loss before the step.
 
     ``objective`` (no arguments, returns the loss with its graph) replaces ``loss_fn(model(inputs), targets)``
-    for training problems that are not input -> output -> loss (a GAN player, a value-learning target).
+    for training problems that are not input -> output -> loss (a GAN player, a value-learning target);
+    ``loss_fn`` is then unused and may be None.
 
     ``scaler`` / ``autocast_dtype`` enable mixed precision (CUDA; ignored for closure optimizers,
     whose repeated evaluations do not mix with loss scaling).
@@ -59,9 +61,13 @@ def train_step(
     loss: Any
     model.train()
 
+    if objective is None and loss_fn is None:
+        raise BuildError("loss_fn", "give loss_fn(outputs, targets) or an objective")
+
     def forward() -> torch.Tensor:
         if objective is not None:
             return objective()
+        assert loss_fn is not None
         return loss_fn(model(batch[0]), batch[1])
 
     if name == "newton":

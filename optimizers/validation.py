@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -24,9 +23,9 @@ from optirec.rules.recommendation import OptimizerChoice
 
 from .builder import as_recommendation, build
 from .errors import BuildError
-from .lr_finder import LRRangeTest, lr_range_test, restore
+from .lr_finder import LRRangeTest, lr_range_test, preserved
 from .training import train_step
-from .trial import DIVERGENCE_FACTOR, TrialResult, run_trial
+from .trial import TrialResult, exploded, run_trial
 from .workloads.base import Workload
 
 __all__ = ["LRProbe", "RaceEntry", "ShortRun", "ValidationReport", "race", "validate"]
@@ -188,14 +187,12 @@ def _short_run(
 ) -> tuple[ShortRun, float | None]:
     """``steps`` training steps from the current weights, the schedule fitted to them, and the run's score
     (None when it diverged); the weights are restored afterwards."""
-    saved = copy.deepcopy(model.state_dict())
-    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
-    was_training = model.training
-    built = None
     losses: list[float | None] = []
     diverged_at: int | None = None
-    try:
+    held_score: float | None = None
+    with preserved(model) as optimizers:
         built = build(model, rec, total_steps=steps)
+        optimizers.append(built.optimizer)
         first: float | None = None
         for i in range(steps):
             batch = data[i % len(data)]
@@ -203,19 +200,15 @@ def _short_run(
             def step_objective(batch: Any = batch) -> torch.Tensor:
                 return objective(model, batch)
 
-            value = train_step(model, _unused, batch, built, objective=step_objective)
+            value = train_step(model, None, batch, built, objective=step_objective)
             losses.append(value if math.isfinite(value) else None)
             if first is None and math.isfinite(value):
                 first = value
-            if not math.isfinite(value) or (
-                first is not None and abs(value) > DIVERGENCE_FACTOR * max(abs(first), 1e-8)
-            ):
+            if not math.isfinite(value) or exploded(value, first):
                 diverged_at = i
                 break
-        tail = [x for x in losses[-max(1, len(losses) // 10) :] if x is not None]
-        held_score = _heldout_loss(model, objective, held) if held and diverged_at is None else None
-    finally:
-        restore(model, saved, trainable, was_training, built.optimizer if built is not None else None)
+        if held and diverged_at is None:
+            held_score = _heldout_loss(model, objective, held)
     finite = [x for x in losses if x is not None]
     short = ShortRun(
         steps=len(losses),
@@ -224,7 +217,11 @@ def _short_run(
         diverged_at=diverged_at,
         improved=len(finite) >= 2 and finite[-1] < finite[0],
     )
-    score = held_score if held else (sum(tail) / len(tail) if tail else None)
+    if held:
+        score = held_score
+    else:
+        tail = [x for x in losses[-max(1, len(losses) // 10) :] if x is not None]
+        score = sum(tail) / len(tail) if tail else None
     if short.diverged or score is None or not math.isfinite(score):
         return short, None
     return short, score
@@ -264,10 +261,6 @@ def _adjusted(rec: Recommendation, best: LRProbe, first: LRProbe) -> Recommendat
         f"scored {best.score:.4g} against {'n/a' if first.score is None else f'{first.score:.4g}'}"
     )
     return _scaled(rec, best.factor).model_copy(update={"notes": [*rec.notes, note]})
-
-
-def _unused(output: Any, target: Any) -> torch.Tensor:  # pragma: no cover - the objective replaces it
-    raise AssertionError("validate passes an objective")
 
 
 class RaceEntry(BaseModel):

@@ -255,3 +255,19 @@ def test_autocast_without_scaler_on_cpu() -> None:
     built = build(model, _rec("adam", lr=1e-2))
     losses = [train_step(model, nn.MSELoss(), batch, built, autocast_dtype=torch.bfloat16) for _ in range(20)]
     assert losses[-1] < losses[0]
+
+
+def test_train_step_needs_a_loss_fn_or_an_objective() -> None:
+    from optirec.optimizers.errors import BuildError
+
+    model = _mlp()
+    built = build(model, recommend({"architecture": "mlp", "total_steps": 10}))
+    with pytest.raises(BuildError) as info:
+        train_step(model, None, _batch(), built)
+    assert info.value.field == "loss_fn"
+    assert train_step(model, None, _batch(), built, objective=lambda: nn.functional.mse_loss(*_pair(model))) > 0
+
+
+def _pair(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = _batch()
+    return model(x), y
