@@ -79,6 +79,14 @@ _DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
 _CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
 
 
+def lr_search_range(lr: float, spread: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """``[lr / spread, lr * spread]`` inside ``bounds``, to 3 digits, and always holding ``lr`` itself: the
+    ends are rounded before ``lr`` is put back inside, so rounding never leaves the recommendation out."""
+    lo = min(float(f"{max(lr / spread, bounds[0]):.3g}"), lr)
+    hi = max(float(f"{min(lr * spread, bounds[1]):.3g}"), lr)
+    return lo, hi
+
+
 def _count(n: int) -> str:
     """A parameter count for people: 28.4k, 25.6M, 1.3B."""
     for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
@@ -647,10 +655,14 @@ class _Run:
                 factor = batch / ref if rule == "linear" else math.sqrt(batch / ref)
         lr = base_lr * factor
         size = self._size_factor(lr_rule, kind)
+        horizon = self._horizon_factor(lr_rule, kind, batch, cite_reference=size is None)
         if size is not None:
-            _, size_factor, size_reason = size
-            lr *= size_factor
-            reason = f"{reason}; {size_reason}"
+            lr *= size[1]
+            reason = f"{reason}; {size[2]}"
+        if horizon is not None:
+            lr *= horizon[2]
+            reason = f"{reason}; {horizon[3]}"
+        if size is not None or horizon is not None:
             # 004 §6.3's search range bounds adaptive lrs; the SGD family's own linear rule (004 §6.4.3) already
             # takes 0.1 per 256 past 1 at large batches, so only the lower end applies to it
             lo_lr, hi_lr_global = pr.global_lr_range
@@ -690,6 +702,9 @@ class _Run:
             reference_parameters=size[0].parameters if size is not None else None,
             num_parameters=self.p.num_parameters if size is not None else None,
             size_factor=round(size[1], 6) if size is not None else 1.0,
+            reference_steps=horizon[0] if horizon is not None else None,
+            total_steps=horizon[1] if horizon is not None else None,
+            horizon_factor=round(horizon[2], 6) if horizon is not None else 1.0,
         )
 
     def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> tuple[ReferenceModel, float, str] | None:
@@ -711,6 +726,41 @@ class _Run:
         if factor != raw:
             reason += f", bounded at {pr.size_scaling_max_factor:g}x"
         return ref, factor, reason
+
+    def _horizon_factor(
+        self, lr_rule: CompiledRule | None, kind: str, batch: int | None, *, cite_reference: bool
+    ) -> tuple[int, int, float, str] | None:
+        """(reference steps, your steps, factor, reason) carrying the table's lr from the length of its
+        reference run to the caller's ``total_steps``: the optimal lr falls as a power of the horizon, so a
+        short run takes a higher lr and a longer one a lower. None when either length is unknown; a factor of 1
+        for an optimizer that is not an adaptive one (the law was measured on AdamW: Bjorck et al. 2025,
+        DeepSeek-AI 2024). ``cite_reference`` adds the reference run's source (the size term's
+        reason carries it otherwise)."""
+        ref = lr_rule.rule.reference_model if lr_rule else None
+        total = self._total_steps(batch)
+        if ref is None or ref.steps is None or total is None or kind == "none":
+            return None
+        pr = self.pr
+        if self.book.optimizers[self.chosen].family != "adaptive":
+            # both sources measured the law on AdamW: it is not carried to the SGD family or second-order methods
+            reason = (
+                f"training horizon: {self.chosen} keeps the lr of {ref.name}'s {_count(ref.steps)}-step run for your "
+                f"{_count(total)} steps, since the horizon law was measured on adaptive optimizers only "
+                f"({pr.sources['horizon_scaling_exponent']})"
+            )
+            return ref.steps, total, 1.0, reason
+        raw = (ref.steps / total) ** pr.horizon_scaling_exponent
+        factor = min(max(raw, 1 / pr.size_scaling_max_factor), pr.size_scaling_max_factor)
+        direction = "shorter" if total < ref.steps else "longer" if total > ref.steps else "equally long"
+        reason = (
+            f"training horizon: the table's lr is for {ref.name}'s run of {_count(ref.steps)} steps"
+            f"{f' ({ref.source})' if cite_reference else ''}; a {direction} "
+            f"run takes lr x ({_count(ref.steps)}/{_count(total)})^{pr.horizon_scaling_exponent:g} = x{factor:.3g} "
+            f"({pr.sources['horizon_scaling_exponent']})"
+        )
+        if factor != raw:
+            reason += f", bounded at {pr.size_scaling_max_factor:g}x"
+        return ref.steps, total, factor, reason
 
     def _total_steps(self, batch: int | None) -> int | None:
         p = self.p
@@ -889,10 +939,7 @@ class _Run:
             if "lr_range" in train:
                 lo, hi = train["lr_range"]
             else:
-                d = 10**pr.lr_search_decades
-                g_lo, g_hi = pr.global_lr_range
-                lo = float(f"{min(max(lr / d, g_lo), lr):.3g}")
-                hi = float(f"{max(min(lr * d, g_hi), lr):.3g}")
+                lo, hi = lr_search_range(lr, 10**pr.lr_search_decades, pr.global_lr_range)
             ranges.append(("lr", lo, hi, "log", src))
         if batch:
             hi_b = batch if self.budget is not None else batch * 4

@@ -45,8 +45,9 @@ class ScheduleSpec(_Out):
 
 class LRScaling(_Out):
     """How the table's lr became yours: ``factor`` for the batch size (``rule``), ``size_factor`` for the
-    model size (from ``reference_model``'s parameters to ``num_parameters``); ``lr = base_lr x factor x
-    size_factor``, kept inside 004 §6.3's range."""
+    model size (from ``reference_model``'s parameters to ``num_parameters``), ``horizon_factor`` for the
+    training length (from the reference run's ``reference_steps`` to your ``total_steps``);
+    ``lr = base_lr x factor x size_factor x horizon_factor``, kept inside 004 §6.3's range."""
 
     rule: Literal["linear", "sqrt", "none"]
     base_lr: float
@@ -58,6 +59,9 @@ class LRScaling(_Out):
     reference_parameters: int | None = None
     num_parameters: int | None = None
     size_factor: float = 1.0
+    reference_steps: int | None = None
+    total_steps: int | None = None
+    horizon_factor: float = 1.0
 
 
 class Clipping(_Out):

@@ -145,6 +145,13 @@ class ReferenceModel(_Strict):
 
     name: str = Field(min_length=1, max_length=80)
     parameters: int = Field(ge=1000, le=10**13)
+    steps: int | None = Field(
+        default=None,
+        ge=100,
+        le=10**9,
+        description="Optimizer steps of the reference run the lr was tuned for (the source must cite them): "
+        "the engine carries the lr to the caller's total_steps from it.",
+    )
     source: Source
 
 
@@ -256,6 +263,7 @@ class Principles(_Strict):
     global_lr_range: tuple[float, float]
     size_scaling_exponent: float = Field(ge=0, le=1)
     size_scaling_max_factor: float = Field(ge=1)
+    horizon_scaling_exponent: float = Field(ge=0, le=1)
     switch_fraction: float = Field(gt=0, lt=1)
     tuning: list[TuningParam]
     sources: dict[str, Source]

@@ -53,7 +53,8 @@ def test_json_object_on_stdin(pipe: Any, capsys: pytest.CaptureFixture[str]) -> 
     dx = _ok(capsys, ["diagnose", "--architecture", "resnet", "--total-steps", "100"])
     assert [f["symptom"] for f in dx["findings"]] == ["divergence"]
     assert dx["based_on"] == "profile"
-    assert dx["recommendation"]["optimizer"]["hyperparameters"]["lr"] == pytest.approx(0.01)
+    lr = recommend(architecture="resnet", total_steps=100).optimizer.hyperparameters["lr"]
+    assert dx["recommendation"]["optimizer"]["hyperparameters"]["lr"] == pytest.approx(lr / 10)
 
 
 def test_bare_list_healthy(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
