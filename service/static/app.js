@@ -353,13 +353,18 @@
     fillKV($("schedule"), schedRows);
 
     const sc = rec.lr_scaling || {};
-    fillKV($("scaling"), [
+    const scalingRows = [
       ["batch size", rec.batch_size],
       ["scaling rule", sc.rule],
       ["base lr", sc.base_lr],
       ["base batch size", sc.base_batch_size],
       ["factor", sc.factor],
-    ]);
+    ];
+    if (sc.reference_model) scalingRows.push(["size factor", `${fmt(sc.size_factor)} (from ${sc.reference_model})`]);
+    if (sc.reference_steps) {
+      scalingRows.push(["horizon factor", `${fmt(sc.horizon_factor)} (${fmt(sc.reference_steps)} → ${fmt(sc.total_steps)} steps)`]);
+    }
+    fillKV($("scaling"), scalingRows);
     $("scaling-reason").textContent = sc.reason || "";
 
     const mem = rec.memory || {};

@@ -211,7 +211,11 @@ def test_recommend_then_validate_with_a_trial_run(watched: Watched, server: Serv
     hyper = page.inner_text("#hyperparameters")
     assert "lr" in hyper and "momentum" in hyper
     assert "cosine" in page.inner_text("#schedule")
-    assert "linear" in page.inner_text("#scaling")
+    scaling = page.inner_text("#scaling")
+    assert "linear" in scaling
+    # the training-horizon term: SGD keeps its lr (factor 1) for the 10k-step run of ResNet-50's 600k
+    assert expected["lr_scaling"]["horizon_factor"] == 1.0
+    assert "horizon factor" in scaling and "steps" in scaling
     rationale = page.inner_text("#rationale")
     for entry in expected["rationale"]:
         assert entry["rule"] in rationale and entry["source"] in rationale
