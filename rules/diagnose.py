@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .engine import lr_search_range, recommend
+from .engine import lr_range_holding, lr_search_range, recommend
 from .errors import FieldIssue, ProfileError, suggest
 from .loader import Rulebook, default_rulebook
 from .profile import Profile, issues_from_errors, parse_profile
@@ -726,8 +726,7 @@ class _Reviser:
         space = self.data["search_space"]
         if "lr" in space:
             old = list(space["lr"])
-            # the range moves with the lr, rounded to 3 digits but never so that the new lr falls outside
-            space["lr"] = [min(float(f"{old[0] / div:.3g}"), new), max(float(f"{old[1] / div:.3g}"), new)]
+            space["lr"] = list(lr_range_holding(new, old[0] / div, old[1] / div))  # the range moves with the lr
             self._change(
                 "search_space.lr",
                 old,
@@ -913,7 +912,7 @@ class _Reviser:
         space = self.data["search_space"]
         old_space = {k: list(v) for k, v in space.items()}
         if isinstance(lr, int | float) and lr > 0:
-            space["lr"] = list(lr_search_range(lr, 10**pr.lr_search_decades, pr.global_lr_range))
+            space["lr"] = list(lr_search_range(lr, pr))
         space["weight_decay"] = list(pr.sgd_weight_decay_range)
         space["momentum"] = list(pr.momentum_range)
         self._change(

@@ -44,7 +44,7 @@ from .recommendation import (
     ScheduleSpec,
     TuningHint,
 )
-from .schema import ReferenceModel
+from .schema import Principles, ReferenceModel
 
 __all__ = ["derive_hyperparameters", "recommend"]
 
@@ -79,12 +79,16 @@ _DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
 _CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
 
 
-def lr_search_range(lr: float, spread: float, bounds: tuple[float, float]) -> tuple[float, float]:
-    """``[lr / spread, lr * spread]`` inside ``bounds``, to 3 digits, and always holding ``lr`` itself: the
-    ends are rounded before ``lr`` is put back inside, so rounding never leaves the recommendation out."""
-    lo = min(float(f"{max(lr / spread, bounds[0]):.3g}"), lr)
-    hi = max(float(f"{min(lr * spread, bounds[1]):.3g}"), lr)
-    return lo, hi
+def lr_range_holding(lr: float, low: float, high: float) -> tuple[float, float]:
+    """``[low, high]`` to 3 digits, widened to hold ``lr`` itself: the ends are rounded before ``lr`` is put
+    back inside, so rounding never leaves the recommendation outside its own search range."""
+    return min(float(f"{low:.3g}"), lr), max(float(f"{high:.3g}"), lr)
+
+
+def lr_search_range(lr: float, pr: Principles) -> tuple[float, float]:
+    """004 §6.3: ``lr_search_decades`` either side of ``lr``, inside the global lr range, holding ``lr``."""
+    d = 10**pr.lr_search_decades
+    return lr_range_holding(lr, max(lr / d, pr.global_lr_range[0]), min(lr * d, pr.global_lr_range[1]))
 
 
 def _count(n: int) -> str:
@@ -715,17 +719,21 @@ class _Run:
         if ref is None or n is None or kind == "none":
             return None
         pr = self.pr
-        raw = (ref.parameters / n) ** pr.size_scaling_exponent
-        factor = min(max(raw, 1 / pr.size_scaling_max_factor), pr.size_scaling_max_factor)
+        factor, bound = self._bounded((ref.parameters / n) ** pr.size_scaling_exponent)
         direction = "smaller" if n < ref.parameters else "larger"
         reason = (
             f"model size: the table's lr is for {ref.name} ({_count(ref.parameters)} parameters, {ref.source}); "
             f"a {direction} model takes lr x ({_count(ref.parameters)}/{_count(n)})^{pr.size_scaling_exponent:g} "
-            f"= x{factor:.3g} ({pr.sources['size_scaling_exponent']})"
+            f"= x{factor:.3g} ({pr.sources['size_scaling_exponent']}){bound}"
         )
-        if factor != raw:
-            reason += f", bounded at {pr.size_scaling_max_factor:g}x"
         return ref, factor, reason
+
+    def _bounded(self, raw: float) -> tuple[float, str]:
+        """A size or horizon factor kept within ``size_scaling_max_factor`` either way, and the words that
+        say so when it had to be (empty otherwise)."""
+        top = self.pr.size_scaling_max_factor
+        factor = min(max(raw, 1 / top), top)
+        return factor, (f", bounded at {top:g}x" if factor != raw else "")
 
     def _horizon_factor(
         self, lr_rule: CompiledRule | None, kind: str, batch: int | None, *, cite_reference: bool
@@ -749,17 +757,14 @@ class _Run:
                 f"({pr.sources['horizon_scaling_exponent']})"
             )
             return ref.steps, total, 1.0, reason
-        raw = (ref.steps / total) ** pr.horizon_scaling_exponent
-        factor = min(max(raw, 1 / pr.size_scaling_max_factor), pr.size_scaling_max_factor)
+        factor, bound = self._bounded((ref.steps / total) ** pr.horizon_scaling_exponent)
         direction = "shorter" if total < ref.steps else "longer" if total > ref.steps else "equally long"
         reason = (
             f"training horizon: the table's lr is for {ref.name}'s run of {_count(ref.steps)} steps"
             f"{f' ({ref.source})' if cite_reference else ''}; a {direction} "
             f"run takes lr x ({_count(ref.steps)}/{_count(total)})^{pr.horizon_scaling_exponent:g} = x{factor:.3g} "
-            f"({pr.sources['horizon_scaling_exponent']})"
+            f"({pr.sources['horizon_scaling_exponent']}){bound}"
         )
-        if factor != raw:
-            reason += f", bounded at {pr.size_scaling_max_factor:g}x"
         return ref.steps, total, factor, reason
 
     def _total_steps(self, batch: int | None) -> int | None:
@@ -939,7 +944,7 @@ class _Run:
             if "lr_range" in train:
                 lo, hi = train["lr_range"]
             else:
-                lo, hi = lr_search_range(lr, 10**pr.lr_search_decades, pr.global_lr_range)
+                lo, hi = lr_search_range(lr, pr)
             ranges.append(("lr", lo, hi, "log", src))
         if batch:
             hi_b = batch if self.budget is not None else batch * 4
