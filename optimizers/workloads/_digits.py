@@ -30,8 +30,8 @@ class DigitsWorkload(InMemoryWorkload):
 
     domains: ClassVar[tuple[str, ...]] = ("computer_vision",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"noisy", "imbalanced", "high_dimensional"})
-    metric_name: ClassVar[str] = "accuracy"
-    higher_is_better: ClassVar[bool] = True
+    metric_name: str = "accuracy"
+    higher_is_better: bool = True
 
     CLASSES: ClassVar[int] = 10
     HELDOUT: ClassVar[int] = 360

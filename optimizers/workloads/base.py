@@ -44,8 +44,9 @@ class Workload(ABC):
     architectures: ClassVar[tuple[str, ...]] = ()  # Profile architectures this workload stands in for
     domains: ClassVar[tuple[str, ...]] = ()  # Profile domains it stands in for
     supported_traits: ClassVar[frozenset[str]] = frozenset()
-    metric_name: ClassVar[str] = "loss"
-    higher_is_better: ClassVar[bool] = False
+    #: the held-out metric; an instance may change it when a trait changes the task (a class default here)
+    metric_name: str = "loss"
+    higher_is_better: bool = False
     #: names of the optimizers a step needs ("main" for most; "generator"/"discriminator" for a GAN)
     players: ClassVar[tuple[str, ...]] = ("main",)
 

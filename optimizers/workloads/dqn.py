@@ -56,8 +56,8 @@ class ValueLearning(Workload):
     architectures: ClassVar[tuple[str, ...]] = ("dqn", "ppo")
     domains: ClassVar[tuple[str, ...]] = ("reinforcement_learning",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"non_stationary", "noisy"})
-    metric_name: ClassVar[str] = "q_error"
-    higher_is_better: ClassVar[bool] = False
+    metric_name: str = "q_error"
+    higher_is_better: bool = False
 
     ACTIONS: ClassVar[int] = 2
     GAMMA: ClassVar[float] = 0.8

@@ -47,8 +47,8 @@ class MixtureGAN(Workload):
     family: ClassVar[str] = "gan"
     description: ClassVar[str] = "GAN (generator + discriminator MLPs) on a 2-D mixture of 8 Gaussians"
     architectures: ClassVar[tuple[str, ...]] = ("gan_generator", "gan_discriminator")
-    metric_name: ClassVar[str] = "mode_quality"
-    higher_is_better: ClassVar[bool] = True
+    metric_name: str = "mode_quality"
+    higher_is_better: bool = True
     players: ClassVar[tuple[str, ...]] = ("generator", "discriminator")
 
     MODES: ClassVar[int] = 8

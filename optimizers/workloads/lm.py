@@ -94,8 +94,8 @@ class CharLM(Workload):
     architectures: ClassVar[tuple[str, ...]] = ("gpt", "bert", "t5", "transformer")
     domains: ClassVar[tuple[str, ...]] = ("nlp", "llm")
     supported_traits: ClassVar[frozenset[str]] = frozenset({"variable_length_sequences", "noisy"})
-    metric_name: ClassVar[str] = "perplexity"
-    higher_is_better: ClassVar[bool] = False
+    metric_name: str = "perplexity"
+    higher_is_better: bool = False
 
     CORRUPTION: ClassVar[float] = 0.1
     HELDOUT_FRACTION: ClassVar[float] = 0.1

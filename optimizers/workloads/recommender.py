@@ -54,8 +54,8 @@ class EmbeddingRecommender(Workload):
     architectures: ClassVar[tuple[str, ...]] = ("embedding",)
     domains: ClassVar[tuple[str, ...]] = ("recommender",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"sparse_features", "imbalanced"})
-    metric_name: ClassVar[str] = "auc"
-    higher_is_better: ClassVar[bool] = True
+    metric_name: str = "auc"
+    higher_is_better: bool = True
 
     ZIPF: ClassVar[float] = 1.1
     SPARSE_FACTOR: ClassVar[int] = 8

@@ -59,8 +59,8 @@ class SequenceRNN(Workload):
     architectures: ClassVar[tuple[str, ...]] = ("lstm", "gru", "rnn")
     domains: ClassVar[tuple[str, ...]] = ("time_series",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"non_stationary", "variable_length_sequences", "noisy"})
-    metric_name: ClassVar[str] = "mse"
-    higher_is_better: ClassVar[bool] = False
+    metric_name: str = "mse"
+    higher_is_better: bool = False
 
     NOISE: ClassVar[float] = 0.3
     HELDOUT: ClassVar[int] = 256

@@ -69,8 +69,8 @@ class TinyUNet(Workload):
     architectures: ClassVar[tuple[str, ...]] = ("unet",)
     domains: ClassVar[tuple[str, ...]] = ("computer_vision",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"noisy", "imbalanced"})
-    metric_name: ClassVar[str] = "iou"
-    higher_is_better: ClassVar[bool] = True
+    metric_name: str = "iou"
+    higher_is_better: bool = True
 
     NOISE: ClassVar[float] = 0.3
     NOISY_NOISE: ClassVar[float] = 0.8

@@ -38,7 +38,7 @@ WORKLOAD_CATALOG: dict[str, str] = {
     "cnn": "residual CNN (BatchNorm, skip connections) classifying scikit-learn's digits",
     "dqn": "DQN-style Q-learning (replay + target network) on a chain MDP, scored against Q*",
     "gan": "GAN (generator + discriminator MLPs) on a 2-D mixture of 8 Gaussians",
-    "mlp": "MLP regression on scikit-learn's diabetes data",
+    "mlp": "MLP on scikit-learn's diabetes data: regression, or a rare-outcome classifier",
     "recommender": "user/item embeddings + MLP tower predicting clicks on Zipf-popular synthetic items",
     "rnn": "LSTM/GRU forecasting a synthetic seasonal series one step ahead",
     "transformer_lm": "causal character-level transformer LM on Python standard-library source",

@@ -166,6 +166,17 @@ def test_adam_trains_it(name: str) -> None:
     assert improved, (before, after)
 
 
+@pytest.mark.parametrize("traits", [["imbalanced"], ["imbalanced", "sparse_features", "noisy"]], ids="+".join)
+def test_adam_trains_the_tabular_rare_outcome_classifier(traits: list[str]) -> None:
+    workload = make_workload("mlp", seed=0, traits=traits)
+    model = workload.build_model()
+    before = workload.evaluate(model)
+    _train(workload, model, 50)
+    after = workload.evaluate(model)
+    assert after.metric_name == "auc" and after.higher_is_better
+    assert after.loss < 0.7 * before.loss and after.metric > max(0.75, before.metric), (before, after)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_size_scales_the_model_and_data(name: str) -> None:
     small, large = make_workload(name, size=1), make_workload(name, size=2)
@@ -304,6 +315,29 @@ def _mlp_noisy(plain: Any, noisy: Any) -> None:
     assert _same(plain.heldout_batches(), noisy.heldout_batches())
 
 
+def _mlp_imbalanced(plain: Any, rare: Any) -> None:
+    labels, held = rare.train_y, rare.heldout_batches()[0][1]
+    assert set(labels.unique().tolist()) == {0.0, 1.0}
+    rate = float(labels.mean())
+    assert 0.07 < rate < 0.14 and abs(float(held.mean()) - rate) < 0.03, "stratified: held-out shares the rate"
+    assert (rare.metric_name, rare.higher_is_better) == ("auc", True)
+    assert (plain.metric_name, plain.higher_is_better) == ("mse", False)
+    model = rare.build_model()
+    logits = model(rare.heldout_batches()[0][0]).detach()
+    assert float(rare.loss(model, rare.heldout_batches()[0]).detach()) == pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy_with_logits(logits, held)), rel=1e-6
+    )
+    assert 0.0 <= rare.evaluate(model).metric <= 1.0
+
+
+def _mlp_sparse(plain: Any, sparse: Any) -> None:
+    (x0, y0), (x1, y1) = plain.train_batch(0), sparse.train_batch(0)
+    assert torch.equal(y0, y1) and x1.shape[1] == x0.shape[1] * sparse.BINS
+    assert set(x1.unique().tolist()) == {0.0, 1.0}
+    assert bool((x1.sum(1) == x0.shape[1]).all()), "one active bin per original feature"
+    assert float(x1.mean()) < 0.1
+
+
 def _recommender_sparse(plain: Any, sparse: Any) -> None:
     assert sparse.num_items == plain.SPARSE_FACTOR * plain.num_items
 
@@ -358,6 +392,8 @@ TRAIT_CHECKS: dict[tuple[str, str], Callable[[Any, Any], None]] = {
     ("rnn", "noisy"): _rnn_noisy,
     ("mlp", "high_dimensional"): _mlp_high_dimensional,
     ("mlp", "noisy"): _mlp_noisy,
+    ("mlp", "imbalanced"): _mlp_imbalanced,
+    ("mlp", "sparse_features"): _mlp_sparse,
     ("recommender", "sparse_features"): _recommender_sparse,
     ("recommender", "imbalanced"): _recommender_imbalanced,
     ("unet", "noisy"): _unet_noisy,
