@@ -10,7 +10,8 @@ in-process), with the same step budget and seeds, held-out loss (mean over seeds
             adagrad} x log-uniform lr
   validated the recommendation after optirec.validate on one seed: the LR range test points the way,
             short runs of the same budget move the lr by 2x while the held-out loss improves
-Targets: rec within 5% of search on >= 4 tasks; validated within 2%; rec never worse than adam by > 5%.
+Targets: rec within 5% of search on >= 80% of the tasks (4 of 5); validated within 2%; rec never worse
+than adam by > 5%.
 The search's winner and rec are also run on fresh seeds, which the search did not select on: the best of N
 noisy means is partly luck, and that column shows how much (for reading the gaps; the targets do not use it).
 """
@@ -28,6 +29,7 @@ from typing import Any
 TARGET_REC = 0.05
 TARGET_VALIDATED = 0.02
 TARGET_VS_ADAM = 0.05
+TARGET_REC_SHARE = 0.8  # "at least 4 of 5 tasks", kept as a share when more tasks run
 SEARCH_OPTIMIZERS = ("sgd_momentum", "adam", "adamw", "rmsprop", "adagrad")
 SEARCH_LR = {"sgd_momentum": (1e-4, 1.0), "adagrad": (1e-4, 1.0)}
 DEFAULT_LR = (1e-5, 1e-1)
@@ -47,6 +49,12 @@ TASKS = [
     Task("digits-cnn", "cnn", {"domain": "computer_vision", "architecture": "cnn"}),
     Task("digits-vit", "vit", {"domain": "computer_vision", "architecture": "vit"}),
     Task("diabetes-mlp", "mlp", {"domain": "tabular", "architecture": "mlp", "dataset_size": 442}),
+    Task(
+        "diabetes-rare-outcome",
+        "mlp",
+        {"domain": "tabular", "architecture": "mlp", "dataset_size": 442, "data": ["imbalanced"]},
+        ("imbalanced",),
+    ),
     Task("char-lm", "transformer_lm", {"domain": "nlp", "architecture": "transformer", "goal": "zero_shot"}),
     Task(
         "clicks-recommender",
@@ -162,12 +170,19 @@ def _gap(value: float, reference: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS))
+    parser.add_argument("--steps", type=int, default=300, help="training steps of every run (default 300)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
+    parser.add_argument("--trials", type=int, default=20, help="random-search configurations (default 20)")
+    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS), help="comma-separated (default: all)")
     args = parser.parse_args()
-    wanted = args.tasks.split(",")
+    names = [t.name for t in TASKS]
+    wanted = [name.strip() for name in args.tasks.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in names]
+    if unknown or not wanted:
+        parser.error(f"--tasks: unknown task(s) {', '.join(map(repr, unknown))}; valid values: {', '.join(names)}")
+    for flag, value, low in (("--steps", args.steps, 1), ("--seeds", args.seeds, 1), ("--trials", args.trials, 1)):
+        if value < low:
+            parser.error(f"{flag}: must be at least {low}, got {value}")
     seeds = list(range(args.seeds))
     rows = []
     for task in TASKS:
@@ -178,7 +193,7 @@ def main() -> None:
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         print(
-            f"{row['task']:<20} {row['optimizer']:<12} lr {row['lr']:<8.3g} rec {row['rec']:.4f}  "
+            f"{row['task']:<22} {row['optimizer']:<12} lr {row['lr']:<8.3g} rec {row['rec']:.4f}  "
             f"adam {row['adam']:.4f}  search {row['search']:.4f} {row['search_cfg']}  validated {row['validated']:.4f} "
             f"({row['range_verdict']})  [{row['seconds']:.0f} s]",
             flush=True,
@@ -188,12 +203,12 @@ def main() -> None:
     adam_ok = sum(_gap(r["rec"], r["adam"]) <= TARGET_VS_ADAM for r in rows)
     print()
     print(
-        f"{'task':<20} {'rec vs search':>14} {'validated vs search':>20} {'rec vs adam':>12} {'seed noise':>11} "
+        f"{'task':<22} {'rec vs search':>14} {'validated vs search':>20} {'rec vs adam':>12} {'seed noise':>11} "
         f"{'on fresh seeds':>15}"
     )
     for r in rows:
         print(
-            f"{r['task']:<20} {_gap(r['rec'], r['search']):>+13.1%} {_gap(r['validated'], r['search']):>+19.1%} "
+            f"{r['task']:<22} {_gap(r['rec'], r['search']):>+13.1%} {_gap(r['validated'], r['search']):>+19.1%} "
             f"{_gap(r['rec'], r['adam']):>+11.1%} {r['rec_sem']:>10.1%} "
             f"{_gap(r['fresh_rec'], r['fresh_search']):>+14.1%}"
         )
@@ -201,7 +216,8 @@ def main() -> None:
     print(" on fresh seeds: rec vs the search's winner, both run again on seeds the search did not select on)")
     n = len(rows)
     print()
-    print(f"rec within {TARGET_REC:.0%} of best-of-{args.trials}: {rec_ok}/{n} (target >= {min(4, n)})")
+    rec_target = math.ceil(TARGET_REC_SHARE * n)
+    print(f"rec within {TARGET_REC:.0%} of best-of-{args.trials}: {rec_ok}/{n} (target >= {rec_target})")
     print(f"validated within {TARGET_VALIDATED:.0%} of best-of-{args.trials}: {val_ok}/{n}")
     print(f"rec not worse than Adam(1e-3) by more than {TARGET_VS_ADAM:.0%}: {adam_ok}/{n} (target {n}/{n})")
 

@@ -1,0 +1,53 @@
+"""bench/quality.py still runs end to end (tiny budget) and refuses bad arguments with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _quality(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "quality.py"), *args],
+        cwd=repo_root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_a_tiny_run_prints_every_task_and_the_summary(repo_root: Path) -> None:
+    done = _quality(
+        repo_root, "--steps", "4", "--seeds", "2", "--trials", "2", "--tasks", "diabetes-mlp,diabetes-rare-outcome"
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for task in ("diabetes-mlp", "diabetes-rare-outcome"):
+        assert sum(line.startswith(task + " ") for line in lines) == 2, done.stdout  # its run line and its gap row
+    assert "rec within 5% of best-of-2: " in done.stdout and "/2 (target >= 2)" in done.stdout
+    assert "validated within 2% of best-of-2: " in done.stdout
+    assert "rec not worse than Adam(1e-3) by more than 5%: " in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "shown"),
+    [
+        (["--tasks", "digits-cnnn"], "--tasks", "valid values: digits-cnn, digits-vit"),
+        (["--tasks", ","], "--tasks", "valid values: digits-cnn"),
+        (["--steps", "0"], "--steps", "must be at least 1, got 0"),
+        (["--seeds", "-1"], "--seeds", "must be at least 1, got -1"),
+        (["--trials", "0"], "--trials", "must be at least 1, got 0"),
+        (["--steps", "many"], "--steps", "invalid int value"),
+    ],
+    ids=["unknown-task", "no-task", "zero-steps", "negative-seeds", "zero-trials", "steps-not-a-number"],
+)
+def test_bad_arguments_exit_2_naming_the_flag(repo_root: Path, args: list[str], field: str, shown: str) -> None:
+    done = _quality(repo_root, *args)
+    assert done.returncode == 2
+    assert field in done.stderr and shown in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
