@@ -138,9 +138,12 @@ def bench_cold_start(runs: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profiles", type=int, default=10_000)
-    parser.add_argument("--cold-runs", type=int, default=15)
+    parser.add_argument("--profiles", type=int, default=10_000, help="profiles per generator (default 10000)")
+    parser.add_argument("--cold-runs", type=int, default=15, help="CLI cold starts to time (default 15)")
     args = parser.parse_args()
+    for flag, value in (("--profiles", args.profiles), ("--cold-runs", args.cold_runs)):
+        if value < 1:
+            parser.error(f"{flag}: must be at least 1, got {value}")
 
     for label, generator in (
         ("uniformly random fields (every enum field drawn independently)", varied_profiles),

@@ -1,4 +1,4 @@
-"""bench/quality.py still runs end to end (tiny budget) and refuses bad arguments with exit code 2."""
+"""bench/quality.py still runs end to end (tiny budget); the benches refuse bad arguments with exit code 2."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 
-def _quality(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _bench(repo_root: Path, script: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(repo_root / "bench" / "quality.py"), *args],
+        [sys.executable, str(repo_root / "bench" / script), *args],
         cwd=repo_root,
         capture_output=True,
         text=True,
@@ -22,8 +22,17 @@ def _quality(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_a_tiny_run_prints_every_task_and_the_summary(repo_root: Path) -> None:
-    done = _quality(
-        repo_root, "--steps", "4", "--seeds", "2", "--trials", "2", "--tasks", "diabetes-mlp,diabetes-rare-outcome"
+    done = _bench(
+        repo_root,
+        "quality.py",
+        "--steps",
+        "4",
+        "--seeds",
+        "2",
+        "--trials",
+        "2",
+        "--tasks",
+        "diabetes-mlp,diabetes-rare-outcome",
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -43,11 +52,19 @@ def test_a_tiny_run_prints_every_task_and_the_summary(repo_root: Path) -> None:
         (["--seeds", "-1"], "--seeds", "must be at least 1, got -1"),
         (["--trials", "0"], "--trials", "must be at least 1, got 0"),
         (["--steps", "many"], "--steps", "invalid int value"),
+        (["--profiles", "0"], "--profiles", "must be at least 1, got 0"),
+        (["--cold-runs", "-3"], "--cold-runs", "must be at least 1, got -3"),
     ],
-    ids=["unknown-task", "no-task", "zero-steps", "negative-seeds", "zero-trials", "steps-not-a-number"],
+    ids=[
+        *("quality-" + case for case in ("unknown-task", "no-task", "zero-steps", "negative-seeds", "zero-trials")),
+        "quality-steps-not-a-number",
+        "engine-zero-profiles",
+        "engine-negative-cold-runs",
+    ],
 )
 def test_bad_arguments_exit_2_naming_the_flag(repo_root: Path, args: list[str], field: str, shown: str) -> None:
-    done = _quality(repo_root, *args)
+    script = "engine.py" if args[0] in ("--profiles", "--cold-runs") else "quality.py"
+    done = _bench(repo_root, script, *args)
     assert done.returncode == 2
     assert field in done.stderr and shown in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
