@@ -676,11 +676,17 @@ class _Run:
                 clamped = min(max(lr, lo_lr), hi_lr_global)
                 reason += f"; {_fmt(lr)} is outside 004 §6.3's lr range, so {_fmt(clamped)}"
                 lr = clamped
-        if rule == "linear" and factor >= 2 and not train.get("warmup"):
+        raised = lr / base_lr if base_lr > 0 else 1.0
+        if kind == "linear" and raised >= 2 and not train.get("warmup"):
+            # Goyal et al. warm up because the scaled-up lr is too large for the freshly initialised net, whatever
+            # raised it: the batch term, the model-size term, or both together
+            moved = [term for term, on in (("batch", factor != 1.0), ("model-size", size is not None)) if on]
+            terms = f"{' and '.join(moved)} term{'s' if len(moved) > 1 else ''}"
             train["warmup"] = True
             self.notes.append(
-                f"The lr was scaled up {factor:g}x by the linear rule: a gradual warmup is added, as large-batch "
-                "SGD needs it (external: Goyal et al. 2017)."
+                f"The {terms} put the lr at {raised:.3g}x the table's {_fmt(base_lr)}: a gradual warmup is "
+                "added, as SGD started at a scaled-up lr needs it (external: Goyal et al. 2017, 5 warmup epochs "
+                "for an lr raised with the batch)."
             )
         lr_range = train.get("lr_range")
         if lr_range is not None:

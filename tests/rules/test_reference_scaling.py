@@ -123,6 +123,38 @@ def test_batch_and_size_terms_multiply() -> None:
     assert rec.optimizer.hyperparameters["lr"] == pytest.approx(1e-3 * 0.5 * 3.0, rel=1e-3)
 
 
+#: SGD rows scaled up to 2x the table's lr or more start with a gradual warmup (Goyal et al. 2017), whichever
+#: term raised the lr: (case id, profile, the terms the note names, or None when no warmup is added)
+SGD_WARMUP = [
+    ("batch-4x", {"architecture": "resnet", "batch_size": 1024, "total_steps": 1000}, "batch term"),
+    ("size-2.9x", {"architecture": "resnet", "batch_size": 256, "num_parameters": 1_000_000}, "model-size term"),
+    (
+        "batch-and-size-2.4x",
+        {"architecture": "resnet", "batch_size": 64, "num_parameters": 28_410, "total_steps": 200},
+        "batch and model-size terms",
+    ),
+    ("size-1.9x-batch-1x", {"architecture": "resnet", "batch_size": 256, "num_parameters": 3_800_000}, None),
+    ("batch-0.5x-size-1.3x", {"architecture": "resnet", "batch_size": 128, "num_parameters": 11_000_000}, None),
+    ("table-batch-and-size", {"architecture": "resnet", "batch_size": 256, "num_parameters": 25_600_000}, None),
+]
+
+
+@pytest.mark.parametrize(("profile", "terms"), [row[1:] for row in SGD_WARMUP], ids=[row[0] for row in SGD_WARMUP])
+def test_an_sgd_lr_raised_2x_or_more_warms_up(profile: dict[str, object], terms: str | None) -> None:
+    rec = recommend(profile)
+    raised = rec.optimizer.hyperparameters["lr"] / rec.lr_scaling.base_lr
+    notes = [note for note in rec.notes if "gradual warmup" in note]
+    assert rec.optimizer.name == "sgd_momentum"
+    if terms is None:
+        assert raised < 2 and rec.schedule.warmup_ratio == 0 and not notes
+        return
+    assert raised >= 2 and rec.schedule.warmup_ratio == _PR.default_warmup_ratio
+    steps = profile.get("total_steps")
+    if isinstance(steps, int):
+        assert rec.schedule.warmup_steps == round(_PR.default_warmup_ratio * steps)
+    assert len(notes) == 1 and f"The {terms} put the lr at {raised:.3g}x" in notes[0] and "Goyal" in notes[0]
+
+
 def test_without_num_parameters_or_a_reference_model_there_is_no_size_term() -> None:
     assert recommend(architecture="resnet", batch_size=256).lr_scaling.size_factor == 1.0
     lstm = recommend(architecture="lstm", batch_size=64, num_parameters=1000)  # the LSTM row names no model
