@@ -127,6 +127,7 @@ def test_batch_and_size_terms_multiply() -> None:
 #: term raised the lr: (case id, profile, the terms the note names, or None when no warmup is added)
 SGD_WARMUP = [
     ("batch-4x", {"architecture": "resnet", "batch_size": 1024, "total_steps": 1000}, "batch term"),
+    ("batch-above-8k-sqrt-8x", {"architecture": "resnet", "batch_size": 16384, "total_steps": 1000}, "batch term"),
     ("size-2.9x", {"architecture": "resnet", "batch_size": 256, "num_parameters": 1_000_000}, "model-size term"),
     (
         "batch-and-size-2.4x",
