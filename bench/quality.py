@@ -180,9 +180,9 @@ def main() -> None:
     unknown = [name for name in wanted if name not in names]
     if unknown or not wanted:
         parser.error(f"--tasks: unknown task(s) {', '.join(map(repr, unknown))}; valid values: {', '.join(names)}")
-    for flag, value, low in (("--steps", args.steps, 1), ("--seeds", args.seeds, 1), ("--trials", args.trials, 1)):
-        if value < low:
-            parser.error(f"{flag}: must be at least {low}, got {value}")
+    for flag, value in (("--steps", args.steps), ("--seeds", args.seeds), ("--trials", args.trials)):
+        if value < 1:
+            parser.error(f"{flag}: must be at least 1, got {value}")
     seeds = list(range(args.seeds))
     rows = []
     for task in TASKS:

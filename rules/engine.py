@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import BaseModel
 
@@ -77,6 +77,23 @@ _TRAIN_NOTES = (
 _SPARSE_CHOICES = ("adagrad", "adam", "rmsprop", "sgd_momentum", "sgd")
 _DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
 _CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
+
+
+class _SizeTerm(NamedTuple):
+    """The model-size lr term: the row's reference model, the factor and the words that explain it."""
+
+    reference: ReferenceModel
+    factor: float
+    reason: str
+
+
+class _HorizonTerm(NamedTuple):
+    """The training-horizon lr term: the reference run's steps, the caller's, the factor and its reason."""
+
+    reference_steps: int
+    total_steps: int
+    factor: float
+    reason: str
 
 
 def lr_range_holding(lr: float, low: float, high: float) -> tuple[float, float]:
@@ -661,11 +678,11 @@ class _Run:
         size = self._size_factor(lr_rule, kind)
         horizon = self._horizon_factor(lr_rule, kind, batch, cite_reference=size is None)
         if size is not None:
-            lr *= size[1]
-            reason = f"{reason}; {size[2]}"
+            lr *= size.factor
+            reason = f"{reason}; {size.reason}"
         if horizon is not None:
-            lr *= horizon[2]
-            reason = f"{reason}; {horizon[3]}"
+            lr *= horizon.factor
+            reason = f"{reason}; {horizon.reason}"
         if size is not None or horizon is not None:
             # 004 §6.3's search range bounds adaptive lrs; the SGD family's own linear rule (004 §6.4.3) already
             # takes 0.1 per 256 past 1 at large batches, so only the lower end applies to it
@@ -708,17 +725,17 @@ class _Run:
             batch_size=batch,
             factor=round(factor, 6),
             reason=reason,
-            reference_model=size[0].name if size is not None else None,
-            reference_parameters=size[0].parameters if size is not None else None,
+            reference_model=size.reference.name if size is not None else None,
+            reference_parameters=size.reference.parameters if size is not None else None,
             num_parameters=self.p.num_parameters if size is not None else None,
-            size_factor=round(size[1], 6) if size is not None else 1.0,
-            reference_steps=horizon[0] if horizon is not None else None,
-            total_steps=horizon[1] if horizon is not None else None,
-            horizon_factor=round(horizon[2], 6) if horizon is not None else 1.0,
+            size_factor=round(size.factor, 6) if size is not None else 1.0,
+            reference_steps=horizon.reference_steps if horizon is not None else None,
+            total_steps=horizon.total_steps if horizon is not None else None,
+            horizon_factor=round(horizon.factor, 6) if horizon is not None else 1.0,
         )
 
-    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> tuple[ReferenceModel, float, str] | None:
-        """(reference model, factor, reason) carrying the table's lr from its reference model to
+    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> _SizeTerm | None:
+        """The term carrying the table's lr from its reference model to
         ``num_parameters``, or None when either size is unknown or the optimizer takes no scaled lr."""
         ref = lr_rule.rule.reference_model if lr_rule else None
         n = self.p.num_parameters
@@ -732,7 +749,7 @@ class _Run:
             f"a {direction} model takes lr x ({_count(ref.parameters)}/{_count(n)})^{pr.size_scaling_exponent:g} "
             f"= x{factor:.3g} ({pr.sources['size_scaling_exponent']}){bound}"
         )
-        return ref, factor, reason
+        return _SizeTerm(ref, factor, reason)
 
     def _bounded(self, raw: float) -> tuple[float, str]:
         """A size or horizon factor kept within ``size_scaling_max_factor`` either way, and the words that
@@ -743,8 +760,8 @@ class _Run:
 
     def _horizon_factor(
         self, lr_rule: CompiledRule | None, kind: str, batch: int | None, *, cite_reference: bool
-    ) -> tuple[int, int, float, str] | None:
-        """(reference steps, your steps, factor, reason) carrying the table's lr from the length of its
+    ) -> _HorizonTerm | None:
+        """The term carrying the table's lr from the length of its
         reference run to the caller's ``total_steps``: the optimal lr falls as a power of the horizon, so a
         short run takes a higher lr and a longer one a lower. None when either length is unknown; a factor of 1
         for an optimizer that is not an adaptive one (the law was measured on AdamW: Bjorck et al. 2025,
@@ -762,7 +779,7 @@ class _Run:
                 f"{_count(total)} steps, since the horizon law was measured on adaptive optimizers only "
                 f"({pr.sources['horizon_scaling_exponent']})"
             )
-            return ref.steps, total, 1.0, reason
+            return _HorizonTerm(ref.steps, total, 1.0, reason)
         factor, bound = self._bounded((ref.steps / total) ** pr.horizon_scaling_exponent)
         direction = "shorter" if total < ref.steps else "longer" if total > ref.steps else "equally long"
         reason = (
@@ -771,7 +788,7 @@ class _Run:
             f"run takes lr x ({_count(ref.steps)}/{_count(total)})^{pr.horizon_scaling_exponent:g} = x{factor:.3g} "
             f"({pr.sources['horizon_scaling_exponent']}){bound}"
         )
-        return ref.steps, total, factor, reason
+        return _HorizonTerm(ref.steps, total, factor, reason)
 
     def _total_steps(self, batch: int | None) -> int | None:
         p = self.p
