@@ -75,7 +75,8 @@ class Workload(ABC):
 
     @abstractmethod
     def heldout_batches(self) -> list[Batch]:
-        """A fixed held-out set, on ``self.device``."""
+        """A fixed held-out set, on ``self.device``. A drifting stream's may follow its present (the
+        last training step served): a forecaster is judged on the regime it has to predict next."""
 
     @abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -46,8 +46,11 @@ class SequenceRNN(Workload):
     Traits:
 
     - ``non_stationary``: the amplitude, the main period and a linear trend drift with the
-      training step (slow sines of periods 97, 151 and 211 steps); held-out windows are drawn
-      across the whole drift cycle;
+      training step (slow sines of periods 97, 151 and 211 steps). The held-out windows come from the
+      stream's near future: drift times just after the last training step served (``now``), in
+      ``(now, now + AHEAD]``, with their own fixed phases. A forecaster on a drifting stream is
+      judged walk-forward, on the regime it has to predict next; regimes far from anything it has
+      trained on measure luck, not the optimizer;
     - ``variable_length_sequences``: window lengths uniform in [T / 4, T], right-padded with zeros
       (held-out too); the model reads its state at each window's last real value;
     - ``noisy``: Gaussian noise (σ = ``NOISE``) on the training series and targets (held-out clean).
@@ -64,6 +67,7 @@ class SequenceRNN(Workload):
 
     NOISE: ClassVar[float] = 0.3
     HELDOUT: ClassVar[int] = 256
+    AHEAD: ClassVar[int] = 10  # non_stationary: held-out drift times lie this many steps ahead at most
 
     def __init__(
         self,
@@ -80,6 +84,7 @@ class SequenceRNN(Workload):
         self.cell: Cell = cell
         self.window = 24 * size
         self.batch_size = 32 * size
+        self.now = 0  # the last training step served: a drifting stream's present
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "cell": self.cell}
@@ -119,11 +124,13 @@ class SequenceRNN(Workload):
         return (series.unsqueeze(-1).to(self.device), lengths.to(self.device)), target.to(self.device)
 
     def train_batch(self, step: int) -> Batch:
+        self.now = step
         drift = torch.full((self.batch_size,), float(step))
         return self._windows(drift, stream(self.seed, step, _PHASE), (self.seed, step))
 
     def heldout_batches(self) -> list[Batch]:
-        drift = torch.rand(self.HELDOUT, generator=stream(self.seed, _HELDOUT, _DRIFT)) * (97 * 151 * 211)
+        ahead = torch.rand(self.HELDOUT, generator=stream(self.seed, _HELDOUT, _DRIFT)) * self.AHEAD
+        drift = self.now + 1 + ahead.floor()  # whole steps, as the training stream has
         return [self._windows(drift, stream(self.seed, _HELDOUT, _PHASE), (self.seed, _HELDOUT))]
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:

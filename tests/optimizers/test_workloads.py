@@ -287,6 +287,19 @@ def _rnn_non_stationary(plain: Any, drifting: Any) -> None:
     late0, late1 = plain.train_batch(40)[0][0], drifting.train_batch(40)[0][0]
     assert not torch.allclose(late0, late1)
     assert float(late1.std()) > 1.1 * float(late0.std())  # the amplitude has grown by step 40
+    # held-out is walk-forward: windows of the stream just ahead of the last step served, fixed given that step
+    assert _same(drifting.heldout_batches(), drifting.heldout_batches())
+    spread = {}
+    for now in (0, 20, 60):
+        drifting.train_batch(now)
+        (ahead, _), _ = drifting.heldout_batches()[0]
+        (soon, _), _ = drifting.train_batch(now + drifting.AHEAD // 2)
+        spread[now] = float(ahead.std())
+        assert spread[now] == pytest.approx(float(soon.std()), rel=0.05), "held-out shows the coming regime"
+    assert spread[20] > 1.5 * spread[60]  # the amplitude peaks near step 24 and bottoms out near step 73
+    plain_before = plain.heldout_batches()
+    plain.train_batch(40)
+    assert _same(plain_before, plain.heldout_batches()), "a stationary stream has one fixed held-out set"
 
 
 def _rnn_variable_length(plain: Any, varied: Any) -> None:
