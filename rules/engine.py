@@ -179,6 +179,7 @@ class _Decision:
     hyperparameters: dict[str, Any]
     lr_rule: CompiledRule | None
     train: dict[str, Any]
+    train_notes: tuple[str, ...]
     alternatives: tuple[tuple[str, float, str, str, dict[str, Any]], ...]
     rationale: tuple[RationaleEntry, ...]
 
@@ -416,6 +417,7 @@ class _Run:
                 source=pr.sources["memory"],
             )
         self.warnings.extend(decision.warnings)
+        self.notes.extend(decision.train_notes)
         chosen = decision.chosen
         self.chosen = chosen
         self._contradictions(matched, chosen, avoid)
@@ -539,7 +541,7 @@ class _Run:
             del self.warnings[warnings_before:]
 
         hp, lr_rule = derive_hyperparameters(book, chosen, matched)
-        train, train_by = self._train_settings(matched)
+        train, train_by, train_notes = self._train_settings(matched)
 
         top = scores[chosen] or 1.0
         others = eligible[1:]
@@ -564,6 +566,7 @@ class _Run:
             hyperparameters=hp,
             lr_rule=lr_rule,
             train=train,
+            train_notes=train_notes,
             alternatives=tuple(alternatives),
             rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
         )
@@ -619,14 +622,30 @@ class _Run:
                     "lower-memory optimizer; those are ranked up among the alternatives."
                 )
 
-    def _train_settings(self, matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str]]:
+    @staticmethod
+    def _train_settings(matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
+        """The training settings of the matched rules: a more specific rule's win, except that a rule
+        marked ``train_overrides`` (a data property that makes a setting wrong for any model) wins over
+        all; each value it replaces is noted."""
         train: dict[str, Any] = {}
         train_by: dict[str, str] = {}
         for cr in matched:
-            for k, v in cr.train_values.items():
-                train[k] = v
-                train_by[k] = cr.id
-        return train, train_by
+            if not cr.rule.train_overrides:
+                for k, v in cr.train_values.items():
+                    train[k] = v
+                    train_by[k] = cr.id
+        notes = []
+        for cr in matched:
+            if cr.rule.train_overrides:
+                for k, v in cr.train_values.items():
+                    if k in train and train[k] != v:
+                        notes.append(
+                            f"{k}: {v} from {cr.id} replaces {train[k]} from {train_by[k]}; that property of the "
+                            f"data decides it whatever the model (see {cr.id} in the rationale)"
+                        )
+                    train[k] = v
+                    train_by[k] = cr.id
+        return train, train_by, tuple(notes)
 
     def _scale_lr(
         self, hp: dict[str, Any], lr_rule: CompiledRule | None, kind: str, batch: int | None, train: dict[str, Any]

@@ -169,6 +169,9 @@ class Rule(_Strict):
     apply_to: list[Name] | None = None
     set: HyperParams = HyperParams()
     train: TrainSettings = TrainSettings()
+    #: ``train`` wins over more specific rules' settings: for a data property that makes a setting
+    #: wrong whatever the model (a drifting stream cannot take an lr annealed to zero)
+    train_overrides: bool = False
     base_batch_size: int | None = Field(default=None, ge=1)
     reference_model: ReferenceModel | None = None
     effect: str = Field(min_length=10)

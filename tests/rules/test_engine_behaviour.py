@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -489,6 +490,55 @@ def test_step_schedules_have_integer_milestones(profile: dict[str, Any]) -> None
         assert sched.milestones is None
     else:
         assert sched.milestones and all(type(m) is int for m in sched.milestones)
+
+
+# ---------------------------------------------------------------------------------------- drifting data
+_DRIFT_PROFILES = [pytest.param({"domain": d}, id=f"domain={d}") for d in _BOOK.valid("domain")] + [
+    pytest.param({"architecture": a}, id=f"architecture={a}") for a in _BOOK.valid("architecture")
+]
+
+
+@pytest.mark.parametrize("profile", _DRIFT_PROFILES)
+def test_drifting_data_keeps_the_lr_constant_after_warmup(profile: dict[str, Any]) -> None:
+    """An lr annealed to zero freezes the model while the data moves on: data.non_stationary's constant
+    schedule wins over any model's own, cited, and a schedule another rule had set is named in a note."""
+    plain = recommend({**profile, "total_steps": 1000})
+    drifting = recommend({**profile, "total_steps": 1000, "data": ["non_stationary"]})
+    assert drifting.schedule.name == "constant"
+    if drifting.optimizer.name == plain.optimizer.name:
+        assert drifting.schedule.warmup_steps == plain.schedule.warmup_steps  # warmup is kept
+    entry = next(e for e in drifting.rationale if e.rule == "data.non_stationary")
+    assert "Sutton & Barto 2018" in entry.effect
+    for note in drifting.notes:
+        if note.startswith("schedule: constant from data.non_stationary replaces "):
+            assert note.split(" replaces ")[1].split(" from ")[0] != "constant"
+
+
+def test_drift_overrides_a_schedule_a_more_specific_rule_set_and_says_so() -> None:
+    assert recommend({"domain": "computer_vision", "architecture": "resnet"}).schedule.name == "cosine"
+    rec = recommend({"domain": "computer_vision", "architecture": "resnet", "data": ["non_stationary"]})
+    assert rec.schedule.name == "constant"
+    replaced = [n for n in rec.notes if n.startswith("schedule: constant from data.non_stationary replaces cosine")]
+    assert len(replaced) == 1 and "data.non_stationary in the rationale" in replaced[0]
+
+
+def test_without_train_overrides_the_more_specific_rule_sets_the_schedule(data_copy: Path) -> None:
+    path = data_copy / "data.rules.toml"
+    text = path.read_text()
+    assert text.count("train_overrides = true") == 1
+    path.write_text(text.replace("train_overrides = true\n", ""))
+    book = load_rulebook(data_copy)
+    profile = {"domain": "computer_vision", "architecture": "resnet", "data": ["non_stationary"]}
+    rec = recommend(profile, rulebook=book)
+    assert rec.schedule.name == "cosine"  # the resnet row's, as for any setting two rules disagree on
+    assert not any(n.startswith("schedule: ") for n in rec.notes)
+    # a rule's plain train settings still apply where no more specific rule set that key
+    assert (
+        recommend(
+            {"domain": "time_series", "architecture": "lstm", "data": ["non_stationary"]}, rulebook=book
+        ).schedule.name
+        == "constant"
+    )
 
 
 # ---------------------------------------------------------------------------------------- clipping
