@@ -716,7 +716,11 @@ class _Run:
         if kind == "linear" and raised >= 2 and not train.get("warmup"):
             # Goyal et al. warm up because the scaled-up lr is too large for the freshly initialised net, whatever
             # raised it: the batch term, the model-size term, or both together
-            moved = [term for term, on in (("batch", factor != 1.0), ("model-size", size is not None)) if on]
+            moved = [
+                term
+                for term, on in (("batch", factor != 1.0), ("model-size", size is not None and size.factor != 1.0))
+                if on
+            ]
             terms = f"{' and '.join(moved)} term{'s' if len(moved) > 1 else ''}"
             train["warmup"] = True
             self.notes.append(

@@ -128,6 +128,11 @@ def test_batch_and_size_terms_multiply() -> None:
 SGD_WARMUP = [
     ("batch-4x", {"architecture": "resnet", "batch_size": 1024, "total_steps": 1000}, "batch term"),
     ("batch-above-8k-sqrt-8x", {"architecture": "resnet", "batch_size": 16384, "total_steps": 1000}, "batch term"),
+    (  # a model of the reference's size: its size term is 1 and the note does not name it
+        "batch-4x-size-1x",
+        {"architecture": "resnet", "batch_size": 1024, "num_parameters": 25_600_000},
+        "batch term",
+    ),
     ("size-2.9x", {"architecture": "resnet", "batch_size": 256, "num_parameters": 1_000_000}, "model-size term"),
     (
         "batch-and-size-2.4x",
