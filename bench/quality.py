@@ -77,10 +77,9 @@ def _batch_size(workload: Any) -> int:
 
 
 def _with_optimizer(rec: Any, name: str, hp: dict[str, Any]) -> Any:
-    from optirec.rules.recommendation import OptimizerChoice
+    from optirec.optimizers.validation import with_optimizer
 
-    groups = [g for g in rec.param_groups if g.optimizer is None]
-    return rec.model_copy(update={"optimizer": OptimizerChoice(name=name, hyperparameters=hp), "param_groups": groups})
+    return with_optimizer(rec, name, hp)
 
 
 def _losses(task: Task, rec: Any, steps: int, seeds: list[int]) -> list[float]:

@@ -272,14 +272,17 @@ class RaceEntry(BaseModel):
     results: list[TrialResult]
 
 
+def with_optimizer(rec: Recommendation, name: str, hyperparameters: Mapping[str, Any]) -> Recommendation:
+    """``rec`` with another optimizer (schedule, clipping and the rest kept); parameter groups that name an
+    optimizer of their own belong to the old choice and are dropped."""
+    choice = OptimizerChoice(name=name, hyperparameters=dict(hyperparameters))
+    plain_groups = [g for g in rec.param_groups if g.optimizer is None]
+    return rec.model_copy(update={"optimizer": choice, "param_groups": plain_groups})
+
+
 def candidates(rec: Recommendation, k: int) -> list[Recommendation]:
     """The recommendation and its first ``k - 1`` alternatives, each as a full recommendation."""
-    out = [rec]
-    plain_groups = [g for g in rec.param_groups if g.optimizer is None]
-    for alt in rec.alternatives[: max(0, k - 1)]:
-        choice = OptimizerChoice(name=alt.name, hyperparameters=dict(alt.hyperparameters))
-        out.append(rec.model_copy(update={"optimizer": choice, "param_groups": plain_groups}))
-    return out
+    return [rec] + [with_optimizer(rec, alt.name, alt.hyperparameters) for alt in rec.alternatives[: max(0, k - 1)]]
 
 
 def race(

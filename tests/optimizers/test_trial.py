@@ -12,6 +12,7 @@ from torch import nn
 import optirec
 from optirec.optimizers import TrialBudget, lr_range_test, race, run_trial, validate
 from optirec.optimizers.errors import BuildError
+from optirec.optimizers.validation import candidates, with_optimizer
 from optirec.optimizers.workloads.base import Batch, Workload
 from optirec.rules import Recommendation, recommend
 
@@ -277,3 +278,19 @@ def test_trial_on_gpu_with_mixed_precision() -> None:
         pytest.skip("CUDA is not available on this machine: the GPU trial path needs a GPU")
     result = run_trial(_rec(mixed_precision=True), Regression(), steps=50, device="cuda")
     assert result.device.startswith("cuda") and result.mixed_precision and result.status == "succeeded"
+
+
+def test_with_optimizer_keeps_the_plan_and_drops_the_old_choices_own_groups() -> None:
+    rec = recommend({"domain": "recommender", "total_steps": 100})
+    assert {g.optimizer for g in rec.param_groups} == {"adagrad", "adam"}  # the hybrid: one optimizer per group
+    swapped = with_optimizer(rec, "sgd_momentum", {"lr": 0.05, "momentum": 0.9})
+    assert swapped.optimizer.name == "sgd_momentum" and swapped.optimizer.hyperparameters == {
+        "lr": 0.05,
+        "momentum": 0.9,
+    }
+    assert swapped.param_groups == [] and swapped.schedule == rec.schedule and swapped.lr_scaling == rec.lr_scaling
+    assert rec.optimizer.name == "adagrad" and len(rec.param_groups) == 2  # the original is untouched
+    assert [c.optimizer.name for c in candidates(rec, 3)] == [
+        rec.optimizer.name,
+        *[a.name for a in rec.alternatives[:2]],
+    ]
