@@ -629,22 +629,16 @@ class _Run:
         all; each value it replaces is noted."""
         train: dict[str, Any] = {}
         train_by: dict[str, str] = {}
-        for cr in matched:
-            if not cr.rule.train_overrides:
-                for k, v in cr.train_values.items():
-                    train[k] = v
-                    train_by[k] = cr.id
         notes = []
-        for cr in matched:
-            if cr.rule.train_overrides:
-                for k, v in cr.train_values.items():
-                    if k in train and train[k] != v:
-                        notes.append(
-                            f"{k}: {v} from {cr.id} replaces {train[k]} from {train_by[k]}; that property of the "
-                            f"data decides it whatever the model (see {cr.id} in the rationale)"
-                        )
-                    train[k] = v
-                    train_by[k] = cr.id
+        for cr in sorted(matched, key=lambda cr: cr.rule.train_overrides):  # stable: overriding rules go last
+            for k, v in cr.train_values.items():
+                if cr.rule.train_overrides and k in train and train[k] != v:
+                    notes.append(
+                        f"{k}: {v} from {cr.id} replaces {train[k]} from {train_by[k]}; that property of the "
+                        f"data decides it whatever the model (see {cr.id} in the rationale)"
+                    )
+                train[k] = v
+                train_by[k] = cr.id
         return train, train_by, tuple(notes)
 
     def _scale_lr(
