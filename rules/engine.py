@@ -179,7 +179,7 @@ class _Decision:
     hyperparameters: dict[str, Any]
     lr_rule: CompiledRule | None
     train: dict[str, Any]
-    train_notes: tuple[str, ...]
+    override_notes: tuple[str, ...]  # values that an overriding rule replaced
     alternatives: tuple[tuple[str, float, str, str, dict[str, Any]], ...]
     rationale: tuple[RationaleEntry, ...]
 
@@ -252,26 +252,51 @@ def _rank(cr: CompiledRule) -> int:
 def derive_hyperparameters(
     book: Rulebook, name: str, matched: list[CompiledRule]
 ) -> tuple[dict[str, Any], CompiledRule | None]:
-    """Catalog defaults of ``name`` overridden by every matching rule written for it (most specific last).
+    """Catalog defaults of ``name`` overridden by every matching rule written for it (most specific last,
+    rules marked ``overrides`` after all others).
 
     Returns the hyperparameters and the rule that set the lr (None when it is the catalog default).
     """
+    hp, lr_rule, _ = _derive_hyperparameters(book, name, matched)
+    return hp, lr_rule
+
+
+def _derive_hyperparameters(
+    book: Rulebook, name: str, matched: list[CompiledRule]
+) -> tuple[dict[str, Any], CompiledRule | None, tuple[str, ...]]:
+    """:func:`derive_hyperparameters`, plus a note for each value an overriding rule replaced."""
     hp = dict(book.defaults[name])
     accepts = _ACCEPTS[book.optimizers[name].family]
     lr_rule: CompiledRule | None = None
     setters = book.setters.get(name)
     if not setters:
-        return hp, None
-    for cr in matched:  # ascending weight
+        return hp, None, ()
+    set_by: dict[str, str] = {}
+    notes: list[str] = []
+    for cr in sorted(matched, key=lambda cr: cr.rule.overrides):  # ascending weight; stable: overriding last
         if cr.rank not in setters:
             continue
-        values = cr.set_values
+        values = dict(cr.set_values)
+        if "beta1" in values:  # the first beta alone: the second stays whatever it is by now
+            beta1 = values.pop("beta1")
+            if "betas" in hp:
+                values["betas"] = [beta1, hp["betas"][1]]
         for k, v in values.items():
             if k in hp or k in accepts:
+                if cr.rule.overrides and k in set_by and hp[k] != v:
+                    notes.append(
+                        f"{name} {k}: {_shown(v)} from {cr.id} replaces {_shown(hp[k])} from {set_by[k]}; that "
+                        f"property of the data decides it whatever the model (see {cr.id} in the rationale)"
+                    )
                 hp[k] = v
+                set_by[k] = cr.id
         if "lr" in values:
             lr_rule = cr
-    return hp, lr_rule
+    return hp, lr_rule, tuple(notes)
+
+
+def _shown(value: Any) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
 
 
 #: Hyperparameters a family accepts even if the catalog's defaults do not list them.
@@ -417,7 +442,7 @@ class _Run:
                 source=pr.sources["memory"],
             )
         self.warnings.extend(decision.warnings)
-        self.notes.extend(decision.train_notes)
+        self.notes.extend(decision.override_notes)
         chosen = decision.chosen
         self.chosen = chosen
         self._contradictions(matched, chosen, avoid)
@@ -540,7 +565,7 @@ class _Run:
             decision_warnings = self.warnings[warnings_before:]
             del self.warnings[warnings_before:]
 
-        hp, lr_rule = derive_hyperparameters(book, chosen, matched)
+        hp, lr_rule, hp_notes = _derive_hyperparameters(book, chosen, matched)
         train, train_by, train_notes = self._train_settings(matched)
 
         top = scores[chosen] or 1.0
@@ -566,7 +591,7 @@ class _Run:
             hyperparameters=hp,
             lr_rule=lr_rule,
             train=train,
-            train_notes=train_notes,
+            override_notes=hp_notes + train_notes,
             alternatives=tuple(alternatives),
             rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
         )
@@ -625,14 +650,14 @@ class _Run:
     @staticmethod
     def _train_settings(matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
         """The training settings of the matched rules: a more specific rule's win, except that a rule
-        marked ``train_overrides`` (a data property that makes a setting wrong for any model) wins over
+        marked ``overrides`` (a data property that makes a setting wrong for any model) wins over
         all; each value it replaces is noted."""
         train: dict[str, Any] = {}
         train_by: dict[str, str] = {}
         notes = []
-        for cr in sorted(matched, key=lambda cr: cr.rule.train_overrides):  # stable: overriding rules go last
+        for cr in sorted(matched, key=lambda cr: cr.rule.overrides):  # stable: overriding rules go last
             for k, v in cr.train_values.items():
-                if cr.rule.train_overrides and k in train and train[k] != v:
+                if cr.rule.overrides and k in train and train[k] != v:
                     notes.append(
                         f"{k}: {v} from {cr.id} replaces {train[k]} from {train_by[k]}; that property of the "
                         f"data decides it whatever the model (see {cr.id} in the rationale)"

@@ -62,6 +62,9 @@ class HyperParams(_Strict):
     dampening: float | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
     betas: tuple[float, float] | None = None
+    #: the first beta alone (the gradient's moving-average coefficient), keeping the second beta that the
+    #: catalog or other rules give; applies only to optimizers that take ``betas``
+    beta1: float | None = Field(default=None, ge=0, lt=1)
     alpha: float | None = Field(default=None, gt=0, lt=1)
     eps: float | None = Field(default=None, gt=0, le=1)
     weight_decay: float | None = Field(default=None, ge=0, le=1)
@@ -169,9 +172,9 @@ class Rule(_Strict):
     apply_to: list[Name] | None = None
     set: HyperParams = HyperParams()
     train: TrainSettings = TrainSettings()
-    #: ``train`` wins over more specific rules' settings: for a data property that makes a setting
-    #: wrong whatever the model (a drifting stream cannot take an lr annealed to zero)
-    train_overrides: bool = False
+    #: ``set`` and ``train`` win over more specific rules' values: for a data property that makes a
+    #: setting wrong whatever the model (a drifting stream cannot take an lr annealed to zero)
+    overrides: bool = False
     base_batch_size: int | None = Field(default=None, ge=1)
     reference_model: ReferenceModel | None = None
     effect: str = Field(min_length=10)
@@ -222,6 +225,13 @@ class OptimizerSpec(_Strict):
     weaknesses: list[str] = []
     sources: list[Source] = Field(min_length=1)
     convergence_relative: ConvergenceProfile | None = None
+
+    @field_validator("defaults")
+    @classmethod
+    def _defaults_are_torch_arguments(cls, value: HyperParams) -> HyperParams:
+        if value.beta1 is not None:
+            raise ValueError("beta1 is for rules that change only the first beta; a catalog default gives betas")
+        return value
 
 
 class Term(_Strict):

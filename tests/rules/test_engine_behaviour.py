@@ -522,16 +522,64 @@ def test_drift_overrides_a_schedule_a_more_specific_rule_set_and_says_so() -> No
     assert len(replaced) == 1 and "data.non_stationary in the rationale" in replaced[0]
 
 
-def test_without_train_overrides_the_more_specific_rule_sets_the_schedule(data_copy: Path) -> None:
+def _drift_rule() -> Any:
+    return next(cr.rule for cr in _BOOK.compiled if cr.rule.id == "data.non_stationary")
+
+
+@pytest.mark.parametrize("profile", _DRIFT_PROFILES)
+def test_drifting_data_shortens_adams_gradient_average(profile: dict[str, Any]) -> None:
+    """Adam-style beta1 drops to the drift rule's value whatever the model; the second beta, SGD's momentum
+    (which also scales SGD's step) and the optimizers the rule is not written for keep their values."""
+    rule = _drift_rule()
+    assert rule.set.beta1 is not None and rule.apply_to
+    plain = recommend({**profile, "batch_size": 32})
+    drifting = recommend({**profile, "batch_size": 32, "data": ["non_stationary"]})
+    before = {c.name: c.hyperparameters for c in [plain.optimizer, *plain.alternatives]}
+    for choice in [drifting.optimizer, *drifting.alternatives]:
+        hp, old = choice.hyperparameters, before.get(choice.name)
+        if choice.name in rule.apply_to and "betas" in hp:
+            assert hp["betas"][0] == rule.set.beta1, choice.name
+            if old is not None:
+                assert hp["betas"][1] == old["betas"][1], choice.name
+        elif old is not None:
+            assert hp.get("betas") == old.get("betas"), choice.name
+            assert hp.get("momentum") == old.get("momentum"), choice.name
+
+
+@pytest.mark.parametrize(
+    ("architecture", "betas", "replaced"),
+    [
+        pytest.param("lstm", [0.5, 0.999], "[0.9, 0.999] from architecture.lstm", id="lstm"),
+        pytest.param("gpt", [0.5, 0.95], "[0.9, 0.95] from architecture.gpt", id="gpt-keeps-its-beta2"),
+        pytest.param("gan_generator", [0.5, 0.999], None, id="gan-already-0.5"),
+    ],
+)
+def test_drift_overrides_the_beta1_a_more_specific_rule_set_and_says_so(
+    architecture: str, betas: list[float], replaced: str | None
+) -> None:
+    rec = recommend({"architecture": architecture, "data": ["non_stationary"]})
+    assert rec.optimizer.hyperparameters["betas"] == betas
+    notes = [n for n in rec.notes if f"{rec.optimizer.name} betas: " in n]
+    if replaced is None:
+        assert notes == []  # nothing changed, nothing to say
+    else:
+        assert len(notes) == 1 and f"from data.non_stationary replaces {replaced}" in notes[0]
+    assert "Radford et al. 2016" in next(e.effect for e in rec.rationale if e.rule == "data.non_stationary")
+
+
+def test_without_overrides_the_more_specific_rule_sets_the_schedule(data_copy: Path) -> None:
     path = data_copy / "data.rules.toml"
     text = path.read_text()
-    assert text.count("train_overrides = true") == 1
-    path.write_text(text.replace("train_overrides = true\n", ""))
+    assert text.count("overrides = true") == 1
+    path.write_text(text.replace("overrides = true\n", ""))
     book = load_rulebook(data_copy)
     profile = {"domain": "computer_vision", "architecture": "resnet", "data": ["non_stationary"]}
     rec = recommend(profile, rulebook=book)
     assert rec.schedule.name == "cosine"  # the resnet row's, as for any setting two rules disagree on
     assert not any(n.startswith("schedule: ") for n in rec.notes)
+    # the same for the hyperparameters: the lstm row's betas win over the drift rule's beta1
+    lstm = {"domain": "time_series", "architecture": "lstm", "data": ["non_stationary"]}
+    assert recommend(lstm, rulebook=book).optimizer.hyperparameters["betas"] == [0.9, 0.999]
     # a rule's plain train settings still apply where no more specific rule set that key
     assert (
         recommend(

@@ -223,6 +223,15 @@ MALFORMED = [
     ),
     pytest.param(
         "architectures.rules.toml",
+        *_resnet(set="set = { lr = 0.1, momentum = 0.9, nesterov = false, weight_decay = 0.0001, beta1 = 1.0 }"),
+        "architectures.rules.toml",
+        "architecture.resnet",
+        "set.beta1",
+        "less than 1",
+        id="beta1-out-of-range",
+    ),
+    pytest.param(
+        "architectures.rules.toml",
         *_resnet(train='train = { batch_size = 256, schedule = "cosin" }'),
         "architectures.rules.toml",
         "architecture.resnet",
@@ -344,6 +353,16 @@ MALFORMED = [
         "defaults.lr",
         "greater than 0",
         id="optimizer-negative-default-lr",
+    ),
+    pytest.param(
+        "optimizers.toml",
+        SGD_CLASS,
+        SGD_CLASS.replace("lr = 0.01", "lr = 0.01, beta1 = 0.5"),
+        "optimizers.toml",
+        "sgd",
+        "defaults",
+        "a catalog default gives betas",
+        id="optimizer-default-beta1",
     ),
     pytest.param(
         "optimizers.toml",
