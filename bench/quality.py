@@ -9,7 +9,8 @@ in-process), with the same step budget and seeds, held-out loss (mean over seeds
   search    the best of N random-search configs: optimizer from {sgd_momentum, adam, adamw, rmsprop,
             adagrad} x log-uniform lr
   validated the recommendation after optirec.validate on one seed: the LR range test points the way,
-            short runs of the same budget move the lr by 2x while the held-out loss improves
+            short runs of the same budget try its suggestion, then move the lr by 2x while the held-out
+            loss improves
 Targets: rec within 5% of search on >= 80% of the tasks (4 of 5); validated within 2%; rec never worse
 than adam by > 5%.
 The search's winner and rec are also run on fresh seeds, which the search did not select on: the best of N

@@ -1,9 +1,10 @@
 """Check a recommendation before committing compute: on the user's own model, or as a race of candidates.
 
 - ``validate(model, loss_fn, batches, rec)``: the LR range test, a short run on the user's model and
-  data, and a confirmation search that moves the lr by factors of 2 (starting in the direction the
-  range test points) while short runs keep improving; the weights (and requires_grad flags) are
-  restored after every run. The report carries the lr the runs favour and the recommendation with it.
+  data, and a confirmation search: the range test's suggested lr when it calls the recommended one
+  off, then steps of 2x (the way the range test points) while short runs keep improving; the weights
+  (and requires_grad flags) are restored after every run. The report carries the lr the runs favour
+  and the recommendation with it.
 - ``race(rec, k=3, ...)``: the recommendation and its top alternatives on the same proxy workload, budget
   and seeds, ranked by held-out loss.
 """
@@ -87,9 +88,11 @@ def validate(
     ``batches`` are ``(inputs, targets)`` pairs scored by ``loss_fn(model(inputs), targets)``, or anything
     ``objective(model, batch)`` turns into a loss (then ``loss_fn`` may be None). Short runs are scored on
     ``heldout`` batches when given, else on the mean of their last tenth of training losses. The search
-    makes at most ``lr_runs`` short runs in all (1 turns it off): from the recommended lr it steps by
-    ``LR_STEP`` first the way the range test points (up unless it says "too_high"), then the other way if
-    that did not help, and keeps going while a run beats the best so far by ``MIN_GAIN``.
+    makes at most ``lr_runs`` short runs in all (1 turns it off). When the range test calls the lr too
+    high or too low, the second run takes its suggested lr as it is; the search then starts from
+    whichever of the two did better. From there it steps by ``LR_STEP``: first the way the range test
+    points (up unless it says "too_high"), then the other way if that did not help. It keeps going while
+    a run beats the best so far by ``MIN_GAIN``.
     """
     rec = as_recommendation(recommendation)
     data = list(batches)
@@ -121,10 +124,18 @@ def validate(
 
     first, short = probe(1.0)
     probes = [first]
-    best = cursor = first
+    best = anchor = first
     directions = [-1, 1] if test.verdict == "too_high" else [1, -1]  # the range test's hint first
     if first.diverged:
         directions = [-1]
+    elif test.verdict in ("too_high", "too_low") and test.factor and lr_runs > 1:
+        # the range test says the lr is more than VERDICT_TOLERANCE x off: try its suggestion as it is, and
+        # search around it from there (further first, then back) when it does better
+        jump, _ = probe(1.0 / test.factor)
+        probes.append(jump)
+        if _better(jump, best):
+            best = anchor = jump
+    cursor = anchor
     while len(probes) < lr_runs and directions:
         sign = directions[0]
         # while nothing has trained yet, divide by 10 as 004 §6.4.1 does for a diverging loss
@@ -133,9 +144,9 @@ def validate(
         if _better(cursor, best):
             best = cursor
             directions = [sign]  # keep going the way that helped
-        elif best.score is not None:  # worse: turn back from the recommendation, or stop once it has moved
-            directions = directions[1:] if best is first else []
-            cursor = first
+        elif best.score is not None:  # worse: turn back from where the search started, or stop once it moved
+            directions = directions[1:] if best is anchor else []
+            cursor = anchor
     verdict, advice = _judge(test, short, best, first)
     return ValidationReport(
         optimizer=rec.optimizer.name,

@@ -184,10 +184,34 @@ def test_validate_moves_a_too_low_lr_up_until_short_runs_stop_improving() -> Non
     assert scores[0] is not None and all(s is not None for s in scores)
     best = min(report.lr_search, key=lambda p: p.score)
     assert best.lr == report.validated_lr and best.score < scores[0]
-    assert [p.factor for p in report.lr_search][:2] == [1.0, 2.0], "the first probe goes up, as the range test points"
+    assert report.lr_test.verdict == "too_low" and report.lr_test.factor is not None
+    factors = [p.factor for p in report.lr_search]
+    assert factors[:2] == [1.0, pytest.approx(1 / report.lr_test.factor)], "then the range test's suggestion as it is"
+    assert factors[2] == pytest.approx(2 * factors[1]), "it won, so the search goes on from it, further first"
     assert len(report.lr_search) <= 5
     assert report.recommendation.optimizer.hyperparameters["lr"] == pytest.approx(report.validated_lr)
     assert any("validate(): lr x" in note for note in report.recommendation.notes)
+
+
+def test_validate_goes_back_to_the_recommendation_when_the_range_tests_suggestion_loses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A suggestion ten million times too high diverges: the search then steps from the recommended lr by
+    2x, the way the range test pointed."""
+    from optirec.optimizers import validation
+
+    real = validation.lr_range_test
+
+    def misleading(*args: Any, **kwargs: Any) -> Any:
+        test = real(*args, **kwargs)
+        return test.model_copy(update={"verdict": "too_low", "factor": 1e-7, "suggested_lr": test.recommended_lr * 1e7})
+
+    monkeypatch.setattr(validation, "lr_range_test", misleading)
+    report = _validate(_rec("adam", lr=1e-4))
+    jump = report.lr_search[1]
+    assert jump.factor == pytest.approx(1e7) and jump.diverged and jump.score is None
+    assert [p.factor for p in report.lr_search][2] == pytest.approx(2.0)
+    assert 1.0 < report.validated_lr / 1e-4 < 1e7
 
 
 def test_validate_keeps_the_lr_when_no_neighbour_beats_it() -> None:
