@@ -271,28 +271,57 @@ def _derive_hyperparameters(
     setters = book.setters.get(name)
     if not setters:
         return hp, None, ()
-    set_by: dict[str, str] = {}
-    notes: list[str] = []
-    for cr in sorted(matched, key=lambda cr: cr.rule.overrides):  # ascending weight; stable: overriding last
-        if cr.rank not in setters:
+    late = setters & book.overriding  # rules marked overrides go after all others (usually none)
+    for cr in matched:  # ascending weight
+        if cr.rank not in setters or cr.rank in late:
             continue
-        values = dict(cr.set_values)
-        if "beta1" in values:  # the first beta alone: the second stays whatever it is by now
-            beta1 = values.pop("beta1")
-            if "betas" in hp:
-                values["betas"] = [beta1, hp["betas"][1]]
+        values = _set_values(cr, hp)
         for k, v in values.items():
             if k in hp or k in accepts:
-                if cr.rule.overrides and k in set_by and hp[k] != v:
-                    notes.append(
-                        f"{name} {k}: {_shown(v)} from {cr.id} replaces {_shown(hp[k])} from {set_by[k]}; that "
-                        f"property of the data decides it whatever the model (see {cr.id} in the rationale)"
-                    )
                 hp[k] = v
-                set_by[k] = cr.id
         if "lr" in values:
             lr_rule = cr
+    notes: list[str] = []
+    if late:
+        for cr in matched:
+            if cr.rank not in late:
+                continue
+            values = _set_values(cr, hp)
+            for k, v in values.items():
+                if k in hp or k in accepts:
+                    origin = _set_by(matched, setters - late, k)
+                    if origin is not None and hp[k] != v:
+                        notes.append(
+                            f"{name} {k}: {_shown(v)} from {cr.id} replaces {_shown(hp[k])} from {origin}; that "
+                            f"property of the data decides it whatever the model (see {cr.id} in the rationale)"
+                        )
+                    hp[k] = v
+            if "lr" in values:
+                lr_rule = cr
     return hp, lr_rule, tuple(notes)
+
+
+def _set_values(cr: CompiledRule, hp: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The rule's ``set``, its ``beta1`` (the first beta alone) merged into ``hp``'s betas."""
+    values = cr.set_values
+    if "beta1" not in values:
+        return values
+    merged = {k: v for k, v in values.items() if k != "beta1"}
+    if "betas" in hp:
+        merged["betas"] = [values["beta1"], hp["betas"][1]]
+    return merged
+
+
+def _set_by(matched: list[CompiledRule], ranks: frozenset[int], key: str) -> str | None:
+    """The most specific of ``matched`` (with a rank in ``ranks``) whose ``set`` gives ``key``."""
+    for cr in reversed(matched):
+        if cr.rank in ranks and (key in cr.set_values or (key == "betas" and "beta1" in cr.set_values)):
+            return cr.id
+    return None
+
+
+def _overrides(cr: CompiledRule) -> bool:
+    return cr.rule.overrides
 
 
 def _shown(value: Any) -> str:
@@ -655,7 +684,7 @@ class _Run:
         train: dict[str, Any] = {}
         train_by: dict[str, str] = {}
         notes = []
-        for cr in sorted(matched, key=lambda cr: cr.rule.overrides):  # stable: overriding rules go last
+        for cr in sorted(matched, key=_overrides):  # stable: overriding rules go last
             for k, v in cr.train_values.items():
                 if cr.rule.overrides and k in train and train[k] != v:
                     notes.append(

@@ -198,6 +198,8 @@ class Rulebook:
             if cr.set_values:
                 for target in cr.rule.hyper_targets:
                     self.setters[target] = self.setters.get(target, frozenset()) | {cr.rank}
+        #: ranks of the rules marked ``overrides``, whose values go after all others'
+        self.overriding: frozenset[int] = frozenset(cr.rank for cr in compiled if cr.rule.overrides)
         # index: (field, value) of a rule's first condition -> rules; rules without conditions always apply
         self.index: dict[tuple[str, str | bool], list[CompiledRule]] = {}
         self.unconditional: list[CompiledRule] = []
