@@ -291,10 +291,7 @@ def _derive_hyperparameters(
                 if k in hp or k in accepts:
                     origin = _set_by(matched, setters - late, k)
                     if origin is not None and hp[k] != v:
-                        notes.append(
-                            f"{name} {k}: {_shown(v)} from {cr.id} replaces {_shown(hp[k])} from {origin}; that "
-                            f"property of the data decides it whatever the model (see {cr.id} in the rationale)"
-                        )
+                        notes.append(_override_note(f"{name} {k}", v, cr.id, hp[k], origin))
                     hp[k] = v
             if "lr" in values:
                 lr_rule = cr
@@ -322,6 +319,14 @@ def _set_by(matched: list[CompiledRule], ranks: frozenset[int], key: str) -> str
 
 def _overrides(cr: CompiledRule) -> bool:
     return cr.rule.overrides
+
+
+def _override_note(setting: str, value: Any, rule_id: str, replaced: Any, origin: str) -> str:
+    """The note for a value that a rule marked ``overrides`` put in place of a more specific rule's."""
+    return (
+        f"{setting}: {_shown(value)} from {rule_id} replaces {_shown(replaced)} from {origin}; that property of the "
+        f"data decides it whatever the model (see {rule_id} in the rationale)"
+    )
 
 
 def _shown(value: Any) -> str:
@@ -687,10 +692,7 @@ class _Run:
         for cr in sorted(matched, key=_overrides):  # stable: overriding rules go last
             for k, v in cr.train_values.items():
                 if cr.rule.overrides and k in train and train[k] != v:
-                    notes.append(
-                        f"{k}: {v} from {cr.id} replaces {train[k]} from {train_by[k]}; that property of the "
-                        f"data decides it whatever the model (see {cr.id} in the rationale)"
-                    )
+                    notes.append(_override_note(k, v, cr.id, train[k], train_by[k]))
                 train[k] = v
                 train_by[k] = cr.id
         return train, train_by, tuple(notes)
