@@ -126,12 +126,20 @@ def _new(cls: type[_M], **values: Any) -> _M:
     The same as ``cls.model_construct(**values)`` for a model whose every field is given, at a
     fraction of the cost; tests round-trip every answer through ``model_validate``.
     """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _object_new(cls)
+    _set_attr(obj, "__dict__", values)
+    _set_fields_set(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
+
+
+# BaseModel's slots, set through their descriptors (``_new`` runs about ten times per recommendation)
+_object_new = object.__new__
+_set_attr = object.__setattr__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _group(
@@ -315,10 +323,6 @@ def _set_by(matched: list[CompiledRule], ranks: frozenset[int], key: str) -> str
         if cr.rank in ranks and (key in cr.set_values or (key == "betas" and "beta1" in cr.set_values)):
             return cr.id
     return None
-
-
-def _overrides(cr: CompiledRule) -> bool:
-    return cr.rule.overrides
 
 
 def _override_note(setting: str, value: Any, rule_id: str, replaced: Any, origin: str) -> str:
@@ -681,17 +685,23 @@ class _Run:
                     "lower-memory optimizer; those are ranked up among the alternatives."
                 )
 
-    @staticmethod
-    def _train_settings(matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
+    def _train_settings(self, matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
         """The training settings of the matched rules: a more specific rule's win, except that a rule
         marked ``overrides`` (a data property that makes a setting wrong for any model) wins over
         all; each value it replaces is noted."""
         train: dict[str, Any] = {}
         train_by: dict[str, str] = {}
+        overriding = self.book.overriding
+        late = [cr for cr in matched if cr.rank in overriding]  # usually none
+        for cr in matched:
+            if cr.train_values and cr.rank not in overriding:
+                for k, v in cr.train_values.items():
+                    train[k] = v
+                    train_by[k] = cr.id
         notes = []
-        for cr in sorted(matched, key=_overrides):  # stable: overriding rules go last
+        for cr in late:
             for k, v in cr.train_values.items():
-                if cr.rule.overrides and k in train and train[k] != v:
+                if k in train and train[k] != v:
                     notes.append(_override_note(k, v, cr.id, train[k], train_by[k]))
                 train[k] = v
                 train_by[k] = cr.id
@@ -841,8 +851,10 @@ class _Run:
         DeepSeek-AI 2024). ``cite_reference`` adds the reference run's source (the size term's
         reason carries it otherwise)."""
         ref = lr_rule.rule.reference_model if lr_rule else None
+        if ref is None or ref.steps is None or kind == "none":
+            return None
         total = self._total_steps(batch)
-        if ref is None or ref.steps is None or total is None or kind == "none":
+        if total is None:
             return None
         pr = self.pr
         if self.book.optimizers[self.chosen].family != "adaptive":

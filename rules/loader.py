@@ -222,7 +222,7 @@ class Rulebook:
     def resolve(self, kind: str, value: str) -> str | None:
         """Canonical name for a value or alias of ``kind``; None when unknown."""
         table = self.aliases[kind]
-        return table.get(normalize(value)) or table.get(compact(value))
+        return table.get(value) or table.get(normalize(value)) or table.get(compact(value))
 
     def optimizer(self, name: str) -> OptimizerSpec:
         """The catalog entry for ``name`` (aliases accepted); raises UnknownNameError."""

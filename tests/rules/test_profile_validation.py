@@ -13,6 +13,7 @@ import pytest
 
 from optirec import OptirecError, ProfileError
 from optirec.rules import Profile, default_rulebook, parse_profile, profile_field_options, recommend
+from optirec.rules.loader import normalize
 from optirec.rules.profile import ENUM_FIELDS
 
 _BOOK = default_rulebook()
@@ -115,6 +116,18 @@ def test_every_vocabulary_name_and_alias_resolves(field: str, value: str, canoni
     profile = parse_profile({field: value})
     got = getattr(profile, field)
     assert got == ([canonical] if field == "data" else canonical)
+
+
+@pytest.mark.parametrize("kind", [*ENUM_FIELDS.values(), "optimizer"])
+def test_alias_keys_are_already_normalized(kind: str) -> None:
+    """``Rulebook.resolve`` tries the raw value as a key before normalizing it: that shortcut gives the
+    same answer only while every key of the alias table is its own normalized spelling."""
+    table = _BOOK.aliases[kind]
+    assert table, kind
+    assert [key for key in table if normalize(key) != key] == []
+    for key, canonical in table.items():
+        assert _BOOK.resolve(kind, key) == canonical
+        assert _BOOK.resolve(kind, f"  {key.upper()} ") == canonical
 
 
 def test_parse_profile_accepts_keywords_and_merges_them() -> None:
