@@ -76,7 +76,7 @@ _TRAIN_NOTES = (
 #: Hybrid recommender split (004 §5.6.1), in order of preference when one is ruled out
 _SPARSE_CHOICES = ("adagrad", "adam", "rmsprop", "sgd_momentum", "sgd")
 _DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
-_CACHE_LIMIT = 50_000  # memoized decisions per rulebook before the memo is cleared
+_CACHE_LIMIT = 50_000  # memoized decisions and search spaces per rulebook before the memo is cleared
 
 
 class _SizeTerm(NamedTuple):
@@ -166,7 +166,11 @@ def _group(
 
 def _copy(values: dict[str, Any]) -> dict[str, Any]:
     """A copy safe to hand out: memoized dicts (and the lists in them) must never be shared."""
-    return {k: list(v) if isinstance(v, list) else v for k, v in values.items()}
+    copied = values.copy()
+    for k, v in copied.items():
+        if isinstance(v, list):
+            copied[k] = v[:]  # replacing a key's value while iterating is safe: the size does not change
+    return copied
 
 
 def _relative_score(score: float, top: float) -> float:
@@ -234,10 +238,10 @@ def _match(book: Rulebook, facts: _Facts) -> tuple[list[CompiledRule], set[str]]
     matched: list[CompiledRule] = []
     fallbacks: list[CompiledRule] = []
     for cr in candidates.values():
-        if cr.rule.fallback:
+        if cr.fallback:
             fallbacks.append(cr)
-        elif len(cr.conditions) == 1 or all(holds(c) for c in cr.conditions):
-            matched.append(cr)  # a single condition held already: the index found the rule by it
+        elif not cr.rest or all(holds(c) for c in cr.rest):
+            matched.append(cr)  # the first condition held already: the index found the rule by it
     relaxed: set[str] = set()
     for cr in fallbacks:
         domain = cr.rule.when.domain
@@ -532,8 +536,14 @@ class _Run:
             ema=ema,
             notes=self.notes,
             profile=profile_echo,
-            rulebook=_new(RulebookInfo, version=book.version, hash=book.hash),
+            rulebook=self._rulebook_info(),
         )
+
+    def _rulebook_info(self) -> RulebookInfo:
+        info: RulebookInfo | None = self.book.cache.get(("rulebook",))
+        if info is None:  # frozen and all strings: one instance serves every answer
+            info = self.book.cache[("rulebook",)] = _new(RulebookInfo, version=self.book.version, hash=self.book.hash)
+        return info
 
     def _avoid_entry(self, cr: CompiledRule, name: str) -> AvoidEntry:
         key = ("avoid", cr.rank, name)
@@ -1043,6 +1053,28 @@ class _Run:
         self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
     ) -> tuple[dict[str, list[float]], list[TuningHint]]:
         """004 §6.3: the ranges worth searching, in priority order, centred on the recommendation."""
+        lr_range = train.get("lr_range")
+        key = (
+            "space",
+            chosen,
+            hp.get("lr"),
+            None if lr_range is None else tuple(lr_range),
+            batch,
+            self.budget is not None,
+            "weight_decay" in hp,
+            bool(hp.get("momentum")),
+        )
+        cache = self.book.cache
+        hints: tuple[TuningHint, ...] | None = cache.get(key)
+        if hints is None:  # the hints are frozen, so they are shared; the space's lists are not
+            if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
+                cache.clear()
+            hints = cache[key] = tuple(self._tuning_hints(chosen, hp, batch, train))
+        return {h.name: [h.low, h.high] for h in hints}, list(hints)
+
+    def _tuning_hints(
+        self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
+    ) -> list[TuningHint]:
         pr = self.pr
         family = self.book.optimizers[chosen].family
         src = pr.sources["tuning"]
@@ -1066,21 +1098,14 @@ class _Run:
         if family == "sgd" and hp.get("momentum"):
             lo, hi = pr.momentum_range
             ranges.append(("momentum", lo, hi, "linear", src))
-        cache = self.book.cache
         why = self.book.tuning_why
-        space: dict[str, list[float]] = {}
         hints: list[TuningHint] = []
         for name, lo, hi, scale, source in ranges:
-            space[name] = [lo, hi]
-            key = ("hint", name, lo, hi, source)
-            hint = cache.get(key)
-            if hint is None:
-                priority, reason = why[name]
-                hint = cache[key] = _new(
-                    TuningHint, name=name, priority=priority, low=lo, high=hi, scale=scale, why=reason, source=source
-                )
-            hints.append(hint)
-        return space, hints
+            priority, reason = why[name]
+            hints.append(
+                _new(TuningHint, name=name, priority=priority, low=lo, high=hi, scale=scale, why=reason, source=source)
+            )
+        return hints
 
     def _phases(
         self, chosen: str, hp: dict[str, Any], schedule: ScheduleSpec, matched: list[CompiledRule]

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,13 @@ class CompiledRule:
     #: (optimizer, vote weight) per preference: the level weight times the position weight
     votes: tuple[tuple[str, float], ...] = ()
     rank: int = 0
+    #: the conditions after the first (the index finds a rule by its first, so only these are left to check)
+    rest: tuple[tuple[str, frozenset[str] | bool], ...] = field(init=False)
+    fallback: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rest", self.conditions[1:])
+        object.__setattr__(self, "fallback", self.rule.fallback)
 
     @property
     def id(self) -> str:

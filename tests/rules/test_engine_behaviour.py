@@ -609,3 +609,51 @@ def test_recurrent_nets_get_gradient_clipping(profile: dict[str, Any]) -> None:
 
 def test_rnn_family_is_not_empty() -> None:
     assert {"lstm", "gru", "rnn"} <= set(_RNN_ARCHS)
+
+
+# ---------------------------------------------------------------------------------------------- memo safety
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        {"architecture": "resnet", "batch_size": 1024, "num_parameters": 25_000_000},
+        {"architecture": "gpt", "data": ["non_stationary"], "goal": "best_accuracy", "total_steps": 10_000},
+        {"domain": "recommender", "architecture": "embedding", "batch_size": 256},
+    ],
+    ids=["resnet", "gpt-drift-best", "recommender"],
+)
+def test_changing_an_answer_leaves_the_next_one_alone(profile: dict[str, Any]) -> None:
+    """Parts of an answer are memoized; whatever a caller can change in one answer must be its own copy."""
+    pristine = recommend(profile).model_dump(mode="json")
+    rec = recommend(profile)
+    rec.optimizer.hyperparameters["lr"] = 99.0
+    for container in (rec.optimizer.hyperparameters, *(a.hyperparameters for a in rec.alternatives)):
+        for value in container.values():
+            if isinstance(value, list):
+                value[0] = -1.0
+        container["injected"] = True
+    for group in rec.param_groups:
+        group.hyperparameters["injected"] = True
+    for phase in rec.phases:
+        phase.optimizer.hyperparameters["injected"] = True
+    for bounds in rec.search_space.values():
+        bounds[0] = -1.0
+    rec.search_space["injected"] = [0.0, 1.0]
+    for listed in (rec.warnings, rec.notes, rec.rationale, rec.avoid, rec.alternatives, rec.tuning):
+        listed.clear()
+    assert recommend(profile).model_dump(mode="json") == pristine
+
+
+def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decisions are memoized per matched-rule set and search spaces per lr: a stream of profiles that
+    always hit the same decision but each bring a new lr must not grow the memo without bound."""
+    import optirec.rules.engine as engine
+
+    monkeypatch.setattr(engine, "_CACHE_LIMIT", 40)
+    book = load_rulebook()
+    for i in range(400):
+        recommend({"architecture": "resnet", "batch_size": 64 + i, "num_parameters": 1_000_000 + i}, rulebook=book)
+        assert len(book.cache) <= 40 + 10
+    first = recommend({"architecture": "resnet", "batch_size": 64}, rulebook=book)
+    assert first == recommend({"architecture": "resnet", "batch_size": 64})
