@@ -168,6 +168,16 @@ def _gap(value: float, reference: float) -> float:
     return (value - reference) / abs(reference) if reference != 0.0 else 0.0
 
 
+def _shown_gap(value: float, reference: float, width: int) -> str:
+    """``_gap`` as a signed percentage, or in words when either side diverged (rather than '+inf%')."""
+    gap = _gap(value, reference)
+    if gap == math.inf:
+        return f"{'diverged':>{width}}"
+    if gap == -math.inf:
+        return f"{'ref diverged':>{width}}"
+    return f"{gap:>+{width}.1%}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300, help="training steps of every run (default 300)")
@@ -208,12 +218,13 @@ def main() -> None:
     )
     for r in rows:
         print(
-            f"{r['task']:<22} {_gap(r['rec'], r['search']):>+13.1%} {_gap(r['validated'], r['search']):>+19.1%} "
-            f"{_gap(r['rec'], r['adam']):>+11.1%} {r['rec_sem']:>10.1%} "
-            f"{_gap(r['fresh_rec'], r['fresh_search']):>+14.1%}"
+            f"{r['task']:<22} {_shown_gap(r['rec'], r['search'], 13)} {_shown_gap(r['validated'], r['search'], 19)} "
+            f"{_shown_gap(r['rec'], r['adam'], 11)} {r['rec_sem']:>10.1%} "
+            f"{_shown_gap(r['fresh_rec'], r['fresh_search'], 14)}"
         )
     print("(seed noise: the standard error of rec's mean over the seeds, relative to it;")
-    print(" on fresh seeds: rec vs the search's winner, both run again on seeds the search did not select on)")
+    print(" on fresh seeds: rec vs the search's winner, both run again on seeds the search did not select on;")
+    print(" diverged: the row's config diverged on some seed; ref diverged: the config it is compared with did)")
     n = len(rows)
     print()
     rec_target = math.ceil(TARGET_REC_SHARE * n)

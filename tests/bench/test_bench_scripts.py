@@ -68,3 +68,28 @@ def test_bad_arguments_exit_2_naming_the_flag(repo_root: Path, args: list[str], 
     assert done.returncode == 2
     assert field in done.stderr and shown in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "reference", "shown"),
+    [
+        (1.05, 1.0, "+5.0%"),
+        (0.9, 1.0, "-10.0%"),
+        (float("inf"), 1.0, "diverged"),
+        (float("nan"), 1.0, "diverged"),
+        (1.0, float("inf"), "ref diverged"),
+        (float("inf"), float("inf"), "diverged"),
+    ],
+    ids=["worse", "better", "row-diverged", "row-nan", "reference-diverged", "both-diverged"],
+)
+def test_the_gap_table_says_diverged_in_words(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch, value: float, reference: float, shown: str
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", repo_root / "bench" / "quality.py")
+    assert spec is not None and spec.loader is not None
+    quality = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, quality)  # its dataclasses look their module up there
+    spec.loader.exec_module(quality)
+    assert quality._shown_gap(value, reference, 14) == f"{shown:>14}"
