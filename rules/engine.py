@@ -1052,60 +1052,73 @@ class _Run:
     def _search_space(
         self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
     ) -> tuple[dict[str, list[float]], list[TuningHint]]:
-        """004 §6.3: the ranges worth searching, in priority order, centred on the recommendation."""
+        """004 §6.3: the ranges worth searching, in priority order, centred on the recommendation.
+
+        The hints are memoized by the arguments of :meth:`_tuning_hints`, which reads nothing else, so the
+        key cannot leave out what they depend on. They are frozen, so they are shared; the space's lists are not.
+        """
         lr_range = train.get("lr_range")
-        key = (
-            "space",
-            chosen,
+        args = (
+            self.book.optimizers[chosen].family,
             hp.get("lr"),
-            None if lr_range is None else tuple(lr_range),
+            None if lr_range is None else (lr_range[0], lr_range[1]),
             batch,
             self.budget is not None,
             "weight_decay" in hp,
             bool(hp.get("momentum")),
         )
+        key = ("space", *args)
         cache = self.book.cache
         hints: tuple[TuningHint, ...] | None = cache.get(key)
-        if hints is None:  # the hints are frozen, so they are shared; the space's lists are not
+        if hints is None:
             if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
                 cache.clear()
-            hints = cache[key] = tuple(self._tuning_hints(chosen, hp, batch, train))
+            hints = cache[key] = self._tuning_hints(*args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)
 
     def _tuning_hints(
-        self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
-    ) -> list[TuningHint]:
+        self,
+        family: str,
+        lr: float | None,
+        lr_range: tuple[float, float] | None,
+        batch: int | None,
+        budgeted: bool,
+        has_weight_decay: bool,
+        momentum: bool,
+    ) -> tuple[TuningHint, ...]:
+        """The tuning hints for these arguments alone (plus the rulebook's constants): they are the memo key."""
         pr = self.pr
-        family = self.book.optimizers[chosen].family
         src = pr.sources["tuning"]
         ranges: list[tuple[str, float, float, Literal["log", "linear"], str]] = []
-        lr = hp.get("lr")
         if lr:
-            if "lr_range" in train:
-                lo, hi = train["lr_range"]
-            else:
-                lo, hi = lr_search_range(lr, pr)
+            lo, hi = lr_range if lr_range is not None else lr_search_range(lr, pr)
             ranges.append(("lr", lo, hi, "log", src))
         if batch:
-            hi_b = batch if self.budget is not None else batch * 4
+            hi_b = batch if budgeted else batch * 4
             ranges.append(("batch_size", float(max(1, batch // 4)), float(hi_b), "log", src))
         if family == "sgd":
             lo, hi = pr.sgd_weight_decay_range
             ranges.append(("weight_decay", lo, hi, "log", "external: common CNN weight-decay range"))
-        elif "weight_decay" in hp or family == "adaptive":
+        elif has_weight_decay or family == "adaptive":
             lo, hi = pr.adaptive_weight_decay_range
             ranges.append(("weight_decay", lo, hi, "log", src))
-        if family == "sgd" and hp.get("momentum"):
+        if family == "sgd" and momentum:
             lo, hi = pr.momentum_range
             ranges.append(("momentum", lo, hi, "linear", src))
         why = self.book.tuning_why
-        hints: list[TuningHint] = []
-        for name, lo, hi, scale, source in ranges:
-            priority, reason = why[name]
-            hints.append(
-                _new(TuningHint, name=name, priority=priority, low=lo, high=hi, scale=scale, why=reason, source=source)
+        return tuple(
+            _new(
+                TuningHint,
+                name=name,
+                priority=why[name][0],
+                low=lo,
+                high=hi,
+                scale=scale,
+                why=why[name][1],
+                source=source,
             )
-        return hints
+            for name, lo, hi, scale, source in ranges
+        )
 
     def _phases(
         self, chosen: str, hp: dict[str, Any], schedule: ScheduleSpec, matched: list[CompiledRule]
