@@ -155,7 +155,8 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
     batches = [probe.train_batch(i) for i in range(steps)]
     report = validate(model, None, batches, rec, objective=probe.loss, steps=steps, heldout=probe.heldout_batches())
     out["validated"] = _mean_loss(task, report.recommendation, steps, seeds)
-    out["range_verdict"] = f"{report.lr_test.verdict}; x{report.validated_lr / report.recommended_lr:g}"
+    moved = f"x{report.validated_lr / report.recommended_lr:g}"
+    out["range_verdict"] = f"{report.lr_test.verdict}; {moved}{', still improving' if report.still_improving else ''}"
     return out
 
 

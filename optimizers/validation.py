@@ -4,7 +4,7 @@
   data, and a confirmation search: the range test's suggested lr when it calls the recommended one
   off, then steps of 2x (the way the range test points) while short runs keep improving; the weights
   (and requires_grad flags) are restored after every run. The report carries the lr the runs favour
-  and the recommendation with it.
+  and the recommendation with it, and says when the search ran out of runs while still improving.
 - ``race(rec, k=3, ...)``: the recommendation and its top alternatives on the same proxy workload, budget
   and seeds, ranked by held-out loss.
 """
@@ -37,6 +37,10 @@ LR_STEP = 2.0
 DIVERGED_STEP = 10.0
 #: a probe must beat the best score so far by this fraction to move the lr (ties keep the recommendation)
 MIN_GAIN = 0.01
+#: validate()'s default budget of short runs. A search that stops improving ends after three runs (the
+#: recommendation and a step either way), so the budget is spent only while runs keep improving, which is
+#: when the recommended lr is far off: 8 runs reach 2**5 = 32x past the range test's suggestion
+LR_RUNS = 8
 
 Objective = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -66,6 +70,8 @@ class ValidationReport(BaseModel):
     lr_search: list[LRProbe]  # in the order run; the first is the recommended lr
     scored_on: Literal["heldout", "train_tail"]
     validated_lr: float  # the lr the short runs favour (the recommended one unless a probe beat it by MIN_GAIN)
+    # the last run was the best and the run budget was spent: the best lr may lie further the same way
+    still_improving: bool
     recommendation: Recommendation  # the recommendation with every lr scaled to validated_lr
     verdict: str
     advice: str
@@ -80,7 +86,7 @@ def validate(
     steps: int = 50,
     range_steps: int = 100,
     heldout: Iterable[Any] | None = None,
-    lr_runs: int = 5,
+    lr_runs: int = LR_RUNS,
     objective: Objective | None = None,
 ) -> ValidationReport:
     """The LR range test, a ``steps``-step run with the recommendation, and a confirmation search.
@@ -92,7 +98,8 @@ def validate(
     high or too low, the second run takes its suggested lr as it is; the search then starts from
     whichever of the two did better. From there it steps by ``LR_STEP``: first the way the range test
     points (up unless it says "too_high"), then the other way if that did not help. It keeps going while
-    a run beats the best so far by ``MIN_GAIN``.
+    a run beats the best so far by ``MIN_GAIN``. When the budget runs out while the last run was still
+    the best, the report's ``still_improving`` is set and its advice says which way to look further.
     """
     rec = as_recommendation(recommendation)
     data = list(batches)
@@ -147,7 +154,15 @@ def validate(
         elif best.score is not None:  # worse: turn back from where the search started, or stop once it moved
             directions = directions[1:] if best is anchor else []
             cursor = anchor
+    # the loop left with a direction still open only when the budget ran out, and the last run was the best
+    still_improving = bool(directions) and len(probes) > 1 and best is probes[-1]
     verdict, advice = _judge(test, short, best, first)
+    if still_improving:
+        way = "higher" if best.factor > first.factor else "lower"
+        advice += (
+            f"; the search was still improving when its {len(probes)} runs were spent, so the best lr may be "
+            f"{way} still: validate again from the returned recommendation, or pass a larger lr_runs"
+        )
     return ValidationReport(
         optimizer=rec.optimizer.name,
         recommended_lr=rec_lr,
@@ -156,6 +171,7 @@ def validate(
         lr_search=probes,
         scored_on="heldout" if held else "train_tail",
         validated_lr=best.lr,
+        still_improving=still_improving,
         recommendation=_adjusted(rec, best, first),
         verdict=verdict,
         advice=advice,

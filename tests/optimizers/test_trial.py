@@ -12,7 +12,7 @@ from torch import nn
 import optirec
 from optirec.optimizers import TrialBudget, lr_range_test, race, run_trial, validate
 from optirec.optimizers.errors import BuildError
-from optirec.optimizers.validation import candidates, with_optimizer
+from optirec.optimizers.validation import LR_RUNS, candidates, with_optimizer
 from optirec.optimizers.workloads.base import Batch, Workload
 from optirec.rules import Recommendation, recommend
 
@@ -188,7 +188,7 @@ def test_validate_moves_a_too_low_lr_up_until_short_runs_stop_improving() -> Non
     factors = [p.factor for p in report.lr_search]
     assert factors[:2] == [1.0, pytest.approx(1 / report.lr_test.factor)], "then the range test's suggestion as it is"
     assert factors[2] == pytest.approx(2 * factors[1]), "it won, so the search goes on from it, further first"
-    assert len(report.lr_search) <= 5
+    assert len(report.lr_search) <= LR_RUNS
     assert report.recommendation.optimizer.hyperparameters["lr"] == pytest.approx(report.validated_lr)
     assert any("validate(): lr x" in note for note in report.recommendation.notes)
 
@@ -214,10 +214,22 @@ def test_validate_goes_back_to_the_recommendation_when_the_range_tests_suggestio
     assert 1.0 < report.validated_lr / 1e-4 < 1e7
 
 
+def test_validate_says_when_its_run_budget_ran_out_while_still_improving() -> None:
+    """A 1e-4 Adam lr is far too low here: the range test's suggestion wins, and with a budget of two runs the
+    search has to stop right there."""
+    cut = _validate(_rec("adam", lr=1e-4), lr_runs=2)
+    assert len(cut.lr_search) == 2 and cut.validated_lr == cut.lr_search[-1].lr > 1e-4, "the last run was the best"
+    assert cut.still_improving and "lr may be higher still" in cut.advice and "lr_runs" in cut.advice
+    full = _validate(_rec("adam", lr=1e-4), lr_runs=12)
+    assert not full.still_improving and "still improving" not in full.advice
+    assert 2 < len(full.lr_search) < 12, "it stopped because runs did worse, not for want of runs"
+
+
 def test_validate_keeps_the_lr_when_no_neighbour_beats_it() -> None:
     good = _validate(_rec("adam", lr=1e-4), lr_runs=12).validated_lr  # climbs to where it stops improving
     report = _validate(_rec("adam", lr=good))
     assert report.validated_lr == pytest.approx(good) and report.verdict == "ok", report.advice
+    assert not report.still_improving
     assert report.recommendation.optimizer.hyperparameters["lr"] == pytest.approx(good)
     tried = sorted(p.factor for p in report.lr_search)
     assert tried[0] < 1.0 < tried[-1], "both neighbours were tried before keeping the recommendation"
