@@ -73,8 +73,7 @@ TASKS = [
 
 
 def _batch_size(workload: Any) -> int:
-    target = workload.train_batch(0)[1]
-    return int(target.shape[0]) if hasattr(target, "shape") and target.ndim > 0 else 1
+    return int(workload.batch_size)
 
 
 def _with_optimizer(rec: Any, name: str, hp: dict[str, Any]) -> Any:

@@ -49,6 +49,8 @@ class Workload(ABC):
     higher_is_better: bool = False
     #: names of the optimizers a step needs ("main" for most; "generator"/"discriminator" for a GAN)
     players: ClassVar[tuple[str, ...]] = ("main",)
+    #: the examples in one training batch (what a Profile's batch_size would say); set in ``__init__``
+    batch_size: int
 
     def __init__(
         self, *, size: int = 1, seed: int = 0, traits: Sequence[str] = (), device: str | torch.device = "cpu"
