@@ -154,8 +154,11 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
     batches = [probe.train_batch(i) for i in range(steps)]
     report = validate(model, None, batches, rec, objective=probe.loss, steps=steps, heldout=probe.heldout_batches())
     out["validated"] = _mean_loss(task, report.recommendation, steps, seeds)
-    moved = f"x{report.validated_lr / report.recommended_lr:g}"
-    out["range_verdict"] = f"{report.lr_test.verdict}; {moved}{', still improving' if report.still_improving else ''}"
+    # the range test's own call, then the lr factor the short runs settled on (they have the last word)
+    moved = f"runs x{report.validated_lr / report.recommended_lr:g}"
+    out["range_verdict"] = (
+        f"range test {report.lr_test.verdict}; {moved}{', still improving' if report.still_improving else ''}"
+    )
     return out
 
 
