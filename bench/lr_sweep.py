@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-from quality import TASKS, _batch_size, _mean_loss, _with_optimizer
+from quality import TASKS, _mean_loss, _with_optimizer
 
 from optirec.optimizers.workloads import make_workload
 from optirec.rules import default_rulebook, recommend
@@ -21,7 +21,7 @@ for t in TASKS:
     if t.name not in names:
         continue
     w = make_workload(t.workload, seed=0, traits=t.traits)
-    prof = {**t.profile, "batch_size": _batch_size(w), "total_steps": 200}
+    prof = {**t.profile, "batch_size": w.batch_size, "total_steps": 200}
     rec = recommend(prof)
     hp = rec.optimizer.hyperparameters
     t0 = time.time()

@@ -72,10 +72,6 @@ TASKS = [
 ]
 
 
-def _batch_size(workload: Any) -> int:
-    return int(workload.batch_size)
-
-
 def _with_optimizer(rec: Any, name: str, hp: dict[str, Any]) -> Any:
     from optirec.optimizers.validation import with_optimizer
 
@@ -116,7 +112,7 @@ def run_task(task: Task, steps: int, seeds: list[int], trials: int) -> dict[str,
     # what a team knows about its job, as optirec.autoconfig reads it off a model: batch, steps, parameters
     model = probe.build_model()
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    profile = {**task.profile, "batch_size": _batch_size(probe), "total_steps": steps, "num_parameters": n_params}
+    profile = {**task.profile, "batch_size": probe.batch_size, "total_steps": steps, "num_parameters": n_params}
     rec = recommend(profile)
     out: dict[str, Any] = {
         "task": task.name,

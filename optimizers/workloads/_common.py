@@ -98,7 +98,6 @@ class InMemoryWorkload(Workload):
     train_y: torch.Tensor
     heldout_x: torch.Tensor
     heldout_y: torch.Tensor
-    batch_size: int
 
     def train_batch(self, step: int) -> Batch:
         generator = stream(self.seed, step, INDEX_SALT)
