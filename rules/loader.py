@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import RulebookError, UnknownNameError
+from .recipes import RecipeEntry, load_bibliography, load_recipe_file
 from .schema import DiagnosisSettings, Fact, OptimizerSpec, Principles, Rule, Symptom, SymptomContext, Term
+from .sources import Bibliography
 
 __all__ = ["DATA_DIR", "LEVEL_WEIGHTS", "Rulebook", "default_rulebook", "load_rulebook", "normalize"]
 
@@ -31,6 +33,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 #: Votes of a more specific level always outweigh any sum of votes from less specific levels
 #: (architecture > domain > constraint rows > generic family > data/goal > guides > default).
 LEVEL_WEIGHTS: dict[str, float] = {
+    "recipe": 100000.0,  # a published recipe matched to the job (rules/matching.py): above every table row
     "architecture": 10000.0,
     "domain": 1000.0,
     "constraint": 500.0,
@@ -43,7 +46,17 @@ LEVEL_WEIGHTS: dict[str, float] = {
 #: Weight of a rule's 1st, 2nd, 3rd... preference.
 POSITION_WEIGHTS = (1.0, 0.5, 0.33, 0.25, 0.2)
 
-VOCABULARY_KINDS = ("domain", "architecture", "data", "goal", "rl_method")
+VOCABULARY_KINDS = (
+    "domain",
+    "architecture",
+    "data",
+    "goal",
+    "rl_method",
+    "phase",
+    "sharding",
+    "precision",
+    "optimizer_state_precision",
+)
 
 
 _SEPARATORS = re.compile(r"[\s\-_+/().,]+")
@@ -136,6 +149,8 @@ class Rulebook:
         facts: list[Fact],
         diagnosis: DiagnosisSettings | None = None,
         symptom_contexts: list[SymptomContext] | None = None,
+        bibliography: Bibliography | None = None,
+        recipes: list[RecipeEntry] | None = None,
     ) -> None:
         self.directory = directory
         self.version = version
@@ -152,6 +167,11 @@ class Rulebook:
         #: extra changes when a symptom shows up in a setting (symptoms.toml ``[[context]]``)
         self.symptom_contexts = list(symptom_contexts or [])
         self.facts = facts
+        #: the full reference of every source (sources.toml)
+        self.bibliography = bibliography if bibliography is not None else Bibliography([])
+        #: the published recipes, by id (rules/data/recipes/)
+        self.recipes: dict[str, RecipeEntry] = {e.id: e for e in recipes or []}
+        rules = [*rules, *((f"recipes/{e.file}", e.rule) for e in recipes or [])]
         self.rule_files = {r.id: f for f, r in rules}
         self.rules: dict[str, Rule] = {r.id: r for _, r in rules}
 
@@ -210,7 +230,12 @@ class Rulebook:
         # index: (field, value) of a rule's first condition -> rules; rules without conditions always apply
         self.index: dict[tuple[str, str | bool], list[CompiledRule]] = {}
         self.unconditional: list[CompiledRule] = []
+        #: recipe id -> its compiled rule; recipes are found by rules/matching.py, never by the condition index
+        self.recipe_rules: dict[str, CompiledRule] = {}
         for cr in compiled:
+            if cr.rule.level == "recipe":
+                self.recipe_rules[cr.id.removeprefix("recipe.")] = cr
+                continue
             if not cr.conditions:
                 self.unconditional.append(cr)
                 continue
@@ -332,12 +357,17 @@ def _check_symptoms(
                 raise unknown(c.id, "when_symptoms", "symptom", name, names)
 
 
-def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
-    """Parse and validate every data file of ``directory`` (default: the bundled knowledge base)."""
+def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: bool = True) -> Rulebook:
+    """Parse and validate every data file of ``directory`` (default: the bundled knowledge base).
+
+    ``recipes=False`` leaves the recipe library out (its own checker loads the rest without it).
+    """
     root = Path(directory) if directory is not None else DATA_DIR
     if not root.is_dir():
         raise RulebookError(str(root), None, None, "knowledge-base directory not found")
     files = sorted(p for p in root.glob("*.toml") if p.is_file())
+    recipe_files = sorted(p for p in (root / "recipes").glob("*.toml") if p.is_file()) if recipes else []
+    files += recipe_files
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())
@@ -382,6 +412,14 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
                 raise RulebookError("vocabulary.toml", t.name, "name", f"duplicate {kind} name")
             seen.add(t.name)
     families = {t.family for t in vocabulary["architecture"] if t.family}
+    domains = {t.name for t in vocabulary["domain"]}
+    for t in vocabulary["architecture"]:
+        if t.domain is not None and t.domain not in domains:
+            from .errors import suggest
+
+            hint = suggest(t.domain, domains)
+            extra = f" (did you mean {hint!r}?)" if hint else ""
+            raise RulebookError("vocabulary.toml", t.name, "domain", f"unknown domain {t.domain!r}{extra}")
     known: dict[str, set[str]] = {k: {t.name for t in v} for k, v in vocabulary.items()}
     known["family"] = families
 
@@ -444,6 +482,20 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
         raw_facts = _read_toml(root / "facts.toml")
         facts = [_validate(Fact, raw, "facts.toml", "fact", i) for i, raw in enumerate(raw_facts.get("fact", []))]
 
+    bibliography = load_bibliography([root / "sources.toml"] if (root / "sources.toml").is_file() else [])
+    terms = {kind: {t.name: t for t in entries} for kind, entries in vocabulary.items()}
+    optimizer_families = {o.name: o.family for o in optimizers}
+    recipe_entries: list[RecipeEntry] = []
+    recipe_ids: dict[str, str] = {}
+    for path in recipe_files:
+        for entry in load_recipe_file(
+            path, vocabulary=terms, optimizer_families=optimizer_families, bibliography=bibliography
+        ):
+            if entry.id in recipe_ids:
+                raise RulebookError(path.name, entry.id, "id", f"duplicate recipe id (first in {recipe_ids[entry.id]})")
+            recipe_ids[entry.id] = path.name
+            recipe_entries.append(entry)
+
     return Rulebook(
         directory=root,
         version=version,
@@ -456,6 +508,8 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None) -> Rulebook:
         facts=facts,
         diagnosis=diagnosis,
         symptom_contexts=contexts,
+        bibliography=bibliography,
+        recipes=recipe_entries,
     )
 
 

@@ -12,7 +12,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .errors import FieldIssue, ProfileError, suggest
@@ -27,9 +37,19 @@ ENUM_FIELDS = {
     "data": "data",
     "goal": "goal",
     "rl_method": "rl_method",
+    "phase": "phase",
+    "sharding": "sharding",
+    "precision": "precision",
+    "optimizer_state_precision": "optimizer_state_precision",
 }
 
-_KIND_LABEL = {"data": "data characteristic", "rl_method": "reinforcement-learning method"}
+_KIND_LABEL = {
+    "data": "data characteristic",
+    "rl_method": "reinforcement-learning method",
+    "phase": "training phase",
+    "sharding": "sharding strategy",
+    "optimizer_state_precision": "optimizer-state precision",
+}
 _MAX_PARAMS = 10**13
 _MAX_BATCH = 2**26
 
@@ -98,12 +118,71 @@ class Profile(BaseModel):
     )
     on_device: StrictBool | None = Field(default=None, description="Training runs on a phone / edge device.")
     mixed_precision: StrictBool | None = Field(default=None, description="fp16/bf16 autocast training.")
+    phase: str | None = Field(
+        default=None,
+        description="Training phase: pretraining, fine_tuning (from pretrained weights) or from_scratch.",
+        examples=["pretraining"],
+    )
+    num_devices: int | None = Field(default=None, ge=1, le=10**6, description="Accelerators the job trains on.")
+    sharding: str | None = Field(
+        default=None,
+        description="How optimizer state, gradients and weights are split over the devices (none, zero1, zero2, "
+        "zero3, fsdp).",
+    )
+    precision: str | None = Field(default=None, description="Weights and gradients: fp32, bf16 or fp16.")
+    optimizer_state_precision: str | None = Field(
+        default=None, description="Optimizer state: fp32 (4 bytes per value) or 8bit (1 byte)."
+    )
+    sequence_length: int | None = Field(default=None, ge=1, le=10**8, description="Tokens per training sequence.")
+    batch_tokens: int | None = Field(default=None, ge=1, le=10**11, description="Tokens per optimizer step.")
+    total_tokens: int | None = Field(default=None, ge=1, le=10**16, description="Training tokens in the whole run.")
 
-    @field_validator("domain", "architecture", "goal", "rl_method", mode="before")
+    #: what the profile's own words were read as (e.g. goal 'pretraining' -> phase), for the answer's notes
+    _readings: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _goal_that_is_a_phase(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """``"goal": "pretraining"`` names a training phase, not a 004 §2.5 goal: it sets ``phase``."""
+        reading = None
+        if isinstance(data, Mapping) and isinstance(data.get("goal"), str):
+            book = default_rulebook()
+            said = data["goal"]
+            phase = book.resolve("phase", said) if book.resolve("goal", said) is None else None
+            given = data.get("phase")
+            same = given is None or (isinstance(given, str) and book.resolve("phase", given) == phase)
+            if phase is not None and same:
+                data = {**data, "goal": None, "phase": phase}
+                reading = f"goal '{said[:40]}' is a training phase, not a training goal: read as phase '{phase}'."
+        profile = handler(data)
+        if reading is not None and isinstance(profile, Profile):
+            profile._readings = (reading,)
+        return profile
+
+    @field_validator(
+        "domain",
+        "architecture",
+        "goal",
+        "rl_method",
+        "phase",
+        "sharding",
+        "precision",
+        "optimizer_state_precision",
+        mode="before",
+    )
     @classmethod
     def _enum(cls, value: Any, info: Any) -> Any:
         if value is None:
             return None
+        if info.field_name == "goal" and isinstance(value, str):
+            book = default_rulebook()
+            phase = book.resolve("phase", value) if book.resolve("goal", value) is None else None
+            if phase is not None:  # _goal_that_is_a_phase moves it unless the profile's phase says otherwise
+                raise PydanticCustomError(
+                    "unknown_value",
+                    "'{value}' is a training phase, not a goal, and it contradicts the profile's phase",
+                    {"value": value[:80], "valid": book.valid("goal"), "suggestion": None},
+                )
         return _resolve(ENUM_FIELDS[info.field_name], value)
 
     @field_validator("data", mode="before")
@@ -132,6 +211,10 @@ class Profile(BaseModel):
         "steps_per_epoch",
         "dataset_size",
         "device_memory_gb",
+        "num_devices",
+        "sequence_length",
+        "batch_tokens",
+        "total_tokens",
         mode="before",
     )
     @classmethod

@@ -26,11 +26,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 SEED_IDS = ("000", "001", "002", "003", "004")
 _SOURCE_RE = re.compile(r"^(?:(?:000|001|002|003|004) \S.*|external: \S.*)$")
 _NAME_RE = r"^[a-z][a-z0-9_]*$"
+_TERM_RE = r"^[a-z0-9][a-z0-9_]*$"  # vocabulary values may start with a digit ("8bit")
 _RULE_ID_RE = r"^[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+$"
 
 Name = Annotated[str, Field(pattern=_NAME_RE, max_length=40)]
-Level = Literal["constraint", "architecture", "domain", "family", "data", "goal", "guide", "default"]
-Schedule = Literal["constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts"]
+Level = Literal["recipe", "constraint", "architecture", "domain", "family", "data", "goal", "guide", "default"]
+Schedule = Literal[
+    "constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts", "inverse_sqrt", "poly"
+]
 Scaling = Literal["linear", "sqrt", "none"]
 Rating = Literal["very_low", "low", "medium", "high"]
 Speed = Literal["slow", "medium", "fast", "very_fast"]
@@ -57,7 +60,7 @@ Source = Annotated[str, AfterValidator(_check_source)]
 class HyperParams(_Strict):
     """Optimizer hyperparameters a rule may set (names follow ``torch.optim``)."""
 
-    lr: float | None = Field(default=None, gt=0, le=10)
+    lr: float | None = Field(default=None, gt=0, le=100)
     momentum: float | None = Field(default=None, ge=0, lt=1)
     dampening: float | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
@@ -102,7 +105,8 @@ class TrainSettings(_Strict):
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
     short_warmup: bool | None = None
     lr_range: tuple[float, float] | None = None
-    clip_norm: float | None = Field(default=None, gt=0)
+    #: max gradient norm; 0 says the job trains without clipping (a recipe that states so)
+    clip_norm: float | None = Field(default=None, ge=0)
     ema_decay: float | None = Field(default=None, gt=0, lt=1)
     freeze_backbone: bool | None = None
     layerwise_lr_decay: float | None = Field(default=None, gt=0, le=1)
@@ -112,6 +116,11 @@ class TrainSettings(_Strict):
     long_schedule: bool | None = None
     truncate_bptt: bool | None = None
     separate_lr: bool | None = None
+    #: the schedule ends at this fraction of the peak lr (cosine / linear / poly decay to it)
+    final_lr_fraction: float | None = Field(default=None, ge=0, le=1)
+    poly_power: float | None = Field(default=None, gt=0, le=10)
+    #: parameters exempt from weight decay beyond biases and norm weights (a recipe that states so)
+    weight_decay_excludes: tuple[str, ...] | None = None
 
     @field_validator("step_milestones")
     @classmethod
@@ -147,7 +156,7 @@ class ReferenceModel(_Strict):
     """The model a rule's lr was tuned on: the engine scales the lr to the caller's model size from it."""
 
     name: str = Field(min_length=1, max_length=80)
-    parameters: int = Field(ge=1000, le=10**13)
+    parameters: int | None = Field(default=None, ge=1000, le=10**13)
     steps: int | None = Field(
         default=None,
         ge=100,
@@ -155,6 +164,8 @@ class ReferenceModel(_Strict):
         description="Optimizer steps of the reference run the lr was tuned for (the source must cite them): "
         "the engine carries the lr to the caller's total_steps from it.",
     )
+    #: the training phase of the reference run (cited by ``source``): recipe matching compares it
+    phase: Literal["pretraining", "fine_tuning", "from_scratch"] | None = None
     source: Source
 
 
@@ -237,10 +248,12 @@ class OptimizerSpec(_Strict):
 class Term(_Strict):
     """A valid value of a Profile field, with its aliases."""
 
-    name: Name
+    name: Annotated[str, Field(pattern=_TERM_RE, max_length=40)]
     label: str
     aliases: list[str] = []
     family: Name | None = None
+    #: the domain an architecture is usually trained in (recipe matching reads it; the rules do not)
+    domain: Name | None = None
     rl_method: Literal["value_based", "policy_based"] | None = None
     description: str = ""
     source: Source
