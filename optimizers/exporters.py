@@ -78,6 +78,7 @@ _LABELS: Final = {
 # so the values are repeated here rather than imported).
 _WARMUP_START_FACTOR: Final = 1e-3  # warmup starts at this fraction of the peak lr
 _RESTART_FIRST_CYCLE: Final = 0.25  # warm restarts: first cycle = 25% of the post-warmup steps, then doubling
+_INVERSE_SQRT_TIMESCALE: Final = 10_000  # inverse_sqrt without warmup: T5's 1/sqrt(max(n, 10^4))
 _LOOKAHEAD_BASE_KEYS: Final = ("lr", "weight_decay", "betas", "momentum")
 _RENAMED: Final = {"lookahead_alpha": "alpha"}
 _PLACEHOLDER_TOTAL_STEPS: Final = 10_000
@@ -210,7 +211,13 @@ _HF_OPTIM_ARGS: Final[dict[str, dict[str, Any]]] = {
 }
 #: keys that may stay in the hyperparameters when they hold these (class default) values
 _HARMLESS_DEFAULTS: Final[dict[str, Any]] = {"amsgrad": False, "maximize": False, "foreach": None}
-_HF_SCHEDULES: Final = {"constant": "constant", "linear": "linear", "cosine": "cosine"}
+_HF_SCHEDULES: Final = {
+    "constant": "constant",
+    "linear": "linear",
+    "cosine": "cosine",
+    "inverse_sqrt": "inverse_sqrt",  # transformers' timescale defaults to the warmup steps (else 10,000), as ours
+    "poly": "polynomial",
+}
 _TORCH_NAMES: Final = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
 
 
@@ -279,6 +286,15 @@ def _hf(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
         raise _Unsupported(f"the {schedule.name!r} schedule", why)
     if kind == "constant" and _has_warmup(schedule):
         kind = "constant_with_warmup"
+    final = schedule.final_lr_fraction or 0.0
+    if kind == "cosine" and final:
+        kind = "cosine_with_min_lr"
+        out["lr_scheduler_kwargs"] = {"min_lr_rate": final}
+    elif (kind == "linear" and final) or kind == "polynomial":
+        # polynomial decay to lr_end (an absolute lr); linear decay to a fraction is its power-1 case
+        power = 1.0 if kind == "linear" else (schedule.power if schedule.power is not None else 1.0)
+        kind = "polynomial"
+        out["lr_scheduler_kwargs"] = {"power": power, "lr_end": final * out["learning_rate"]}
     out["lr_scheduler_type"] = kind
     if steps is not None:
         out["warmup_steps"] = steps
@@ -499,6 +515,10 @@ class _TorchCode:
         self.needs_decay_helper = False
 
     # -------------------------------------------------------------- pieces
+    def _import(self, line: str) -> None:
+        if line not in self.imports:
+            self.imports.append(line)
+
     def _import_for(self, class_path: str) -> None:
         module = class_path.rsplit(".", 1)[0]
         line = "import torch" if module.split(".")[0] == "torch" else f"import {module}"
@@ -558,12 +578,32 @@ class _TorchCode:
                 f'cycle_momentum="momentum" in {opt_var}.defaults or "betas" in {opt_var}.defaults)'
             )
             return
+        final = s.final_lr_fraction or 0.0
         if s.name == "constant":
             main = f"{t}.ConstantLR({opt_var}, factor=1.0, total_iters=0)"
+        elif s.name == "cosine" and final:
+            self._import("import math")
+            main = (
+                f"{t}.LambdaLR({opt_var}, lambda t: {_py(final)} + (1 - {_py(final)}) * 0.5 * "
+                f"(1 + math.cos(math.pi * min(t, {main_steps}) / {main_steps})))"
+            )
         elif s.name == "cosine":
             main = f"{t}.CosineAnnealingLR({opt_var}, T_max={main_steps})"
         elif s.name == "linear":
-            main = f"{t}.LinearLR({opt_var}, start_factor=1.0, end_factor=0.0, total_iters={main_steps})"
+            main = f"{t}.LinearLR({opt_var}, start_factor=1.0, end_factor={_py(final)}, total_iters={main_steps})"
+        elif s.name == "poly" and final:
+            power = _py(s.power if s.power is not None else 1.0)
+            main = (
+                f"{t}.LambdaLR({opt_var}, lambda t: {_py(final)} + (1 - {_py(final)}) * "
+                f"(1 - min(t, {main_steps}) / {main_steps}) ** {power})"
+            )
+        elif s.name == "poly":
+            power = _py(s.power if s.power is not None else 1.0)
+            main = f"{t}.PolynomialLR({opt_var}, total_iters={main_steps}, power={power})"
+        elif s.name == "inverse_sqrt":
+            self._import("import math")
+            scale = f"(warmup_steps if warmup_steps > 0 else {_INVERSE_SQRT_TIMESCALE})"
+            main = f"{t}.LambdaLR({opt_var}, lambda t: math.sqrt({scale} / ({scale} + t)))"
         elif s.name == "step":
             if s.milestones is not None and s.total_steps is not None:
                 steps = f"({', '.join(str(m) for m in s.milestones)},)"
@@ -573,7 +613,7 @@ class _TorchCode:
             milestones = f"sorted({{m - warmup_steps for m in {steps} if m > warmup_steps}}) or [{main_steps}]"
             main = f"{t}.MultiStepLR({opt_var}, milestones={milestones}, gamma={_py(s.gamma or 0.1)})"
         elif s.name == "exponential":
-            gamma = _py(s.gamma) if s.gamma is not None else f"0.01 ** (1 / {main_steps})"
+            gamma = _py(s.gamma) if s.gamma is not None else f"{_py(final or 0.01)} ** (1 / {main_steps})"
             main = f"{t}.ExponentialLR({opt_var}, gamma={gamma})"
         else:  # cosine_restarts: first cycle a quarter of the post-warmup steps, each next one twice as long
             main = (

@@ -36,9 +36,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .engine import lr_range_holding, lr_search_range, recommend
+from .engine import recommend
 from .errors import FieldIssue, ProfileError, suggest
 from .loader import Rulebook, default_rulebook
+from .lr_terms import lr_range_holding, lr_search_range
 from .profile import Profile, issues_from_errors, parse_profile
 from .recommendation import RationaleEntry, Recommendation, RulebookInfo
 from .schema import DiagnosisSettings, Symptom
@@ -957,14 +958,19 @@ class _Reviser:
         if mem["state_multiplier"] != mult:
             old_mult = mem["state_multiplier"]
             mem["state_multiplier"] = mult
-            if mem.get("parameter_bytes"):
-                state = int(mult * pr.bytes_per_state_value * (mem["parameter_bytes"] // pr.bytes_per_state_value))
-                delta = state - (mem["optimizer_state_bytes"] or 0)
+            n = mem.get("parameters")
+            if n and mem.get("optimizer_state_bytes") is not None and old_mult:
+                value_bytes = mem["optimizer_state_bytes"] / (old_mult * n)  # bytes per state value, whole job
+                state = int(mult * value_bytes * n)
+                delta = state - mem["optimizer_state_bytes"]
                 mem["optimizer_state_bytes"] = state
                 if mem.get("total_bytes") is not None:
                     mem["total_bytes"] += delta
-                if mem.get("device_memory_bytes"):
-                    mem["fits"] = mem["total_bytes"] <= mem["device_memory_bytes"]
+                per_value = mem.get("state_value_bytes_per_device")
+                if mem.get("per_device_bytes") is not None and per_value is not None:
+                    mem["per_device_bytes"] = int(mem["per_device_bytes"] + (mult - old_mult) * n * per_value)
+                if mem.get("device_memory_bytes") and mem.get("per_device_bytes") is not None:
+                    mem["fits"] = mem["per_device_bytes"] <= mem["device_memory_bytes"]
             self._change(
                 "memory.state_multiplier",
                 old_mult,

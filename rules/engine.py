@@ -3,18 +3,22 @@
 Conflict policy (stated, deterministic):
 
 1. Hard constraints first.  A memory constraint (``memory_limited``, ``on_device``, or a
-   ``device_memory_gb`` too small for parameters + gradients + optimizer state) sets a budget of
-   optimizer-state values per parameter (004 §2.1 memory column).  Optimizers over budget, and the
-   optimizers a data characteristic makes unsuitable (004 §2.4), go to ``avoid`` and never come first.
-2. Specificity.  Every matching rule votes for its preferences (1st, 2nd, 3rd choice) with the weight of
-   its level: architecture > domain > constraint rows > generic family > data / goal > guides > default.
-   Weights are spaced so that no sum of less specific votes outweighs one more specific vote; a rule
-   with more conditions weighs more within its level.  The best-scoring eligible optimizer is chosen.
-3. Ties are broken by catalog order.  Losing rules stay in ``rationale`` with status ``outvoted``.
+   ``device_memory_gb`` too small for parameters + gradients + optimizer state per device, after sharding)
+   sets a budget of optimizer-state values per parameter (004 §2.1 memory column; rules/memory.py).
+   Optimizers over budget, and the optimizers a data characteristic makes unsuitable (004 §2.4), go to
+   ``avoid`` and never come first.
+2. A published recipe nearer to the job than the seed row (rules/matching.py) votes above every row and
+   sets every value it states; the rows fill in what it leaves open.  A data row's ``avoid`` does not
+   apply to the recipe's optimizer when the recipe's own job had that trait (it was trained that way).
+3. Specificity.  Every matching rule votes for its preferences (1st, 2nd, 3rd choice) with the weight of
+   its level: recipe > architecture > domain > constraint rows > generic family > data / goal > guides >
+   default.  Weights are spaced so that no sum of less specific votes outweighs one more specific vote; a
+   rule with more conditions weighs more within its level.  The best-scoring eligible optimizer is chosen.
+4. Ties are broken by catalog order.  Losing rules stay in ``rationale`` with status ``outvoted``.
 
 Hyperparameters are derived, not copied: each rule's ``set`` applies only to the optimizer it was
-written for, the most specific one winning per key; the lr is then scaled from the rule's reference
-batch to the caller's batch (004 §6.4.3), warmup is converted from a ratio to steps, and so on.
+written for, the most specific one winning per key; the lr is then carried from the rule's reference
+batch, model and run to the caller's (rules/lr_terms.py), warmup is converted from a ratio to steps, and so on.
 """
 
 from __future__ import annotations
@@ -22,102 +26,44 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from . import training_plan as plan
 from .loader import CompiledRule, Rulebook, default_rulebook
+from .lr_terms import LrJob, fmt, scale_lr
+from .matching import Candidate, JobFacts, nearest
+from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
+from .recipes import RecipeEntry
 from .recommendation import (
     EMA,
+    AdaptedValue,
     Alternative,
     AvoidEntry,
     Clipping,
     LRScaling,
     MemoryEstimate,
+    NearRecipe,
     OptimizerChoice,
-    ParamGroup,
-    Phase,
     RationaleEntry,
+    RecipeInfo,
     Recommendation,
     RulebookInfo,
     ScheduleSpec,
     TuningHint,
 )
-from .schema import Principles, ReferenceModel
 
 __all__ = ["derive_hyperparameters", "recommend"]
 
 _M = TypeVar("_M", bound=BaseModel)
-ScalingRule = Literal["linear", "sqrt", "none"]
-Status = Literal["chosen", "supports", "outvoted", "applied", "avoid", "info"]
 
 _RELAXABLE = frozenset({"family", "rl_method", "architecture"})
-_GB = 1e9  # decimal gigabytes, as in "56 GB of optimizer state"
 _MAX_ALTERNATIVES = 3
-#: Training settings that are advice rather than numbers, and what to tell the user about them.
-_TRAIN_NOTES = (
-    (
-        "long_schedule",
-        "Plan a long schedule: this recipe keeps improving well past a short run, so budget the full "
-        "schedule before judging it (004 §2.3 Mask R-CNN, §2.5 best accuracy).",
-    ),
-    (
-        "separate_lr",
-        "Give the discriminator its own optimizer: its lr may differ from the generator's when one network "
-        "overpowers the other (004 §2.3 GAN discriminator).",
-    ),
-    (
-        "truncate_bptt",
-        "Tune the sequence length of truncated backpropagation through time: long windows explode or vanish "
-        "gradients, short ones lose context (004 §2.3 GRU).",
-    ),
-)
-#: Hybrid recommender split (004 §5.6.1), in order of preference when one is ruled out
-_SPARSE_CHOICES = ("adagrad", "adam", "rmsprop", "sgd_momentum", "sgd")
-_DENSE_CHOICES = ("adam", "adamw", "rmsprop", "sgd_momentum", "sgd")
 _CACHE_LIMIT = 50_000  # memoized decisions and search spaces per rulebook before the memo is cleared
-
-
-class _SizeTerm(NamedTuple):
-    """The model-size lr term: the row's reference model, the factor and the words that explain it."""
-
-    reference: ReferenceModel
-    factor: float
-    reason: str
-
-
-class _HorizonTerm(NamedTuple):
-    """The training-horizon lr term: the reference run's steps, the caller's, the factor and its reason."""
-
-    reference_steps: int
-    total_steps: int
-    factor: float
-    reason: str
-
-
-def lr_range_holding(lr: float, low: float, high: float) -> tuple[float, float]:
-    """``[low, high]`` to 3 digits, widened to hold ``lr`` itself: the ends are rounded before ``lr`` is put
-    back inside, so rounding never leaves the recommendation outside its own search range."""
-    return min(float(f"{low:.3g}"), lr), max(float(f"{high:.3g}"), lr)
-
-
-def lr_search_range(lr: float, pr: Principles) -> tuple[float, float]:
-    """004 §6.3: ``lr_search_decades`` either side of ``lr``, inside the global lr range, holding ``lr``."""
-    d = 10**pr.lr_search_decades
-    return lr_range_holding(lr, max(lr / d, pr.global_lr_range[0]), min(lr * d, pr.global_lr_range[1]))
-
-
-def _count(n: int) -> str:
-    """A parameter count for people: 28.4k, 25.6M, 1.3B."""
-    for scale, suffix in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return str(n)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
+#: the phase a goal implies when the profile states none (004 §2.5: zero-shot ability comes from pre-training)
+_GOAL_PHASE = {"fine_tuning": "fine_tuning", "transfer_learning": "fine_tuning", "zero_shot": "pretraining"}
 
 
 def _new(cls: type[_M], **values: Any) -> _M:
@@ -142,28 +88,6 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
-def _group(
-    *,
-    name: str,
-    match: list[str],
-    why: str,
-    optimizer: str | None = None,
-    hyperparameters: dict[str, Any] | None = None,
-    frozen: bool = False,
-    layerwise_lr_decay: float | None = None,
-) -> ParamGroup:
-    return _new(
-        ParamGroup,
-        name=name,
-        match=match,
-        optimizer=optimizer,
-        hyperparameters=hyperparameters if hyperparameters is not None else {},
-        frozen=frozen,
-        layerwise_lr_decay=layerwise_lr_decay,
-        why=why,
-    )
-
-
 def _copy(values: dict[str, Any]) -> dict[str, Any]:
     """A copy safe to hand out: memoized dicts (and the lists in them) must never be shared."""
     copied = values.copy()
@@ -180,6 +104,10 @@ def _relative_score(score: float, top: float) -> float:
     return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
 
 
+def _log(x: float | None) -> float | None:
+    return None if x is None or x <= 0 else math.log10(x)
+
+
 @dataclass(slots=True)
 class _Decision:
     """What a matched-rule set decides; memoized per rulebook (copied before anything mutable is handed out)."""
@@ -191,7 +119,7 @@ class _Decision:
     hyperparameters: dict[str, Any]
     lr_rule: CompiledRule | None
     train: dict[str, Any]
-    override_notes: tuple[str, ...]  # values that an overriding rule replaced
+    override_notes: tuple[str, ...]  # values that an overriding rule replaced, avoid entries a recipe lifted
     alternatives: tuple[tuple[str, float, str, str, dict[str, Any]], ...]
     rationale: tuple[RationaleEntry, ...]
 
@@ -351,34 +279,50 @@ _ACCEPTS: dict[str, tuple[str, ...]] = {
 
 
 def recommend(
-    profile: Profile | Mapping[str, Any] | None = None, *, rulebook: Rulebook | None = None, **fields: Any
+    profile: Profile | Mapping[str, Any] | None = None,
+    *,
+    rulebook: Rulebook | None = None,
+    exclude_recipes: frozenset[str] = frozenset(),
+    **fields: Any,
 ) -> Recommendation:
     """The Recommendation for a Profile (a mapping, a Profile, or keyword fields).
 
+    ``exclude_recipes`` leaves those recipe ids out of matching (leave-one-out benchmarks).
     Raises :class:`~optirec.rules.errors.ProfileError` for invalid input.
     """
     p = parse_profile(profile, **fields)
     book = rulebook or default_rulebook()
-    return _Run(book, p).result()
+    return _Run(book, p, exclude_recipes).result()
 
 
 class _Run:
     """One recommendation, step by step (kept as a class so each step stays small)."""
 
-    def __init__(self, book: Rulebook, p: Profile) -> None:
+    def __init__(self, book: Rulebook, p: Profile, exclude: frozenset[str]) -> None:
         self.book = book
         self.p = p
         self.pr = book.principles
+        self.exclude = exclude
         self.warnings: list[str] = []
-        self.notes: list[str] = []
-        self.extra_rationale: list[RationaleEntry] = []
-
-    # ------------------------------------------------------------------ facts & memory
-    def _facts(self) -> _Facts:
-        p, pr, book = self.p, self.pr, self.book
+        self.notes: list[str] = list(p._readings)
+        self.memory: MemoryPlan = plan_memory(p, self.pr)
+        self.budget = self.memory.budget
+        self.soft_pressure = self.memory.soft_pressure
+        self.warnings.extend(self.memory.warnings)
+        self.notes.extend(self.memory.notes)
         arch = book.terms["architecture"].get(p.architecture) if p.architecture else None
-        family = arch.family if arch else None
-        rl_method = p.rl_method or (arch.rl_method if arch else None)
+        self.arch_family = arch.family if arch else None
+        self.arch_domain = arch.domain if arch else None
+        domain = book.terms["domain"].get(p.domain) if p.domain else None
+        #: the architecture family the lr laws check: the architecture's, else the one the domain implies (llm)
+        self.law_family = self.arch_family or (domain.family if domain else None)
+
+    # ------------------------------------------------------------------ facts
+    def _facts(self) -> _Facts:
+        p, pr = self.p, self.pr
+        rl_method = p.rl_method
+        if rl_method is None and p.architecture:
+            rl_method = self.book.terms["architecture"][p.architecture].rl_method
         data = list(p.data)
         inferred: list[str] = []
         if p.batch_size is not None and p.batch_size > pr.large_batch_above and "large_batch" not in data:
@@ -395,54 +339,84 @@ class _Run:
             "small_model": n is not None and n <= pr.small_model_max,
             "large_model": n is not None and n >= pr.large_model_min,
         }
-        self.budget, self.soft_pressure = self._memory_budget()
-        flags["memory_constrained"] = (self.budget is not None and self.budget < 2.0) or self.soft_pressure
-        if self.budget is not None and self.budget >= 2.0 and not (p.memory_limited or p.on_device):
-            self.budget_source = "device"
+        budget = self.budget
+        flags["memory_constrained"] = (budget is not None and budget < 2.0) or self.soft_pressure
+        if budget is not None and budget >= 2.0 and not (p.memory_limited or p.on_device):
+            self.memory.source = "device"
         values = {
             "domain": p.domain,
             "architecture": p.architecture,
-            "family": family,
+            "family": self.arch_family,
             "rl_method": rl_method,
             "goal": p.goal,
         }
         return _Facts(values, flags, data, inferred)
 
-    def _memory_budget(self) -> tuple[float | None, bool]:
-        """(hard budget in state values per parameter or None, soft memory pressure)."""
-        p, pr = self.p, self.pr
-        budget: float | None = None
-        self.budget_source = ""
-        if p.memory_limited or p.on_device:
-            budget = 1.0
-            self.budget_source = "memory_limited" if p.memory_limited else "on_device"
-        n = p.num_parameters
-        bpv = pr.bytes_per_state_value
-        if n is not None and p.device_memory_gb is not None:
-            avail = p.device_memory_gb * _GB - 2 * bpv * n
-            device_budget = avail / (bpv * n)
-            if device_budget < 0:
-                self.warnings.append(
-                    f"The {n:,} parameters and their gradients alone need {2 * bpv * n / _GB:.1f} GB, more than the "
-                    f"{p.device_memory_gb:g} GB device: shard the model (FSDP/ZeRO), offload, or lower precision; "
-                    "no optimizer choice fixes that."
-                )
-                device_budget = 0.0
-            if budget is None or device_budget < budget:
-                budget = device_budget
-                self.budget_source = "device_memory_gb"
-            return budget, False
-        soft = False
-        if budget is None and n is not None:
-            adam_total = (2 + 2) * bpv * n
-            soft = adam_total > pr.reference_device_memory_gb * _GB
-        return budget, soft
+    def _phase(self) -> str | None:
+        """The stated phase, or the one the goal implies (with a note)."""
+        p = self.p
+        if p.phase is not None:
+            return p.phase
+        implied = _GOAL_PHASE.get(p.goal or "")
+        if implied is not None:
+            self.notes.append(f"goal {p.goal} implies phase {implied}: recipes of that phase are matched.")
+        return implied
+
+    def _total_steps(self, batch: int | None) -> int | None:
+        p = self.p
+        if p.total_steps is not None:
+            return p.total_steps
+        if p.epochs is not None and p.steps_per_epoch is not None:
+            return p.epochs * p.steps_per_epoch
+        batch_tokens = p.batch_tokens or (batch * p.sequence_length if batch and p.sequence_length else None)
+        if p.total_tokens is not None and batch_tokens:
+            return max(1, round(p.total_tokens / batch_tokens))
+        if p.epochs is not None and p.dataset_size is not None and batch:
+            return p.epochs * math.ceil(p.dataset_size / batch)
+        return None
+
+    def _batch(self) -> int | None:
+        """The batch in samples: stated, or batch tokens over the sequence length."""
+        p = self.p
+        if p.batch_size is not None:
+            return p.batch_size
+        if p.batch_tokens is not None and p.sequence_length:
+            return max(1, round(p.batch_tokens / p.sequence_length))
+        return None
+
+    # ------------------------------------------------------------------ recipes
+    def _recipe(self, matched: list[CompiledRule]) -> tuple[RecipeEntry | None, Candidate, list[Candidate]]:
+        """The recipe nearer to the job than the seed row (and the row's and the runners-up's distances)."""
+        book, p = self.book, self.p
+        costs = book.matching
+        assert costs is not None
+        row = next((book.table_jobs[cr.rank] for cr in reversed(matched) if cr.rank in book.table_jobs), None)
+        facts = JobFacts(
+            architecture=p.architecture,
+            family=self.arch_family,
+            generic=p.architecture in book.generic_architectures if p.architecture else True,
+            domain=p.domain or self.arch_domain,
+            phase=self._phase(),
+            log_parameters=_log(p.num_parameters),
+            log_dataset=_log(p.dataset_size),
+            log_steps=_log(self._total_steps(self._batch())),
+            log_batch=_log(self._batch()),
+            data=frozenset(p.data),
+        )
+        table, found = nearest(book.recipe_index, costs, facts, row, self.exclude)
+        best = found[0] if found else None
+        if best is not None and best.entry is not None and best.distance + costs.margin <= table.distance:
+            return best.entry, table, found
+        return None, table, found
 
     # ------------------------------------------------------------------ main
     def result(self) -> Recommendation:
         book, p, pr = self.book, self.p, self.pr
         facts = self._facts()
         matched, relaxed = _match(book, facts)
+        recipe, table, near = self._recipe(matched)
+        if recipe is not None:
+            matched.append(book.recipe_rules[recipe.id])  # the highest rank of all: it goes last
         self.matched = matched
         n = p.num_parameters
         newton_refused = n is not None and n > pr.newton_max_parameters
@@ -454,16 +428,100 @@ class _Run:
             over_budget,
             newton_refused,
             self.soft_pressure,
+            tuple(facts.inferred),
         )
         decision = book.cache.get(key)
         if decision is None:
             if len(book.cache) > _CACHE_LIMIT:
                 book.cache.clear()
-            decision = book.cache[key] = self._decide(matched, relaxed, over_budget, newton_refused)
+            decision = book.cache[key] = self._decide(matched, relaxed, over_budget, newton_refused, facts)
 
-        # avoid: the rules' unsuitable optimizers (004 §2.4), then what the numbers rule out (004 §2.1)
+        avoid = self._avoid(decision, newton_refused)
+        self.warnings.extend(decision.warnings)
+        self.notes.extend(decision.override_notes)
+        chosen = decision.chosen
+        self._contradictions(matched, chosen, avoid)
+
+        spec = book.optimizers[chosen]
+        hp = _copy(decision.hyperparameters)
+        lr_rule = decision.lr_rule
+        train = _copy(decision.train)
+        batch = self._batch() if self._batch() is not None else train.get("batch_size")
+        total = self._total_steps(batch)
+        used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
+        job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
+        scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
+        schedule = plan.schedule(_new, book, spec.schedule, spec.warmup, train, total, self.notes)
+        for flag, note in plan.TRAIN_NOTES:
+            if train.get(flag):
+                self.notes.append(note)
+        clip = train.get("clip_norm")
+        clipping = _new(Clipping, max_norm=clip) if clip else None
+        ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
+        param_groups = plan.param_groups(
+            _new,
+            book,
+            chosen,
+            hp,
+            train,
+            lambda name: derive_hyperparameters(book, name, matched)[0],
+            plan.hybrid_excluded(avoid, self.over_budget),
+            self.notes,
+        )
+        memory = _new(MemoryEstimate, **self.memory.estimate(self._multiplier(chosen), p.device_memory_gb))
+        alternatives = [
+            _new(Alternative, name=name, score=score, why=why, rule=rule, hyperparameters=_copy(alt_hp))
+            for name, score, why, rule, alt_hp in decision.alternatives
+        ]
+        search_space, tuning = self._search_space(chosen, hp, batch, train)
+        phases = plan.phases(
+            _new,
+            book,
+            p,
+            chosen,
+            hp,
+            schedule,
+            matched,
+            lambda n_, m: derive_hyperparameters(book, n_, m)[0],
+            self.notes,
+        )
+        profile_echo = {
+            k: (list(v) if isinstance(v, list) else v) for k, v in p.__dict__.items() if v is not None and v != []
+        }
+        if facts.inferred:
+            profile_echo["inferred_data"] = facts.inferred
+        info = None
+        if recipe is not None:
+            info = self._recipe_info(recipe, table, near, chosen, hp, scaling, schedule, clipping, batch)
+        return _new(
+            Recommendation,
+            optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=hp),
+            schedule=schedule,
+            batch_size=batch,
+            lr_scaling=scaling,
+            gradient_clipping=clipping,
+            param_groups=param_groups,
+            alternatives=alternatives,
+            avoid=list(avoid.values()),
+            rationale=list(decision.rationale),
+            warnings=self.warnings,
+            memory=memory,
+            search_space=search_space,
+            tuning=tuning,
+            phases=phases,
+            ema=ema,
+            notes=self.notes,
+            profile=profile_echo,
+            rulebook=self._rulebook_info(),
+            recipe=info,
+        )
+
+    def _avoid(self, decision: _Decision, newton_refused: bool) -> dict[str, AvoidEntry]:
+        """The rules' unsuitable optimizers (004 §2.4), then what the numbers rule out (004 §2.1)."""
+        pr, p = self.pr, self.p
         avoid = dict(decision.rule_avoid)
         if newton_refused:
+            n = p.num_parameters
             assert n is not None
             avoid["newton"] = _new(
                 AvoidEntry,
@@ -478,65 +536,82 @@ class _Run:
             avoid[name] = _new(
                 AvoidEntry,
                 name=name,
-                why=f"needs {_fmt(self._multiplier(name))}x the parameters in optimizer state; the "
-                f"{self.budget_source} budget allows {_fmt(max(budget, 0.0))}x",
+                why=f"needs {fmt(self._multiplier(name))}x the parameters in optimizer state; the "
+                f"{self.memory.source} budget allows {fmt(max(budget, 0.0))}x",
                 rule="principle.memory",
                 source=pr.sources["memory"],
             )
-        self.warnings.extend(decision.warnings)
-        self.notes.extend(decision.override_notes)
-        chosen = decision.chosen
-        self.chosen = chosen
-        self._contradictions(matched, chosen, avoid)
+        return avoid
 
-        spec = book.optimizers[chosen]
-        hp = _copy(decision.hyperparameters)
-        lr_rule = decision.lr_rule
-        train = _copy(decision.train)
-        batch = p.batch_size if p.batch_size is not None else train.get("batch_size")
-        scaling = self._scale_lr(hp, lr_rule, spec.lr_scaling, batch, train)
-        schedule = self._schedule(spec.schedule, spec.warmup, train, batch, scaling)
-        for flag, note in _TRAIN_NOTES:
-            if train.get(flag):
-                self.notes.append(note)
-        clipping = _new(Clipping, max_norm=train["clip_norm"]) if "clip_norm" in train else None
-        ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
-        param_groups = self._param_groups(chosen, hp, train, matched, avoid)
-        memory = self._memory(chosen)
+    def _recipe_info(
+        self,
+        recipe: RecipeEntry,
+        table: Candidate,
+        near: list[Candidate],
+        chosen: str,
+        hp: dict[str, Any],
+        scaling: LRScaling,
+        schedule: ScheduleSpec,
+        clipping: Clipping | None,
+        batch: int | None,
+    ) -> RecipeInfo:
+        """What of the recipe was carried to the caller's job, with from, to and why."""
+        cfg, job = recipe.recipe.config, recipe.recipe.job
+        adapted: list[AdaptedValue] = []
 
-        alternatives = [
-            _new(Alternative, name=name, score=score, why=why, rule=rule, hyperparameters=_copy(alt_hp))
-            for name, score, why, rule, alt_hp in decision.alternatives
-        ]
+        def changed(field: str, was: Any, now: Any, why: str) -> None:
+            if was != now:
+                adapted.append(_new(AdaptedValue, field=field, from_=was, to=now, why=why))
 
-        search_space, tuning = self._search_space(chosen, hp, batch, train)
-        phases = self._phases(chosen, hp, schedule, matched)
-        rationale = list(decision.rationale)
-        profile_echo = {
-            k: (list(v) if isinstance(v, list) else v) for k, v in p.__dict__.items() if v is not None and v != []
-        }
-        if facts.inferred:
-            profile_echo["inferred_data"] = facts.inferred
+        if chosen != cfg.optimizer:
+            why = next((w for w in self.warnings if cfg.optimizer in w), "a constraint of the profile rules it out")
+            changed("optimizer", cfg.optimizer, chosen, why)
+        else:
+            changed("lr", cfg.lr, hp.get("lr"), scaling.reason)
+            for key in ("momentum", "betas", "eps", "weight_decay", "alpha", "nesterov", "centered"):
+                stated = getattr(cfg, key)
+                if stated is not None and key in hp:
+                    value = list(stated) if isinstance(stated, tuple) else stated
+                    note = next((n for n in self.notes if n.startswith(f"{chosen} {key}:")), "a rule of the profile")
+                    changed(key, value, hp[key], note)
+        if job.batch_size is not None and batch is not None:
+            changed("batch_size", job.batch_size, batch, "your batch size; the lr follows it (see lr)")
+        if recipe.steps is not None and schedule.total_steps is not None:
+            changed("total_steps", recipe.steps, schedule.total_steps, "your run's length: warmup and step milestones "
+                    "keep their fractions of it")  # fmt: skip
+            if recipe.warmup_ratio and schedule.warmup_steps is not None:
+                changed("warmup_steps", round(recipe.warmup_ratio * recipe.steps), schedule.warmup_steps,
+                        f"{recipe.warmup_ratio:.3g} of the run, as the recipe warms up")  # fmt: skip
+        if cfg.schedule is not None:
+            why = (
+                "the recipe drops the lr when validation stops improving; a fixed plan approximates it with step decay"
+                if cfg.schedule == "plateau"
+                else next((n for n in self.notes if n.startswith("schedule:")), "a rule of the profile")
+            )
+            changed("schedule", cfg.schedule, schedule.name, why)
+        if cfg.clip_norm is not None:
+            changed(
+                "clip_norm", cfg.clip_norm or None, clipping.max_norm if clipping else None, "a rule of the profile"
+            )
         return _new(
-            Recommendation,
-            optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=hp),
-            schedule=schedule,
-            batch_size=batch,
-            lr_scaling=scaling,
-            gradient_clipping=clipping,
-            param_groups=param_groups,
-            alternatives=alternatives,
-            avoid=list(avoid.values()),
-            rationale=rationale,
-            warnings=self.warnings,
-            memory=memory,
-            search_space=search_space,
-            tuning=tuning,
-            phases=phases,
-            ema=ema,
-            notes=self.notes,
-            profile=profile_echo,
-            rulebook=self._rulebook_info(),
+            RecipeInfo,
+            id=recipe.id,
+            title=recipe.recipe.title,
+            source=recipe.citation,
+            distance=round(near[0].distance, 3) if near else 0.0,
+            table_distance=round(table.distance, 3),
+            adapted=adapted,
+            nearest=[
+                _new(
+                    NearRecipe,
+                    id=c.entry.id,
+                    title=c.entry.recipe.title,
+                    distance=round(c.distance, 3),
+                    optimizer=c.entry.recipe.config.optimizer,
+                )
+                for c in near[1:]
+                if c.entry is not None
+            ],
         )
 
     def _rulebook_info(self) -> RulebookInfo:
@@ -561,8 +636,20 @@ class _Run:
         limit = self.budget + 1e-9
         return frozenset(name for name in self.book.optimizers if self._multiplier(name) > limit)
 
+    def _recipe_had(self, recipe: RecipeEntry, trait: str) -> bool:
+        """The recipe's own job had a data trait (large_batch: a batch above the threshold)."""
+        job = recipe.recipe.job
+        if trait in job.data:
+            return True
+        return trait == "large_batch" and job.batch_size is not None and job.batch_size > self.pr.large_batch_above
+
     def _decide(
-        self, matched: list[CompiledRule], relaxed: set[str], over_budget: frozenset[str], newton_refused: bool
+        self,
+        matched: list[CompiledRule],
+        relaxed: set[str],
+        over_budget: frozenset[str],
+        newton_refused: bool,
+        facts: _Facts,
     ) -> _Decision:
         """Votes, eligibility, choice, derived settings, alternatives and rationale for a matched-rule set.
 
@@ -582,11 +669,27 @@ class _Run:
                 if name not in top_voter or w > top_voter[name][0]:
                     top_voter[name] = (w, cr)
 
+        recipe_rule = matched[-1] if matched and matched[-1].rule.level == "recipe" else None
+        recipe = book.recipes[recipe_rule.id.removeprefix("recipe.")] if recipe_rule else None
+        lifted: list[str] = []
         rule_avoid: dict[str, AvoidEntry] = {}
         for cr in reversed(matched):
             for name in cr.rule.avoid:
-                if name not in rule_avoid:
-                    rule_avoid[name] = self._avoid_entry(cr, name)
+                if name in rule_avoid:
+                    continue
+                trait = cr.rule.when.data
+                if (
+                    recipe is not None
+                    and name == recipe.recipe.config.optimizer
+                    and trait
+                    and self._recipe_had(recipe, trait)
+                ):
+                    lifted.append(
+                        f"{cr.id} rules out {name} ({cr.rule.source}), but the recipe {recipe.id} trained {name} on a "
+                        f"job with {trait} ({recipe.citation}): kept."
+                    )
+                    continue
+                rule_avoid[name] = self._avoid_entry(cr, name)
         excluded = set(rule_avoid)
         if newton_refused:
             excluded.add("newton")
@@ -639,7 +742,7 @@ class _Run:
             hyperparameters=hp,
             lr_rule=lr_rule,
             train=train,
-            override_notes=hp_notes + train_notes,
+            override_notes=hp_notes + train_notes + tuple(lifted),
             alternatives=tuple(alternatives),
             rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
         )
@@ -671,7 +774,7 @@ class _Run:
         """Warn when a specific rule's first choice lost to a constraint (e.g. large_batch with Adam)."""
         seen: set[str] = set()
         for cr in reversed(matched):
-            if cr.rule.level not in ("architecture", "domain", "goal") or not cr.rule.prefer:
+            if cr.rule.level not in ("recipe", "architecture", "domain", "goal") or not cr.rule.prefer:
                 continue
             first = cr.rule.prefer[0]
             if first == chosen or first not in avoid or first in seen:
@@ -681,18 +784,18 @@ class _Run:
             self.warnings.append(
                 f"{cr.id} prefers {first}, but {blocker.rule} rules it out ({blocker.why}); chose {chosen} instead."
             )
-        if self.soft_pressure and self.p.num_parameters is not None:
-            n = self.p.num_parameters
+        n = self.p.num_parameters
+        if self.soft_pressure and n is not None:
             mult = self._multiplier(chosen)
-            bpv = self.pr.bytes_per_state_value
-            state = mult * bpv * n
-            total = (2 + mult) * bpv * n
-            if total > self.pr.reference_device_memory_gb * _GB:
+            per_device = self.memory.per_device(mult) or 0.0
+            state = mult * self.memory.state_bytes * n
+            if per_device > self.pr.reference_device_memory_gb * GB:
                 self.warnings.append(
-                    f"{chosen} keeps {_fmt(mult)}x the parameters as fp32 state: {state / 1e9:.0f} GB of optimizer "
-                    f"state for {n:,} parameters ({total / 1e9:.0f} GB with weights and gradients), more than one "
-                    f"{self.pr.reference_device_memory_gb:g} GB device. Shard the state (ZeRO/FSDP) or use a "
-                    "lower-memory optimizer; those are ranked up among the alternatives."
+                    f"{chosen} keeps {fmt(mult)}x the parameters as optimizer state: {state / 1e9:.0f} GB of optimizer "
+                    f"state for {n:,} parameters ({per_device / 1e9:.0f} GB per device with weights and gradients), "
+                    f"more than one {self.pr.reference_device_memory_gb:g} GB device. Shard the state (ZeRO/FSDP, "
+                    "give num_devices and sharding) or use a lower-memory optimizer; those are ranked up among the "
+                    "alternatives."
                 )
 
     def _train_settings(self, matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
@@ -717,347 +820,18 @@ class _Run:
                 train_by[k] = cr.id
         return train, train_by, tuple(notes)
 
-    def _scale_lr(
-        self, hp: dict[str, Any], lr_rule: CompiledRule | None, kind: str, batch: int | None, train: dict[str, Any]
-    ) -> LRScaling:
-        pr = self.pr
-        base_lr = float(hp.get("lr", 0.0))
-        if "lr_factor" in train:
-            base_lr *= train["lr_factor"]
-        base_batch = lr_rule.rule.base_batch_size if lr_rule else None
-        b_max = lr_rule.rule.train.batch_size_max if lr_rule else None
-        factor = 1.0
-        rule: ScalingRule = "none"
-        ref = base_batch
-        if lr_rule is None:
-            reason = "the lr is the optimizer's catalog default, which has no reference batch size: not scaled"
-        elif self.p.batch_size is None:
-            reason = "no batch size given: the table's lr is used for the table's batch size"
-        elif base_batch is None:
-            reason = f"the lr comes from {lr_rule.rule.id}, which names no reference batch size: not scaled"
-        elif kind == "none":
-            reason = f"{self.chosen} is not batch-size scaled (full-batch / line-search method)"
-        else:
-            hi = b_max or base_batch
-            if base_batch <= batch <= hi:  # type: ignore[operator]
-                ref = batch
-                reason = f"batch {batch} is within the table's range {base_batch}-{hi}: lr unchanged"
-            else:
-                ref = hi if batch > hi else base_batch  # type: ignore[operator]
-                assert batch is not None and ref is not None
-                rule = "linear" if kind == "linear" else "sqrt"
-                if kind == "linear" and batch > pr.sqrt_scaling_above:
-                    rule = "sqrt"
-                    reason = (
-                        f"batch {batch} is above {pr.sqrt_scaling_above}: square-root scaling instead of linear "
-                        f"({pr.sources['sqrt_scaling']})"
-                    )
-                elif kind == "linear":
-                    reason = (
-                        f"linear scaling rule for the SGD family: lr x {batch}/{ref} ({pr.sources['linear_scaling']})"
-                    )
-                else:
-                    reason = (
-                        "adaptive optimizers scale the lr with the square root of the batch ratio, since a larger "
-                        f"batch needs a larger lr ({pr.sources['adaptive_scaling']}; "
-                        f"formula {pr.sources['sqrt_scaling']})"
-                    )
-                factor = batch / ref if rule == "linear" else math.sqrt(batch / ref)
-        lr = base_lr * factor
-        size = self._size_factor(lr_rule, kind)
-        horizon = self._horizon_factor(lr_rule, kind, batch, cite_reference=size is None)
-        if size is not None:
-            lr *= size.factor
-            reason = f"{reason}; {size.reason}"
-        if horizon is not None:
-            lr *= horizon.factor
-            reason = f"{reason}; {horizon.reason}"
-        if size is not None or horizon is not None:
-            # 004 §6.3's search range bounds adaptive lrs; the SGD family's own linear rule (004 §6.4.3) already
-            # takes 0.1 per 256 past 1 at large batches, so only the lower end applies to it
-            lo_lr, hi_lr_global = pr.global_lr_range
-            if kind == "linear":
-                hi_lr_global = math.inf
-            if not lo_lr <= lr <= hi_lr_global:
-                clamped = min(max(lr, lo_lr), hi_lr_global)
-                reason += f"; {_fmt(lr)} is outside 004 §6.3's lr range, so {_fmt(clamped)}"
-                lr = clamped
-        raised = lr / base_lr if base_lr > 0 else 1.0
-        if kind == "linear" and raised >= 2 and not train.get("warmup"):
-            # Goyal et al. warm up because the scaled-up lr is too large for the freshly initialised net, whatever
-            # raised it: the batch term, the model-size term, or both together
-            moved = [
-                term
-                for term, on in (("batch", factor != 1.0), ("model-size", size is not None and size.factor != 1.0))
-                if on
-            ]
-            terms = f"{' and '.join(moved)} term{'s' if len(moved) > 1 else ''}"
-            train["warmup"] = True
-            self.notes.append(
-                f"The {terms} put the lr at {raised:.3g}x the table's {_fmt(base_lr)}: a gradual warmup is "
-                "added, as SGD started at a scaled-up lr needs it (external: Goyal et al. 2017, 5 warmup epochs "
-                "for an lr raised with the batch)."
-            )
-        lr_range = train.get("lr_range")
-        if lr_range is not None:
-            lo, hi_lr = lr_range
-            if lr < lo or lr > hi_lr:
-                clamped = min(max(lr, lo), hi_lr)
-                self.warnings.append(
-                    f"lr {_fmt(lr)} is outside the goal's range {_fmt(lo)}-{_fmt(hi_lr)} ({self.p.goal}); "
-                    f"using {_fmt(clamped)}."
-                )
-                lr = clamped
-        if "lr" in hp:
-            hp["lr"] = float(f"{lr:.6g}")
-        return _new(
-            LRScaling,
-            rule=rule,
-            base_lr=float(f"{base_lr:.6g}"),
-            base_batch_size=ref,
-            batch_size=batch,
-            factor=round(factor, 6),
-            reason=reason,
-            reference_model=size.reference.name if size is not None else None,
-            reference_parameters=size.reference.parameters if size is not None else None,
-            num_parameters=self.p.num_parameters if size is not None else None,
-            size_factor=round(size.factor, 6) if size is not None else 1.0,
-            reference_steps=horizon.reference_steps if horizon is not None else None,
-            total_steps=horizon.total_steps if horizon is not None else None,
-            horizon_factor=round(horizon.factor, 6) if horizon is not None else 1.0,
-        )
-
-    def _size_factor(self, lr_rule: CompiledRule | None, kind: str) -> _SizeTerm | None:
-        """The term carrying the table's lr from its reference model to
-        ``num_parameters``, or None when either size is unknown or the optimizer takes no scaled lr."""
-        ref = lr_rule.rule.reference_model if lr_rule else None
-        n = self.p.num_parameters
-        if ref is None or n is None or kind == "none":
-            return None
-        pr = self.pr
-        factor, bound = self._bounded((ref.parameters / n) ** pr.size_scaling_exponent)
-        direction = "smaller" if n < ref.parameters else "larger"
-        reason = (
-            f"model size: the table's lr is for {ref.name} ({_count(ref.parameters)} parameters, {ref.source}); "
-            f"a {direction} model takes lr x ({_count(ref.parameters)}/{_count(n)})^{pr.size_scaling_exponent:g} "
-            f"= x{factor:.3g} ({pr.sources['size_scaling_exponent']}){bound}"
-        )
-        return _SizeTerm(ref, factor, reason)
-
-    def _bounded(self, raw: float) -> tuple[float, str]:
-        """A size or horizon factor kept within ``size_scaling_max_factor`` either way, and the words that
-        say so when it had to be (empty otherwise)."""
-        top = self.pr.size_scaling_max_factor
-        factor = min(max(raw, 1 / top), top)
-        return factor, (f", bounded at {top:g}x" if factor != raw else "")
-
-    def _horizon_factor(
-        self, lr_rule: CompiledRule | None, kind: str, batch: int | None, *, cite_reference: bool
-    ) -> _HorizonTerm | None:
-        """The term carrying the table's lr from the length of its
-        reference run to the caller's ``total_steps``: the optimal lr falls as a power of the horizon, so a
-        short run takes a higher lr and a longer one a lower. None when either length is unknown; a factor of 1
-        for an optimizer that is not an adaptive one (the law was measured on AdamW: Bjorck et al. 2025,
-        DeepSeek-AI 2024). ``cite_reference`` adds the reference run's source (the size term's
-        reason carries it otherwise)."""
-        ref = lr_rule.rule.reference_model if lr_rule else None
-        if ref is None or ref.steps is None or kind == "none":
-            return None
-        total = self._total_steps(batch)
-        if total is None:
-            return None
-        pr = self.pr
-        if self.book.optimizers[self.chosen].family != "adaptive":
-            # both sources measured the law on AdamW: it is not carried to the SGD family or second-order methods
-            reason = (
-                f"training horizon: {self.chosen} keeps the lr of {ref.name}'s {_count(ref.steps)}-step run for your "
-                f"{_count(total)} steps, since the horizon law was measured on adaptive optimizers only "
-                f"({pr.sources['horizon_scaling_exponent']})"
-            )
-            return _HorizonTerm(ref.steps, total, 1.0, reason)
-        factor, bound = self._bounded((ref.steps / total) ** pr.horizon_scaling_exponent)
-        direction = "shorter" if total < ref.steps else "longer" if total > ref.steps else "equally long"
-        reason = (
-            f"training horizon: the table's lr is for {ref.name}'s run of {_count(ref.steps)} steps"
-            f"{f' ({ref.source})' if cite_reference else ''}; a {direction} "
-            f"run takes lr x ({_count(ref.steps)}/{_count(total)})^{pr.horizon_scaling_exponent:g} = x{factor:.3g} "
-            f"({pr.sources['horizon_scaling_exponent']}){bound}"
-        )
-        return _HorizonTerm(ref.steps, total, factor, reason)
-
-    def _total_steps(self, batch: int | None) -> int | None:
-        p = self.p
-        if p.total_steps is not None:
-            return p.total_steps
-        if p.epochs is not None and p.steps_per_epoch is not None:
-            return p.epochs * p.steps_per_epoch
-        if p.epochs is not None and p.dataset_size is not None and batch:
-            return p.epochs * math.ceil(p.dataset_size / batch)
-        return None
-
-    def _schedule(
-        self, default_name: str, default_warmup: bool, train: dict[str, Any], batch: int | None, scaling: LRScaling
-    ) -> ScheduleSpec:
-        pr = self.pr
-        name = train.get("schedule", default_name)
-        warmup = train.get("warmup", default_warmup)
-        ratio = 0.0
-        if warmup:
-            if "warmup_ratio" in train:
-                ratio = train["warmup_ratio"]
-            elif train.get("short_warmup"):
-                ratio = pr.short_warmup_ratio
-            else:
-                ratio = pr.default_warmup_ratio
-        total = self._total_steps(batch)
-        warmup_steps: int | None = round(total * ratio) if total is not None else (0 if ratio == 0 else None)
-        milestones = fractions = None
-        gamma = None
-        if name == "step":
-            fractions = list(train.get("step_milestones", pr.step_milestones))
-            gamma = train.get("step_gamma", pr.step_gamma)
-            if total is not None:
-                milestones = [max(1, round(f * total)) for f in fractions]
-        elif name == "exponential":
-            # decay to 1% of the peak lr by the end of training (stated policy)
-            gamma = float(f"{0.01 ** (1 / total):.8g}") if total else None
-        if total is None:
-            self.notes.append(
-                "total_steps is unknown (give total_steps, or epochs with steps_per_epoch or dataset_size): "
-                "the schedule is given as ratios."
-            )
-        return _new(
-            ScheduleSpec,
-            name=name,
-            warmup_steps=warmup_steps,
-            warmup_ratio=ratio,
-            total_steps=total,
-            milestones=milestones,
-            milestone_fractions=fractions,
-            gamma=gamma,
-        )
-
-    def _param_groups(
-        self,
-        chosen: str,
-        hp: dict[str, Any],
-        train: dict[str, Any],
-        matched: list[CompiledRule],
-        avoid: Mapping[str, AvoidEntry],
-    ) -> list[ParamGroup]:
-        groups: list[ParamGroup] = []
-        if train.get("hybrid"):
-            groups.extend(self._hybrid_groups(chosen, matched, avoid))
-        if hp.get("weight_decay", 0) and self.book.optimizers[chosen].family != "second_order":
-            groups.append(
-                _group(
-                    name="no_decay",
-                    match=["bias", "norm weights (BatchNorm/LayerNorm/GroupNorm)", "1-D parameters"],
-                    why="Weight decay is not applied to biases and normalisation weights "
-                    "(as timm and Hugging Face do).",
-                    hyperparameters={"weight_decay": 0.0},
-                )
-            )
-        if train.get("freeze_backbone"):
-            groups.append(
-                _group(
-                    name="frozen",
-                    match=["early backbone layers"],
-                    why="Transfer learning: freeze the early, generic layers at first (004 §2.5 transfer learning).",
-                    frozen=True,
-                )
-            )
-        if "layerwise_lr_decay" in train:
-            decay = train["layerwise_lr_decay"]
-            groups.append(
-                _group(
-                    name="layerwise",
-                    match=["layers, from the head down"],
-                    why=f"Each layer below the head gets {decay}x the lr of the layer above it (004 §2.5 transfer "
-                    "learning: per-layer learning rates).",
-                    layerwise_lr_decay=decay,
-                )
-            )
-        return groups
-
-    def _hybrid_groups(
-        self, chosen: str, matched: list[CompiledRule], avoid: Mapping[str, AvoidEntry]
-    ) -> list[ParamGroup]:
-        """004 §5.6.1: embeddings -> Adagrad, dense layers -> Adam; each replaced when avoided for this profile."""
-        excluded = set(avoid) | self.over_budget
-        emb = next((o for o in _SPARSE_CHOICES if o not in excluded), chosen)
-        dense = next((o for o in _DENSE_CHOICES if o not in excluded), chosen)
-        if emb == dense:
-            self.notes.append(
-                f"The recommender split (embeddings -> Adagrad, dense -> Adam, 004 §5.6.1) collapses to one "
-                f"optimizer, {emb}, because the profile rules the usual pair out."
-            )
-            return []
-        emb_hp, _ = derive_hyperparameters(self.book, emb, matched)
-        dense_hp, _ = derive_hyperparameters(self.book, dense, matched)
-        swapped = " (its usual optimizer is ruled out for this profile)"
-        return [
-            _group(
-                name="embeddings",
-                match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
-                why="Sparse embedding rows get per-row adaptive steps (004 §5.6.1)"
-                + ("" if emb == "adagrad" else swapped)
-                + ".",
-                optimizer=emb,
-                hyperparameters=emb_hp,
-            ),
-            _group(
-                name="dense",
-                match=["*"],
-                why="The dense interaction layers see dense gradients (004 §5.6.1)"
-                + ("" if dense == "adam" else swapped)
-                + ".",
-                optimizer=dense,
-                hyperparameters=dense_hp,
-            ),
-        ]
-
-    def _memory(self, chosen: str) -> MemoryEstimate:
-        p, pr = self.p, self.pr
-        mult = self._multiplier(chosen)
-        n = p.num_parameters
-        bpv = pr.bytes_per_state_value
-        if n is None:
-            return _new(
-                MemoryEstimate,
-                state_multiplier=mult,
-                optimizer_state_bytes=None,
-                parameter_bytes=None,
-                gradient_bytes=None,
-                total_bytes=None,
-                device_memory_bytes=None,
-                budget_multiplier=self.budget,
-                fits=None,
-            )
-        state = int(mult * bpv * n)
-        total = state + 2 * bpv * n
-        device = int(p.device_memory_gb * _GB) if p.device_memory_gb is not None else None
-        return _new(
-            MemoryEstimate,
-            state_multiplier=mult,
-            optimizer_state_bytes=state,
-            parameter_bytes=bpv * n,
-            gradient_bytes=bpv * n,
-            total_bytes=total,
-            device_memory_bytes=device,
-            budget_multiplier=None if self.budget is None else round(self.budget, 4),
-            fits=None if device is None else total <= device,
-        )
-
     def _search_space(
         self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
     ) -> tuple[dict[str, list[float]], list[TuningHint]]:
         """004 §6.3: the ranges worth searching, in priority order, centred on the recommendation.
 
-        The hints are memoized by the arguments of :meth:`_tuning_hints`, which reads nothing else, so the
-        key cannot leave out what they depend on. They are frozen, so they are shared; the space's lists are not.
+        The hints are memoized by the arguments of :func:`~optirec.rules.training_plan.tuning_hints`, which reads
+        nothing else, so the key cannot leave out what they depend on. They are frozen, so they are shared; the
+        space's lists are not.
         """
         lr_range = train.get("lr_range")
+        if lr_range is not None and chosen not in train.get("lr_range_optimizers", (chosen,)):
+            lr_range = None
         args = (
             self.book.optimizers[chosen].family,
             hp.get("lr"),
@@ -1073,90 +847,8 @@ class _Run:
         if hints is None:
             if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
                 cache.clear()
-            hints = cache[key] = self._tuning_hints(*args)
+            hints = cache[key] = plan.tuning_hints(_new, self.book, *args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)
-
-    def _tuning_hints(
-        self,
-        family: str,
-        lr: float | None,
-        lr_range: tuple[float, float] | None,
-        batch: int | None,
-        budgeted: bool,
-        has_weight_decay: bool,
-        momentum: bool,
-    ) -> tuple[TuningHint, ...]:
-        """The tuning hints for these arguments alone (plus the rulebook's constants): they are the memo key."""
-        pr = self.pr
-        src = pr.sources["tuning"]
-        ranges: list[tuple[str, float, float, Literal["log", "linear"], str]] = []
-        if lr:
-            lo, hi = lr_range if lr_range is not None else lr_search_range(lr, pr)
-            ranges.append(("lr", lo, hi, "log", src))
-        if batch:
-            hi_b = batch if budgeted else batch * 4
-            ranges.append(("batch_size", float(max(1, batch // 4)), float(hi_b), "log", src))
-        if family == "sgd":
-            lo, hi = pr.sgd_weight_decay_range
-            ranges.append(("weight_decay", lo, hi, "log", "external: common CNN weight-decay range"))
-        elif has_weight_decay or family == "adaptive":
-            lo, hi = pr.adaptive_weight_decay_range
-            ranges.append(("weight_decay", lo, hi, "log", src))
-        if family == "sgd" and momentum:
-            lo, hi = pr.momentum_range
-            ranges.append(("momentum", lo, hi, "linear", src))
-        why = self.book.tuning_why
-        return tuple(
-            _new(
-                TuningHint,
-                name=name,
-                priority=why[name][0],
-                low=lo,
-                high=hi,
-                scale=scale,
-                why=why[name][1],
-                source=source,
-            )
-            for name, lo, hi, scale, source in ranges
-        )
-
-    def _phases(
-        self, chosen: str, hp: dict[str, Any], schedule: ScheduleSpec, matched: list[CompiledRule]
-    ) -> list[Phase]:
-        """004 §6.4.2: best accuracy with an adaptive optimizer -> finish with SGD + momentum."""
-        if self.p.goal != "best_accuracy" or self.book.optimizers[chosen].family != "adaptive":
-            return []
-        pr = self.pr
-        total = schedule.total_steps
-        switch = round(total * pr.switch_fraction) if total is not None else None
-        sgd_hp, _ = derive_hyperparameters(self.book, "sgd_momentum", matched)
-        trigger = "validation loss stops improving"
-        if switch is not None:
-            trigger += f", or step {switch} at the latest"
-        self.notes.append(
-            f"Best-accuracy plan: train with {chosen} until validation loss plateaus, then switch to SGD + momentum "
-            f"for the rest ({pr.sources['switching']})."
-        )
-        return [
-            _new(
-                Phase,
-                name="adaptive",
-                optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=dict(hp)),
-                start_step=0,
-                end_step=switch,
-                trigger=trigger,
-                why="Reach a good region fast with the adaptive optimizer.",
-            ),
-            _new(
-                Phase,
-                name="sgd_finish",
-                optimizer=_new(OptimizerChoice, name="sgd_momentum", hyperparameters=sgd_hp),
-                start_step=switch,
-                end_step=total,
-                trigger="after the adaptive phase",
-                why="SGD + momentum settles in flatter minima that generalise better (004 §6.4.2, §5.1.1).",
-            ),
-        ]
 
     def _rationale(
         self,
@@ -1184,7 +876,7 @@ class _Run:
     def _rationale_entry(cr: CompiledRule, chosen: str, relaxed: bool, used: bool) -> RationaleEntry:
         rule = cr.rule
         detail: str | None = None
-        status: Status
+        status: Any
         if rule.prefer and rule.prefer[0] == chosen:
             status = "chosen"
         elif chosen in rule.prefer:

@@ -22,8 +22,19 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .errors import RulebookError, UnknownNameError
+from .matching import RecipeIndex, TableJob, table_job
 from .recipes import RecipeEntry, load_bibliography, load_recipe_file
-from .schema import DiagnosisSettings, Fact, OptimizerSpec, Principles, Rule, Symptom, SymptomContext, Term
+from .schema import (
+    DiagnosisSettings,
+    Fact,
+    MatchingCosts,
+    OptimizerSpec,
+    Principles,
+    Rule,
+    Symptom,
+    SymptomContext,
+    Term,
+)
 from .sources import Bibliography
 
 __all__ = ["DATA_DIR", "LEVEL_WEIGHTS", "Rulebook", "default_rulebook", "load_rulebook", "normalize"]
@@ -151,6 +162,7 @@ class Rulebook:
         symptom_contexts: list[SymptomContext] | None = None,
         bibliography: Bibliography | None = None,
         recipes: list[RecipeEntry] | None = None,
+        matching: MatchingCosts | None = None,
     ) -> None:
         self.directory = directory
         self.version = version
@@ -243,6 +255,22 @@ class Rulebook:
             values: Iterable[str | bool] = [wanted] if isinstance(wanted, bool) else wanted
             for v in values:
                 self.index.setdefault((first_key, v), []).append(cr)
+
+        # recipe matching (rules/matching.py): the recipes by family and domain, the job each seed row describes,
+        # and the recipes per (optimizer, architecture family) whose lrs make the family's envelope
+        self.matching = matching
+        arch_terms = self.terms["architecture"]
+        self.generic_architectures = frozenset(t.name for t in arch_terms.values() if t.name == t.family)
+        family_of = {t.name: t.family for t in arch_terms.values()}
+        self.recipe_index = RecipeIndex(self.recipes.values(), self.generic_architectures)
+        self.table_jobs: dict[int, TableJob] = {
+            cr.rank: table_job(cr.rule, family_of, self.generic_architectures)
+            for cr in compiled
+            if cr.rule.level != "recipe" and ("lr" in cr.set_values or cr.rule.reference_model is not None)
+        }
+        self.recipe_groups: dict[tuple[str, str | None], list[RecipeEntry]] = {}
+        for e in self.recipes.values():
+            self.recipe_groups.setdefault((e.recipe.config.optimizer, e.family), []).append(e)
 
     # ------------------------------------------------------------------ look-ups
     def valid(self, kind: str) -> list[str]:
@@ -464,6 +492,9 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
     version = str(raw_principles.get("rulebook", {}).get("version", "0"))
 
     diagnosis = _load_diagnosis(raw_principles)
+    if not isinstance(raw_principles.get("matching"), dict):
+        raise RulebookError("principles.toml", None, "matching", "missing [matching] table")
+    matching: MatchingCosts = _validate(MatchingCosts, raw_principles["matching"], "principles.toml", "matching", 0)
 
     symptoms: list[Symptom] = []
     contexts: list[SymptomContext] = []
@@ -510,6 +541,7 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
         symptom_contexts=contexts,
         bibliography=bibliography,
         recipes=recipe_entries,
+        matching=matching,
     )
 
 

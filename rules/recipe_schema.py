@@ -51,7 +51,7 @@ class RecipeJob(_Strict):
     domain: Name
     phase: Literal["pretraining", "fine_tuning", "from_scratch"]
     rl_method: Literal["value_based", "policy_based"] | None = None
-    data: list[Name] = []
+    data: list[Name] = Field(default_factory=list)
     goal: Name | None = None
     num_parameters: Annotated[int, Field(ge=1, le=10**13)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=2**26)] | None = None

@@ -8,15 +8,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "EMA",
+    "AdaptedValue",
     "Alternative",
     "AvoidEntry",
     "Clipping",
     "LRScaling",
     "MemoryEstimate",
+    "NearRecipe",
     "OptimizerChoice",
     "ParamGroup",
     "Phase",
     "RationaleEntry",
+    "RecipeInfo",
     "Recommendation",
     "RulebookInfo",
     "ScheduleSpec",
@@ -34,13 +37,19 @@ class OptimizerChoice(_Out):
 
 
 class ScheduleSpec(_Out):
-    name: Literal["constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts"]
+    name: Literal[
+        "constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts", "inverse_sqrt", "poly"
+    ]
     warmup_steps: int | None = Field(description="Linear warmup steps; null when total_steps is unknown.")
     warmup_ratio: float = Field(description="Warmup as a fraction of total steps (0 = none).")
     total_steps: int | None
     milestones: list[int] | None = None
     milestone_fractions: list[float] | None = None
     gamma: float | None = None
+    final_lr_fraction: float | None = Field(
+        default=None, description="cosine / linear / poly / exponential decay ends at this fraction of the peak lr."
+    )
+    power: float | None = Field(default=None, description="poly: lr x (1 - t/T) ** power.")
 
 
 class LRScaling(_Out):
@@ -107,6 +116,9 @@ class RationaleEntry(_Out):
 
 
 class MemoryEstimate(_Out):
+    """Bytes of the whole job (``*_bytes``) and of one device (``per_device_bytes``, compared with
+    ``device_memory_bytes`` for ``fits``): sharded parts (``sharded``) are split over ``num_devices``."""
+
     state_multiplier: float
     optimizer_state_bytes: int | None
     parameter_bytes: int | None = None
@@ -115,6 +127,13 @@ class MemoryEstimate(_Out):
     device_memory_bytes: int | None = None
     budget_multiplier: float | None = None
     fits: bool | None = None
+    per_device_bytes: int | None = None
+    master_weight_bytes: int | None = None
+    num_devices: int = 1
+    sharded: list[str] = Field(default=[], description="Parts split over the devices: state, grads, weights.")
+    #: bytes one optimizer-state value of one parameter costs one device (for re-costing another optimizer)
+    state_value_bytes_per_device: float | None = None
+    parameters: int | None = None
 
 
 class Phase(_Out):
@@ -134,6 +153,38 @@ class TuningHint(_Out):
     scale: Literal["log", "linear"]
     why: str
     source: str
+
+
+class AdaptedValue(_Out):
+    """A value of the recipe carried to the caller's job, and why it changed."""
+
+    field: str
+    from_: Any = Field(alias="from", serialization_alias="from")
+    to: Any
+    why: str
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+
+class NearRecipe(_Out):
+    id: str
+    title: str
+    distance: float
+    optimizer: str
+
+
+class RecipeInfo(_Out):
+    """The published recipe the answer is based on, how near it is, and what was carried to your job."""
+
+    id: str
+    title: str
+    source: str = Field(description="The citation: paper or official config, and where in it.")
+    distance: float = Field(description="How far its job is from yours (0 = the same job; see GET /rules).")
+    table_distance: float = Field(description="How far the seed table's row is; the recipe is nearer.")
+    adapted: list[AdaptedValue]
+    nearest: list[NearRecipe] = Field(default=[], description="The next-nearest recipes.")
 
 
 class RulebookInfo(_Out):
@@ -162,3 +213,4 @@ class Recommendation(_Out):
     notes: list[str]
     profile: dict[str, Any] = Field(description="The validated profile this answers, as understood.")
     rulebook: RulebookInfo
+    recipe: RecipeInfo | None = Field(default=None, description="The published recipe it is based on, if any.")

@@ -105,6 +105,8 @@ class TrainSettings(_Strict):
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
     short_warmup: bool | None = None
     lr_range: tuple[float, float] | None = None
+    #: the optimizers ``lr_range`` was stated for (default: any)
+    lr_range_optimizers: tuple[Name, ...] | None = None
     #: max gradient norm; 0 says the job trains without clipping (a recipe that states so)
     clip_norm: float | None = Field(default=None, ge=0)
     ema_decay: float | None = Field(default=None, gt=0, lt=1)
@@ -265,6 +267,33 @@ class TuningParam(_Strict):
     why: str
 
 
+class MatchingCosts(_Strict):
+    """How far a recipe's job is from the caller's, facet by facet (principles.toml ``[matching]``)."""
+
+    architecture_generic: float = Field(ge=0)
+    architecture_sibling: float = Field(ge=0)
+    architecture_unknown: float = Field(ge=0)
+    domain_mismatch: float = Field(ge=0)
+    domain_unknown: float = Field(ge=0)
+    phase_mismatch: float = Field(ge=0)
+    phase_near: float = Field(ge=0)
+    phase_unknown: float = Field(ge=0)
+    phase_unstated_fine_tuning: float = Field(ge=0)
+    parameters_decade: float = Field(ge=0)
+    parameters_unknown: float = Field(ge=0)
+    dataset_decade: float = Field(ge=0)
+    dataset_unknown: float = Field(ge=0)
+    data_trait: float = Field(ge=0)
+    data_unknown: float = Field(ge=0)
+    steps_decade: float = Field(ge=0)
+    steps_unknown: float = Field(ge=0)
+    batch_decade: float = Field(ge=0)
+    batch_unknown: float = Field(ge=0)
+    max_distance: float = Field(gt=0)
+    margin: float = Field(ge=0)
+    source: Source
+
+
 class Principles(_Strict):
     """Numbers of 004 §6.2-§6.4 and the engine's stated thresholds."""
 
@@ -277,7 +306,8 @@ class Principles(_Strict):
     small_model_max: int = Field(ge=1)
     large_model_min: int = Field(ge=1)
     reference_device_memory_gb: float = Field(gt=0)
-    bytes_per_state_value: int = Field(ge=1)
+    bytes_per_state_value: int = Field(ge=2)
+    bytes_8bit_state: int = Field(ge=1)
     newton_max_parameters: int = Field(ge=1)
     default_clip_norm: float = Field(gt=0)
     step_milestones: tuple[float, ...]
@@ -290,6 +320,11 @@ class Principles(_Strict):
     size_scaling_exponent: float = Field(ge=0, le=1)
     size_scaling_max_factor: float = Field(ge=1)
     horizon_scaling_exponent: float = Field(ge=0, le=1)
+    #: the optimizers and architecture families each law was measured on (it applies to those only)
+    size_scaling_optimizers: tuple[Name, ...]
+    size_scaling_architectures: tuple[Name, ...]
+    horizon_scaling_optimizers: tuple[Name, ...]
+    horizon_scaling_architectures: tuple[Name, ...]
     switch_fraction: float = Field(gt=0, lt=1)
     tuning: list[TuningParam]
     sources: dict[str, Source]

@@ -40,7 +40,7 @@ class SourceEntry(_Strict):
     repository: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
     path: str | None = None
     #: how the knowledge base cites it after "external: " ("He et al. 2016"); seeds are cited by their id
-    cite_as: list[str] = []
+    cite_as: list[str] = Field(default_factory=list)
     note: str | None = None
 
     @model_validator(mode="after")

@@ -81,6 +81,8 @@ DOMAIN_WORKLOADS: dict[str, str] = {
     "tabular": "mlp",
     "recommender": "recommender",
     "reinforcement_learning": "dqn",
+    "speech": "transformer_lm",
+    "generative": "gan",
 }
 
 #: The workload when the profile names neither an architecture nor a domain.

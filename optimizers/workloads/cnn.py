@@ -51,7 +51,10 @@ class ResidualCNN(DigitsWorkload):
     name: ClassVar[str] = "cnn"
     family: ClassVar[str] = "cnn"
     description: ClassVar[str] = "residual CNN (BatchNorm, skip connections) classifying scikit-learn's digits"
-    architectures: ClassVar[tuple[str, ...]] = ("resnet", "efficientnet", "yolo", "mask_rcnn", "cnn")
+    architectures: ClassVar[tuple[str, ...]] = (
+        "resnet", "efficientnet", "yolo", "mask_rcnn", "cnn", "convnext", "mobilenet", "vgg", "wide_resnet",
+        "densenet", "simclr", "moco", "byol", "retinanet",
+    )  # fmt: skip
 
     def build_model(self) -> nn.Module:
         return seeded_model(

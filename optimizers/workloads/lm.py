@@ -91,8 +91,11 @@ class CharLM(Workload):
     name: ClassVar[str] = "transformer_lm"
     family: ClassVar[str] = "transformer_lm"
     description: ClassVar[str] = "causal character-level transformer LM on Python standard-library source"
-    architectures: ClassVar[tuple[str, ...]] = ("gpt", "bert", "t5", "transformer")
-    domains: ClassVar[tuple[str, ...]] = ("nlp", "llm")
+    architectures: ClassVar[tuple[str, ...]] = (
+        "gpt", "bert", "t5", "transformer", "roberta", "albert", "electra", "bart", "llama", "wav2vec2", "whisper",
+        "conformer",
+    )  # fmt: skip
+    domains: ClassVar[tuple[str, ...]] = ("nlp", "llm", "speech")
     supported_traits: ClassVar[frozenset[str]] = frozenset({"variable_length_sequences", "noisy"})
     metric_name: str = "perplexity"
     higher_is_better: bool = False

@@ -37,7 +37,7 @@ class TabularMLP(InMemoryWorkload):
     name: ClassVar[str] = "mlp"
     family: ClassVar[str] = "mlp"
     description: ClassVar[str] = "MLP on scikit-learn's diabetes data: regression, or a rare-outcome classifier"
-    architectures: ClassVar[tuple[str, ...]] = ("mlp",)
+    architectures: ClassVar[tuple[str, ...]] = ("mlp", "tabnet", "ft_transformer")
     domains: ClassVar[tuple[str, ...]] = ("tabular",)
     supported_traits: ClassVar[frozenset[str]] = frozenset(
         {"high_dimensional", "noisy", "imbalanced", "sparse_features"}

@@ -51,7 +51,9 @@ class EmbeddingRecommender(Workload):
     name: ClassVar[str] = "recommender"
     family: ClassVar[str] = "recommender"
     description: ClassVar[str] = "user/item embeddings + MLP tower predicting clicks on Zipf-popular synthetic items"
-    architectures: ClassVar[tuple[str, ...]] = ("embedding",)
+    architectures: ClassVar[tuple[str, ...]] = (
+        "embedding", "dlrm", "ncf", "two_tower", "wide_and_deep", "deepfm", "sasrec",
+    )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("recommender",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"sparse_features", "imbalanced"})
     metric_name: str = "auc"

@@ -59,7 +59,9 @@ class SequenceRNN(Workload):
     name: ClassVar[str] = "rnn"
     family: ClassVar[str] = "rnn"
     description: ClassVar[str] = "LSTM/GRU forecasting a synthetic seasonal series one step ahead"
-    architectures: ClassVar[tuple[str, ...]] = ("lstm", "gru", "rnn")
+    architectures: ClassVar[tuple[str, ...]] = (
+        "lstm", "gru", "rnn", "deepspeech", "tacotron", "deepar", "nbeats", "informer", "patchtst", "tft",
+    )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("time_series",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"non_stationary", "variable_length_sequences", "noisy"})
     metric_name: str = "mse"

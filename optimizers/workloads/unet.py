@@ -66,7 +66,7 @@ class TinyUNet(Workload):
     name: ClassVar[str] = "unet"
     family: ClassVar[str] = "segmentation"
     description: ClassVar[str] = "two-level U-Net segmenting synthetic circles and rectangles on noise"
-    architectures: ClassVar[tuple[str, ...]] = ("unet",)
+    architectures: ClassVar[tuple[str, ...]] = ("unet", "nnunet", "deeplab", "segformer", "ddpm", "latent_diffusion")
     domains: ClassVar[tuple[str, ...]] = ("computer_vision",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"noisy", "imbalanced"})
     metric_name: str = "iou"

@@ -42,7 +42,7 @@ class TinyViT(DigitsWorkload):
     name: ClassVar[str] = "vit"
     family: ClassVar[str] = "vit"
     description: ClassVar[str] = "vision transformer (patches + transformer encoder) classifying scikit-learn's digits"
-    architectures: ClassVar[tuple[str, ...]] = ("vit",)
+    architectures: ClassVar[tuple[str, ...]] = ("vit", "deit", "swin", "mae", "dino", "clip", "detr", "dit")
 
     def build_model(self) -> nn.Module:
         patch = max(2, self.resolution // 8)

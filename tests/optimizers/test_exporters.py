@@ -140,7 +140,7 @@ TIMM_KWARGS = {
 
 #: which catalog optimizers each format can run (the rest must raise ExportError naming them)
 HF_CAN = {"sgd", "sgd_momentum", "nag", "adagrad", "rmsprop", "adam", "adamw", "adafactor", "lion"}
-HF_SCHEDULES = {"constant", "linear", "cosine"}
+HF_SCHEDULES = {"constant", "linear", "cosine", "inverse_sqrt", "poly"}
 TIMM_CAN = {
     "sgd", "sgd_momentum", "nag", "adagrad", "rmsprop", "adam", "adamw", "adamax", "nadam", "radam", "lamb",
     "adafactor", "lion", "ranger", "muon",
@@ -190,9 +190,10 @@ def _catalog_rec(name: str) -> Recommendation:
     return _with(BASE, optimizer=OptimizerChoice(name=name, hyperparameters=hp), param_groups=groups)
 
 
-def _schedule(name: str, *, total: int | None, warmup: bool) -> ScheduleSpec:
+def _schedule(name: str, *, total: int | None, warmup: bool, **fields: Any) -> ScheduleSpec:
     ratio = 0.1 if warmup else 0.0
     return ScheduleSpec(
+        **fields,
         name=name,  # type: ignore[arg-type]
         warmup_steps=None if total is None else round(total * ratio),
         warmup_ratio=ratio,
@@ -203,7 +204,17 @@ def _schedule(name: str, *, total: int | None, warmup: bool) -> ScheduleSpec:
     )
 
 
-SCHEDULE_NAMES = ["constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts"]
+SCHEDULE_NAMES = [
+    "constant",
+    "step",
+    "cosine",
+    "linear",
+    "exponential",
+    "one_cycle",
+    "cosine_restarts",
+    "inverse_sqrt",
+    "poly",
+]
 SCHEDULE_CASES = [(name, total, warmup) for name in SCHEDULE_NAMES for total in (40, None) for warmup in (False, True)]
 
 
@@ -300,6 +311,10 @@ def _check_hf(rec: Recommendation, kw: dict[str, Any]) -> None:
             rec.schedule.warmup_steps is None and rec.schedule.warmup_ratio > 0
         )
         assert kw["lr_scheduler_type"] == ("constant_with_warmup" if has_warmup else "constant")
+    elif rec.schedule.name == "poly" or (rec.schedule.name == "linear" and rec.schedule.final_lr_fraction):
+        assert kw["lr_scheduler_type"] == "polynomial"
+    elif rec.schedule.name == "cosine" and rec.schedule.final_lr_fraction:
+        assert kw["lr_scheduler_type"] == "cosine_with_min_lr"
     else:
         assert kw["lr_scheduler_type"] == rec.schedule.name
 
@@ -572,6 +587,56 @@ def test_torch_code_every_schedule(schedule: str, total: int | None, warmup: boo
     namespace = _run_torch_code(rec, steps=12)
     if schedule == "step" and total and not warmup:
         assert namespace["scheduler"].milestones == {20: 1, 30: 1}
+
+
+#: schedule shapes of the published recipes: (name, extra ScheduleSpec fields)
+SHAPES = [
+    ("cosine", {"final_lr_fraction": 0.1}),
+    ("linear", {"final_lr_fraction": 0.1}),
+    ("poly", {"power": 0.9}),
+    ("poly", {"power": 2.0, "final_lr_fraction": 0.05}),
+    ("inverse_sqrt", {}),
+    ("exponential", {"final_lr_fraction": 0.2}),
+]
+
+
+@pytest.mark.parametrize("warmup", [False, True], ids=["no-warmup", "warmup"])
+@pytest.mark.parametrize(("name", "fields"), SHAPES, ids=[f"{n}-{sorted(f.items())}" for n, f in SHAPES])
+def test_torch_code_schedule_is_the_built_curve(name: str, fields: dict[str, Any], warmup: bool) -> None:
+    """The snippet's scheduler and build()'s give the same lr at every step."""
+    import torch
+
+    from optirec.optimizers import build_scheduler
+
+    spec = _schedule(name, total=40, warmup=warmup, **fields)
+    if name == "exponential":
+        spec = spec.model_copy(update={"gamma": None})
+    rec = _with(RECS["arch-resnet"], schedule=spec)
+    namespace = _run_torch_code(rec, steps=0)
+    snippet_opt, snippet_sched = namespace["optimizer"], namespace["scheduler"]
+    built_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=snippet_opt.defaults["lr"])
+    built_sched = build_scheduler(built_opt, spec)
+    for step in range(40):
+        assert snippet_opt.param_groups[0]["lr"] == pytest.approx(built_opt.param_groups[0]["lr"], rel=1e-9), step
+        snippet_opt.step()
+        snippet_sched.step()
+        built_opt.step()
+        built_sched.step()
+
+
+def test_hf_schedule_kwargs_for_recipe_shapes() -> None:
+    bert = RECS["arch-bert"]
+    kw = to_hf(_with(bert, schedule=_schedule("cosine", total=100, warmup=True, final_lr_fraction=0.1)))
+    assert kw["lr_scheduler_type"] == "cosine_with_min_lr" and kw["lr_scheduler_kwargs"] == {"min_lr_rate": 0.1}
+    kw = to_hf(_with(bert, schedule=_schedule("linear", total=100, warmup=True, final_lr_fraction=0.1)))
+    lr = bert.optimizer.hyperparameters["lr"]
+    assert kw["lr_scheduler_type"] == "polynomial"
+    assert kw["lr_scheduler_kwargs"] == {"power": 1.0, "lr_end": pytest.approx(0.1 * lr)}
+    kw = to_hf(_with(bert, schedule=_schedule("poly", total=100, warmup=False, power=0.9)))
+    assert kw["lr_scheduler_type"] == "polynomial" and kw["lr_scheduler_kwargs"] == {"power": 0.9, "lr_end": 0.0}
+    assert to_hf(_with(bert, schedule=_schedule("inverse_sqrt", total=100, warmup=True)))["lr_scheduler_type"] == (
+        "inverse_sqrt"
+    )
 
 
 def test_torch_code_wrappers_compose_their_base() -> None:

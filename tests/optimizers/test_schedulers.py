@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from optirec.optimizers import SCHEDULES, BuildError, build_scheduler
-from optirec.optimizers.schedulers import RESTART_FIRST_CYCLE, WARMUP_START_FACTOR
+from optirec.optimizers.schedulers import INVERSE_SQRT_TIMESCALE, RESTART_FIRST_CYCLE, WARMUP_START_FACTOR
 from optirec.rules.recommendation import ScheduleSpec
 
 LR = 0.1
@@ -48,10 +48,16 @@ def _main(name: str, k: int, main_steps: int, total: int, warmup: int, **extra: 
     """The post-warmup curve at k steps after the warmup (``main_steps`` = total - warmup)."""
     if name == "constant":
         return LR
+    final = extra.get("final", 0.0)
     if name == "cosine":
-        return LR * (1 + math.cos(math.pi * k / main_steps)) / 2
+        return LR * (final + (1 - final) * (1 + math.cos(math.pi * k / main_steps)) / 2)
     if name == "linear":
-        return LR * (1 - min(k, main_steps) / main_steps)
+        return LR * (final + (1 - final) * (1 - min(k, main_steps) / main_steps))
+    if name == "poly":
+        return LR * (final + (1 - final) * (1 - min(k, main_steps) / main_steps) ** extra.get("power", 1.0))
+    if name == "inverse_sqrt":
+        timescale = warmup if warmup > 0 else INVERSE_SQRT_TIMESCALE
+        return LR * math.sqrt(timescale / (timescale + k))
     if name == "exponential":
         gamma = extra.get("gamma", 0.01 ** (1 / main_steps))  # by default: down to 1% of the peak at the end
         return LR * gamma**k
@@ -115,8 +121,48 @@ WARMUPS = {
 }
 
 
-def test_schedule_names_are_the_seven() -> None:
-    assert set(SCHEDULES) == {"constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts"}
+def test_schedule_names_are_the_nine() -> None:
+    assert set(SCHEDULES) == {
+        "constant",
+        "step",
+        "cosine",
+        "linear",
+        "exponential",
+        "one_cycle",
+        "cosine_restarts",
+        "inverse_sqrt",
+        "poly",
+    }
+
+
+@pytest.mark.parametrize("warmup_case", list(WARMUPS), ids=list(WARMUPS))
+@pytest.mark.parametrize(
+    ("name", "fields"),
+    [
+        ("cosine", {"final_lr_fraction": 0.1}),
+        ("linear", {"final_lr_fraction": 0.1}),
+        ("poly", {"power": 0.9}),
+        ("poly", {"power": 2.0, "final_lr_fraction": 0.05}),
+    ],
+    ids=["cosine-to-10pct", "linear-to-10pct", "poly-0.9", "poly-2-to-5pct"],
+)
+def test_decay_to_a_final_fraction_follows_closed_form(name: str, fields: dict[str, Any], warmup_case: str) -> None:
+    kwargs, spec_fields, warmup = WARMUPS[warmup_case]
+    actual = _curve(_spec(name, **spec_fields, **fields), TOTAL + 1, **kwargs)
+    extra = {"final": fields.get("final_lr_fraction", 0.0), "power": fields.get("power", 1.0)}
+    _assert_curve(actual[:TOTAL], expected_curve(name, TOTAL, warmup, **extra), f"{name}/{warmup_case}")
+    assert actual[TOTAL] == pytest.approx(LR * extra["final"], abs=1e-12)  # ends at the fraction of the peak
+
+
+def test_a_final_fraction_is_of_each_groups_own_peak() -> None:
+    """Layer-wise lrs: every group decays to the fraction of its own lr, not to one absolute floor."""
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD([{"params": [params[0]], "lr": 1.0}, {"params": [params[1]], "lr": 0.01}])
+    scheduler = build_scheduler(optimizer, _spec("cosine", final_lr_fraction=0.1), total_steps=10)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.1, 0.001])
 
 
 @pytest.mark.parametrize("warmup_case", list(WARMUPS), ids=list(WARMUPS))
