@@ -76,8 +76,8 @@ def job_profiles(count: int, seed: int = 0) -> list[dict[str, Any]]:
         if rng.random() < 0.85:
             arch = book.terms["architecture"][rng.choice(options["architecture"])]
             p["architecture"] = arch.name
-            if rng.random() < 0.6 and arch.family:
-                p["domain"] = family_domain[arch.family]
+            if rng.random() < 0.6 and (arch.domain or arch.family in family_domain):
+                p["domain"] = arch.domain or family_domain[arch.family]
         elif rng.random() < 0.7:
             p["domain"] = rng.choice(options["domain"])
         if rng.random() < 0.4:

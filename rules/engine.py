@@ -26,14 +26,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
+from typing import Any
 
 from . import training_plan as plan
+from .construct import new as _new
 from .loader import CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
-from .matching import Candidate, JobFacts, nearest
+from .matching import Candidate, JobFacts, job_key, nearest
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
 from .recipes import RecipeEntry
@@ -57,35 +56,14 @@ from .recommendation import (
 
 __all__ = ["derive_hyperparameters", "recommend"]
 
-_M = TypeVar("_M", bound=BaseModel)
 
 _RELAXABLE = frozenset({"family", "rl_method", "architecture"})
 _MAX_ALTERNATIVES = 3
 _CACHE_LIMIT = 50_000  # memoized decisions and search spaces per rulebook before the memo is cleared
+_NO_TABLE = Candidate(None, 0.0)
+_NONE: frozenset[str] = frozenset()  # no recipe could be near: the row's distance is not computed
 #: the phase a goal implies when the profile states none (004 §2.5: zero-shot ability comes from pre-training)
 _GOAL_PHASE = {"fine_tuning": "fine_tuning", "transfer_learning": "fine_tuning", "zero_shot": "pretraining"}
-
-
-def _new(cls: type[_M], **values: Any) -> _M:
-    """Build an output model from values the engine already guarantees (no re-validation).
-
-    The same as ``cls.model_construct(**values)`` for a model whose every field is given, at a
-    fraction of the cost; tests round-trip every answer through ``model_validate``.
-    """
-    obj = _object_new(cls)
-    _set_attr(obj, "__dict__", values)
-    _set_fields_set(obj, set(values))
-    _set_extra(obj, None)
-    _set_private(obj, None)
-    return obj
-
-
-# BaseModel's slots, set through their descriptors (``_new`` runs about ten times per recommendation)
-_object_new = object.__new__
-_set_attr = object.__setattr__
-_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _copy(values: dict[str, Any]) -> dict[str, Any]:
@@ -102,10 +80,6 @@ def _relative_score(score: float, top: float) -> float:
     if score <= 0 or top <= 0:
         return 0.0
     return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
-
-
-def _log(x: float | None) -> float | None:
-    return None if x is None or x <= 0 else math.log10(x)
 
 
 @dataclass(slots=True)
@@ -304,7 +278,7 @@ class _Run:
         self.pr = book.principles
         self.exclude = exclude
         self.warnings: list[str] = []
-        self.notes: list[str] = list(p._readings)
+        self.notes: list[str] = list((p.__pydantic_private__ or {}).get("_readings", ()))
         self.memory: MemoryPlan = plan_memory(p, self.pr)
         self.budget = self.memory.budget
         self.soft_pressure = self.memory.soft_pressure
@@ -313,6 +287,7 @@ class _Run:
         arch = book.terms["architecture"].get(p.architecture) if p.architecture else None
         self.arch_family = arch.family if arch else None
         self.arch_domain = arch.domain if arch else None
+        self.arch_parent = arch.parent if arch else None
         domain = book.terms["domain"].get(p.domain) if p.domain else None
         #: the architecture family the lr laws check: the architecture's, else the one the domain implies (llm)
         self.law_family = self.arch_family or (domain.family if domain else None)
@@ -375,6 +350,10 @@ class _Run:
             return p.epochs * math.ceil(p.dataset_size / batch)
         return None
 
+    def _job_key(self) -> frozenset[tuple[str, object]]:
+        values = self.p.__dict__
+        return job_key({k: v for k in self.p.model_fields_set if (v := values[k]) is not None and v != []})
+
     def _batch(self) -> int | None:
         """The batch in samples: stated, or batch tokens over the sequence length."""
         p = self.p
@@ -390,20 +369,33 @@ class _Run:
         book, p = self.book, self.p
         costs = book.matching
         assert costs is not None
-        row = next((book.table_jobs[cr.rank] for cr in reversed(matched) if cr.rank in book.table_jobs), None)
+        domain = p.domain or self.arch_domain
+        if not book.recipe_index.any_for(self.arch_family, domain):
+            return None, _NO_TABLE, []
+        jobs = book.table_jobs
+        row = None
+        for cr in reversed(matched):  # the most specific row that describes a job
+            if cr.rank in jobs:
+                row = jobs[cr.rank]
+                break
+        batch = self._batch()
+        steps = self._total_steps(batch)
+        n, size = p.num_parameters, p.dataset_size
         facts = JobFacts(
             architecture=p.architecture,
             family=self.arch_family,
             generic=p.architecture in book.generic_architectures if p.architecture else True,
-            domain=p.domain or self.arch_domain,
+            parent=self.arch_parent,
+            domain=domain,
+            related=book.recipe_index.related_domains.get(domain or "", _NONE),
             phase=self._phase(),
-            log_parameters=_log(p.num_parameters),
-            log_dataset=_log(p.dataset_size),
-            log_steps=_log(self._total_steps(self._batch())),
-            log_batch=_log(self._batch()),
-            data=frozenset(p.data),
+            log_parameters=math.log10(n) if n else None,
+            log_dataset=math.log10(size) if size else None,
+            log_steps=math.log10(steps) if steps else None,
+            log_batch=math.log10(batch) if batch else None,
+            data=frozenset(p.data) if p.data else _NONE,
         )
-        table, found = nearest(book.recipe_index, costs, facts, row, self.exclude)
+        table, found = nearest(book.recipe_index, costs, facts, row, self.exclude, key=self._job_key)
         best = found[0] if found else None
         if best is not None and best.entry is not None and best.distance + costs.margin <= table.distance:
             return best.entry, table, found
@@ -446,12 +438,14 @@ class _Run:
         hp = _copy(decision.hyperparameters)
         lr_rule = decision.lr_rule
         train = _copy(decision.train)
-        batch = self._batch() if self._batch() is not None else train.get("batch_size")
+        batch = self._batch()
+        if batch is None:
+            batch = train.get("batch_size")
         total = self._total_steps(batch)
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
-        schedule = plan.schedule(_new, book, spec.schedule, spec.warmup, train, total, self.notes)
+        schedule = plan.schedule(book, spec.schedule, spec.warmup, train, total, self.notes)
         for flag, note in plan.TRAIN_NOTES:
             if train.get(flag):
                 self.notes.append(note)
@@ -459,7 +453,6 @@ class _Run:
         clipping = _new(Clipping, max_norm=clip) if clip else None
         ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
         param_groups = plan.param_groups(
-            _new,
             book,
             chosen,
             hp,
@@ -475,7 +468,6 @@ class _Run:
         ]
         search_space, tuning = self._search_space(chosen, hp, batch, train)
         phases = plan.phases(
-            _new,
             book,
             p,
             chosen,
@@ -486,7 +478,7 @@ class _Run:
             self.notes,
         )
         profile_echo = {
-            k: (list(v) if isinstance(v, list) else v) for k, v in p.__dict__.items() if v is not None and v != []
+            k: (list(v) if v.__class__ is list else v) for k, v in p.__dict__.items() if v is not None and v != []
         }
         if facts.inferred:
             profile_echo["inferred_data"] = facts.inferred
@@ -847,7 +839,7 @@ class _Run:
         if hints is None:
             if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
                 cache.clear()
-            hints = cache[key] = plan.tuning_hints(_new, self.book, *args)
+            hints = cache[key] = plan.tuning_hints(self.book, *args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)
 
     def _rationale(

@@ -37,7 +37,15 @@ from .schema import (
 )
 from .sources import Bibliography
 
-__all__ = ["DATA_DIR", "LEVEL_WEIGHTS", "Rulebook", "default_rulebook", "load_rulebook", "normalize"]
+__all__ = [
+    "DATA_DIR",
+    "LEVEL_WEIGHTS",
+    "Rulebook",
+    "check_citations",
+    "default_rulebook",
+    "load_rulebook",
+    "normalize",
+]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -262,9 +270,11 @@ class Rulebook:
         arch_terms = self.terms["architecture"]
         self.generic_architectures = frozenset(t.name for t in arch_terms.values() if t.name == t.family)
         family_of = {t.name: t.family for t in arch_terms.values()}
-        self.recipe_index = RecipeIndex(self.recipes.values(), self.generic_architectures)
+        self.parent_of: dict[str, str | None] = {t.name: t.parent for t in arch_terms.values()}
+        related = {t.name: frozenset(t.related) for t in self.terms["domain"].values()}
+        self.recipe_index = RecipeIndex(self.recipes.values(), self.generic_architectures, self.parent_of, related)
         self.table_jobs: dict[int, TableJob] = {
-            cr.rank: table_job(cr.rule, family_of, self.generic_architectures)
+            cr.rank: table_job(cr.rule, family_of, self.generic_architectures, self.parent_of)
             for cr in compiled
             if cr.rule.level != "recipe" and ("lr" in cr.set_values or cr.rule.reference_model is not None)
         }
@@ -441,6 +451,14 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
             seen.add(t.name)
     families = {t.family for t in vocabulary["architecture"] if t.family}
     domains = {t.name for t in vocabulary["domain"]}
+    archs = {t.name for t in vocabulary["architecture"]}
+    for t in vocabulary["architecture"]:
+        if t.parent is not None and t.parent not in archs:
+            raise RulebookError("vocabulary.toml", t.name, "parent", f"unknown architecture {t.parent!r}")
+    for t in vocabulary["domain"]:
+        for other in t.related:
+            if other not in domains:
+                raise RulebookError("vocabulary.toml", t.name, "related", f"unknown domain {other!r}")
     for t in vocabulary["architecture"]:
         if t.domain is not None and t.domain not in domains:
             from .errors import suggest
@@ -543,6 +561,52 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
         recipes=recipe_entries,
         matching=matching,
     )
+
+
+def _citations(book: Rulebook) -> Iterable[tuple[str, str, str, str]]:
+    """Every citation the knowledge base makes: (file, entry, field, citation)."""
+    for rid, rule in book.rules.items():
+        file = book.rule_files[rid]
+        yield file, rid, "source", rule.source
+        if rule.reference_model is not None:
+            yield file, rid, "reference_model.source", rule.reference_model.source
+    for name, spec in book.optimizers.items():
+        for i, src in enumerate(spec.sources):
+            yield "optimizers.toml", name, f"sources[{i}]", src
+        for key, src in spec.defaults_sources.items():
+            yield "optimizers.toml", name, f"defaults_sources.{key}", src
+        if spec.convergence_relative is not None:
+            yield "optimizers.toml", name, "convergence_relative.source", spec.convergence_relative.source
+    for key, src in book.principles.sources.items():
+        yield "principles.toml", "principles", f"sources.{key}", src
+    if book.diagnosis is not None:
+        for key, src in book.diagnosis.sources.items():
+            yield "principles.toml", "diagnosis", f"sources.{key}", src
+    if book.matching is not None:
+        yield "principles.toml", "matching", "source", book.matching.source
+    for kind, terms in book.vocabulary.items():
+        for term in terms:
+            yield "vocabulary.toml", f"{kind}.{term.name}", "source", term.source
+    for symptom in book.symptoms.values():
+        yield "symptoms.toml", symptom.id, "source", symptom.source
+    for context in book.symptom_contexts:
+        yield "symptoms.toml", context.id, "source", context.source
+    for fact in book.facts:
+        yield "facts.toml", fact.id, "source", fact.source
+
+
+def check_citations(book: Rulebook) -> None:
+    """Every citation resolves to entries of sources.toml; raises RulebookError naming the first that does not."""
+    from .errors import suggest
+
+    bib = book.bibliography
+    for file, entry, field_name, citation in _citations(book):
+        if bib.resolve(citation) is None:
+            part = bib.unresolved_part(citation) or citation
+            spellings = [s for e in bib.entries.values() for s in e.cite_as]
+            hint = suggest(part.removeprefix("external: ")[:40], spellings)
+            extra = f" (did you mean {hint!r}?)" if hint else ""
+            raise RulebookError(file, entry, field_name, f"{part[:80]!r} names no source in sources.toml{extra}")
 
 
 @cache

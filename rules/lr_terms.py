@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from .construct import new
 from .loader import CompiledRule, Rulebook
 from .profile import Profile
 from .recipes import RecipeEntry
@@ -272,7 +273,8 @@ def scale_lr(
             lr = clamped
     if "lr" in hp:
         hp["lr"] = float(f"{lr:.6g}")
-    return LRScaling(
+    return new(
+        LRScaling,
         rule=rule,
         base_lr=float(f"{base_lr:.6g}"),
         base_batch_size=ref,

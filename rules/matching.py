@@ -14,25 +14,27 @@ starts from pretrained weights, which a profile must say it has.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .recipes import RecipeEntry
 from .schema import MatchingCosts, Rule
 
-__all__ = ["Candidate", "JobFacts", "RecipeIndex", "TableJob", "nearest"]
+__all__ = ["Candidate", "JobFacts", "RecipeIndex", "TableJob", "distance_parts", "job_key", "nearest", "table_job"]
 
 _FINE = "fine_tuning"
 
 
-@dataclass(frozen=True, slots=True)
-class JobFacts:
-    """The profile's job, as matching compares it."""
+class JobFacts(NamedTuple):
+    """The profile's job, as matching compares it (a tuple: built once per recommendation)."""
 
     architecture: str | None
     family: str | None
     generic: bool  # the architecture is a generic family name (cnn, transformer, ...)
+    parent: str | None  # the architecture it was derived from (vocabulary ``parent``)
     domain: str | None  # stated, else the architecture's usual domain
+    related: frozenset[str]  # domains related to it (vocabulary ``related``)
     phase: str | None  # stated or implied by the goal
     log_parameters: float | None
     log_dataset: float | None
@@ -49,20 +51,21 @@ class TableJob:
     architecture: str | None
     family: str | None
     generic: bool
+    parent: str | None
     domain: frozenset[str] | None
     phase: str | None
     log_parameters: float | None
     log_steps: float | None
     log_batch: float | None
+    log_dataset: float | None = None  # rows state no data set
+    data: frozenset[str] | None = None  # ... nor data traits
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A recipe (or the table row, ``entry`` None) with its distance and what it is made of."""
+class Candidate(NamedTuple):
+    """A recipe (or the table row, ``entry`` None) with its distance (:func:`distance_parts` explains it)."""
 
     entry: RecipeEntry | None
     distance: float
-    parts: tuple[tuple[str, float], ...]
 
 
 def _log(x: float | None) -> float | None:
@@ -74,8 +77,11 @@ class _Point:
     """A recipe's job with its logs precomputed."""
 
     entry: RecipeEntry
+    rid: str
     architecture: str
     family: str | None
+    generic: bool
+    parent: str | None
     domain: str
     phase: str
     log_parameters: float | None
@@ -83,21 +89,43 @@ class _Point:
     log_steps: float | None
     log_batch: float | None
     data: frozenset[str]
+    #: the job as profile items: a profile equal to it is this recipe's own job
+    key: frozenset[tuple[str, object]]
+
+
+def job_key(profile: dict[str, object]) -> frozenset[tuple[str, object]]:
+    """A profile's items, hashable (lists as tuples)."""
+    return frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in profile.items())
 
 
 class RecipeIndex:
     """The recipes by family and by domain, built once per rulebook."""
 
-    def __init__(self, entries: Iterable[RecipeEntry], generic: frozenset[str]) -> None:
+    def __init__(
+        self,
+        entries: Iterable[RecipeEntry],
+        generic: frozenset[str],
+        parent_of: dict[str, str | None],
+        related_domains: dict[str, frozenset[str]] | None = None,
+    ) -> None:
         self.generic = generic
+        #: domain -> the domains related to it (vocabulary ``related``)
+        self.related_domains = related_domains or {}
+        self.parent_of = parent_of
         self.by_family: dict[str | None, list[_Point]] = {}
         self.by_domain: dict[str, list[_Point]] = {}
+        #: the same lists in groups of one architecture, domain and phase (their discrete costs are equal)
+        self.groups_by_family: dict[str | None, list[list[_Point]]] = {}
+        self.groups_by_domain: dict[str, list[list[_Point]]] = {}
         for e in entries:
             job = e.recipe.job
             point = _Point(
                 entry=e,
+                rid=e.id,
                 architecture=job.architecture,
                 family=e.family,
+                generic=job.architecture in generic,
+                parent=parent_of.get(job.architecture),
                 domain=job.domain,
                 phase=job.phase,
                 log_parameters=_log(job.num_parameters),
@@ -105,19 +133,63 @@ class RecipeIndex:
                 log_steps=_log(e.steps),
                 log_batch=_log(job.batch_size),
                 data=frozenset(job.data),
+                key=job_key(job.profile()),
             )
             self.by_family.setdefault(e.family, []).append(point)
             self.by_domain.setdefault(job.domain, []).append(point)
+        for source, target in ((self.by_family, self.groups_by_family), (self.by_domain, self.groups_by_domain)):
+            for name, points in source.items():
+                groups: dict[tuple[str, str, str], list[_Point]] = {}
+                for point in points:
+                    groups.setdefault((point.architecture, point.domain, point.phase), []).append(point)
+                target[name] = list(groups.values())  # type: ignore[index]
+        #: family -> architecture -> its groups; architecture -> the architectures derived from or with it
+        self.by_architecture: dict[str | None, dict[str, list[list[_Point]]]] = {}
+        for family, groups_of in self.groups_by_family.items():
+            for group in groups_of:
+                self.by_architecture.setdefault(family, {}).setdefault(group[0].architecture, []).append(group)
+        children: dict[str, set[str]] = {}
+        for arch, parent in parent_of.items():
+            if parent is not None:
+                children.setdefault(parent, set()).add(arch)
+        self.related: dict[str, frozenset[str]] = {}
+        for arch, parent in parent_of.items():
+            near = set(children.get(arch, ()))
+            if parent is not None:
+                near |= {parent} | children.get(parent, set())
+            self.related[arch] = frozenset(near - {arch})
+
+    def any_for(self, family: str | None, domain: str | None) -> bool:
+        """Whether any recipe could be considered for a job of this family (else this domain)."""
+        if family is not None:
+            return family in self.by_architecture
+        return domain is not None and domain in self.groups_by_domain
 
     def candidates(self, facts: JobFacts) -> list[_Point]:
-        if facts.family is not None:
-            return self.by_family.get(facts.family, [])
-        if facts.domain is not None:
-            return self.by_domain.get(facts.domain, [])
-        return []
+        """Every recipe matching considers for ``facts`` (its family's, else its domain's)."""
+        return [p for group in self.groups(facts, math.inf, None) for p in group]
+
+    def groups(self, f: JobFacts, bound: float, c: MatchingCosts | None) -> list[list[_Point]]:
+        """The groups whose architecture cost can be within ``bound`` (all of them when ``c`` is None)."""
+        if f.family is None:
+            if f.domain is None or (c is not None and c.architecture_unknown > bound):
+                return []
+            return self.groups_by_domain.get(f.domain, [])
+        by_arch = self.by_architecture.get(f.family)
+        if not by_arch:
+            return []
+        if c is None or (c.architecture_generic if f.generic else c.architecture_sibling) <= bound:
+            return self.groups_by_family[f.family]
+        out = list(by_arch.get(f.architecture or "", ()))
+        if not f.generic and c.architecture_parent <= bound:
+            for arch in self.related.get(f.architecture or "", ()):
+                out.extend(by_arch.get(arch, ()))
+        return out
 
 
-def table_job(rule: Rule, family_of: dict[str, str | None], generic: frozenset[str]) -> TableJob:
+def table_job(
+    rule: Rule, family_of: dict[str, str | None], generic: frozenset[str], parent_of: dict[str, str | None]
+) -> TableJob:
     """The job a seed row describes: its architecture or family, domain, and its reference model."""
     when = rule.when
     arch = when.architecture if isinstance(when.architecture, str) else None
@@ -130,6 +202,7 @@ def table_job(rule: Rule, family_of: dict[str, str | None], generic: frozenset[s
         architecture=arch,
         family=family,
         generic=arch is None or arch in generic,
+        parent=parent_of.get(arch) if arch else None,
         domain=domains,
         phase=ref.phase if ref else None,
         log_parameters=_log(ref.parameters) if ref else None,
@@ -159,70 +232,97 @@ def _phase_cost(c: MatchingCosts, want: str | None, have: str | None) -> float:
     return c.phase_near  # pretraining vs from scratch: both start from random weights
 
 
-def _arch_cost(c: MatchingCosts, f: JobFacts, arch: str | None, family: str | None, generic: bool) -> float:
+def _arch_cost(
+    c: MatchingCosts, f: JobFacts, arch: str | None, family: str | None, generic: bool, parent: str | None
+) -> float:
     if f.architecture is None or arch is None:
         return c.architecture_unknown
     if f.architecture == arch:
         return 0.0
     if f.family != family:
         return math.inf
-    if f.generic or generic:
-        return c.architecture_generic
-    return c.architecture_sibling
+    if f.generic:
+        return c.architecture_generic  # the profile names only the family: any member fits it
+    if arch in (f.parent,) or parent == f.architecture or (parent is not None and parent == f.parent):
+        return c.architecture_parent  # derived from one another, or from the same architecture
+    return c.architecture_sibling  # another member (or a recipe that names only the family)
 
 
-def _cost(
-    c: MatchingCosts,
-    f: JobFacts,
-    *,
-    arch: str | None,
-    family: str | None,
-    generic: bool,
-    domain_ok: bool | None,
-    phase: str | None,
-    log_parameters: float | None,
-    log_dataset: float | None,
-    log_steps: float | None,
-    log_batch: float | None,
-    data: frozenset[str] | None,
-) -> tuple[float, tuple[tuple[str, float], ...]]:
-    parts = (
-        ("architecture", _arch_cost(c, f, arch, family, generic)),
-        (
-            "domain",
-            0.0 if f.domain is None or domain_ok else (c.domain_unknown if domain_ok is None else c.domain_mismatch),
-        ),
-        ("phase", _phase_cost(c, f.phase, phase)),
-        ("parameters", _decades(c.parameters_decade, f.log_parameters, log_parameters, c.parameters_unknown)),
-        ("dataset_size", _decades(c.dataset_decade, f.log_dataset, log_dataset, c.dataset_unknown)),
-        (
-            "data",
-            0.0
-            if not f.data
-            else (c.data_unknown * len(f.data) if data is None else c.data_trait * len(f.data - data)),
-        ),
-        ("steps", _decades(c.steps_decade, f.log_steps, log_steps, c.steps_unknown)),
-        ("batch_size", _decades(c.batch_decade, f.log_batch, log_batch, c.batch_unknown)),
+def _data_cost(c: MatchingCosts, f: JobFacts, data: frozenset[str] | None) -> float:
+    if not f.data:
+        return 0.0
+    return c.data_unknown * len(f.data) if data is None else c.data_trait * len(f.data - data)
+
+
+def _domain_cost(c: MatchingCosts, f: JobFacts, domain: str | frozenset[str] | None) -> float:
+    if f.domain is None:
+        return 0.0
+    if domain is None:
+        return c.domain_unknown
+    domains = frozenset([domain]) if isinstance(domain, str) else domain
+    if f.domain in domains:
+        return 0.0
+    return c.domain_related if domains & f.related else c.domain_mismatch
+
+
+Job = _Point | TableJob
+
+
+def distance_parts(c: MatchingCosts, f: JobFacts, job: Job | None) -> tuple[tuple[str, float], ...]:
+    """The distance from the profile's job to ``job`` (None: a job that states nothing), facet by facet: the
+    terms of :func:`_discrete` and :func:`_continuous`, named."""
+    if job is None:
+        job = _NOTHING
+    return (
+        ("architecture", _arch_cost(c, f, job.architecture, job.family, job.generic, job.parent)),
+        ("domain", _domain_cost(c, f, job.domain)),
+        ("phase", _phase_cost(c, f.phase, job.phase)),
+        ("parameters", _decades(c.parameters_decade, f.log_parameters, job.log_parameters, c.parameters_unknown)),
+        ("dataset_size", _decades(c.dataset_decade, f.log_dataset, job.log_dataset, c.dataset_unknown)),
+        ("data", _data_cost(c, f, job.data)),
+        ("steps", _decades(c.steps_decade, f.log_steps, job.log_steps, c.steps_unknown)),
+        ("batch_size", _decades(c.batch_decade, f.log_batch, job.log_batch, c.batch_unknown)),
     )
-    return sum(cost for _, cost in parts), parts
+
+
+def _discrete(c: MatchingCosts, f: JobFacts, job: Job) -> float:
+    """The architecture, domain and phase costs (equal for every recipe of one group)."""
+    return (
+        _arch_cost(c, f, job.architecture, job.family, job.generic, job.parent)
+        + _domain_cost(c, f, job.domain)
+        + _phase_cost(c, f.phase, job.phase)
+    )
+
+
+def _continuous(c: MatchingCosts, f: JobFacts, job: Job) -> float:
+    """The size, data, length and batch costs: :func:`_decades` and :func:`_data_cost`, inlined (it runs for
+    every candidate recipe)."""
+    total = 0.0
+    a = f.log_parameters
+    if a is not None:
+        b = job.log_parameters
+        total += c.parameters_unknown if b is None else c.parameters_decade * abs(a - b)
+    a = f.log_dataset
+    if a is not None:
+        b = job.log_dataset
+        total += c.dataset_unknown if b is None else c.dataset_decade * abs(a - b)
+    if f.data:
+        total += _data_cost(c, f, job.data)
+    a = f.log_steps
+    if a is not None:
+        b = job.log_steps
+        total += c.steps_unknown if b is None else c.steps_decade * abs(a - b)
+    a = f.log_batch
+    if a is not None:
+        b = job.log_batch
+        total += c.batch_unknown if b is None else c.batch_decade * abs(a - b)
+    return total
 
 
 def table_distance(c: MatchingCosts, f: JobFacts, row: TableJob | None) -> Candidate:
     """How far the seed row is from the job (every facet unknown when no row sets an lr)."""
-    if row is None:
-        total, parts = _cost(
-            c, f, arch=None, family=None, generic=True, domain_ok=None, phase=None, log_parameters=None,
-            log_dataset=None, log_steps=None, log_batch=None, data=None,
-        )  # fmt: skip
-        return Candidate(None, total, parts)
-    domain_ok = None if row.domain is None else (f.domain in row.domain if f.domain is not None else True)
-    phase = row.phase
-    total, parts = _cost(
-        c, f, arch=row.architecture, family=row.family if row.family else f.family, generic=row.generic,
-        domain_ok=domain_ok, phase=phase, log_parameters=row.log_parameters, log_dataset=None,
-        log_steps=row.log_steps, log_batch=None, data=None,
-    )  # fmt: skip
-    return Candidate(None, total, parts)
+    job = row if row is not None else _NOTHING
+    return Candidate(None, _discrete(c, f, job) + _continuous(c, f, job))
 
 
 def nearest(
@@ -233,25 +333,63 @@ def nearest(
     exclude: frozenset[str] = frozenset(),
     *,
     keep: int = 4,
+    key: Callable[[], frozenset[tuple[str, object]]] | None = None,
+    everything: bool = False,
 ) -> tuple[Candidate, list[Candidate]]:
-    """The table row's candidate and the ``keep`` nearest recipes (nearest first, ties by id)."""
+    """The table row's candidate and the ``keep`` nearest recipes that could be nearer than it (nearest first).
+
+    Only recipes within ``max_distance`` that could beat the row by the margin are scored in full (``everything``
+    scores every recipe within ``max_distance``, to explain a match). ``key`` gives the profile's items: a recipe
+    whose job is exactly the profile comes first.
+    """
     # the row's phase is the job's when the profile states none: the tables describe an architecture's usual use
     if f.phase is None and row is not None and row.phase is not None:
-        f = JobFacts(
-            f.architecture, f.family, f.generic, f.domain, row.phase, f.log_parameters, f.log_dataset,
-            f.log_steps, f.log_batch, f.data,
-        )  # fmt: skip
+        f = f._replace(phase=row.phase)
     table = table_distance(c, f, row)
-    found: list[Candidate] = []
-    for p in index.candidates(f):
-        if p.entry.id in exclude:
+    bound = c.max_distance if everything else min(c.max_distance, table.distance - c.margin + c.tie)
+    if bound < 0:
+        return table, []
+    groups = index.groups(f, bound, c)
+    scored: list[tuple[float, _Point]] = []
+    for group in groups:
+        discrete = _discrete(c, f, group[0])
+        if discrete > bound:
             continue
-        total, parts = _cost(
-            c, f, arch=p.architecture, family=p.family, generic=p.architecture in index.generic,
-            domain_ok=f.domain is None or p.domain == f.domain, phase=p.phase, log_parameters=p.log_parameters,
-            log_dataset=p.log_dataset, log_steps=p.log_steps, log_batch=p.log_batch, data=p.data,
-        )  # fmt: skip
-        if total <= c.max_distance:
-            found.append(Candidate(p.entry, total, parts))
-    found.sort(key=lambda cand: (cand.distance, cand.entry.id if cand.entry else ""))
-    return table, found[:keep]
+        for p in group:
+            d = discrete + _continuous(c, f, p)
+            if d <= bound and p.rid not in exclude:
+                scored.append((d, p))
+    if not scored:
+        return table, []
+    scored.sort(key=_by_distance)
+    found = [Candidate(p.entry, d) for d, p in scored]
+    if key is not None and scored[0][0] == 0.0:
+        profile = key()
+        own = next((cand for (d, p), cand in zip(scored, found, strict=True) if d == 0.0 and p.key == profile), None)
+        if own is not None:  # the recipe whose job the profile is, word for word
+            return table, [own, *(cand for cand in found if cand is not own)][:keep]
+    return table, _consensus_first(found, c.tie)[:keep]
+
+
+def _by_distance(item: tuple[float, _Point]) -> tuple[float, str]:
+    return item[0], item[1].rid
+
+
+def _consensus_first(found: list[Candidate], tie: float) -> list[Candidate]:
+    """Among the recipes as near as the nearest (within ``tie``), the representative one first: of the optimizer
+    family most of them use, the one with the median lr (a tie broken by name would pick one at random)."""
+    if len(found) < 2 or found[1].distance > found[0].distance + tie:
+        return found
+    near = [cand for cand in found if cand.distance <= found[0].distance + tie]
+    families: dict[str, list[Candidate]] = {}
+    for cand in near:
+        assert cand.entry is not None
+        families.setdefault(cand.entry.optimizer_family, []).append(cand)
+    group = max(families.values(), key=len)  # max keeps the first of equal sizes: the nearest's family
+    by_lr = sorted(group, key=lambda cand: cand.entry.recipe.config.lr if cand.entry else 0.0)
+    median = by_lr[(len(by_lr) - 1) // 2]
+    return [median, *(cand for cand in found if cand is not median)]
+
+
+#: a job that states nothing (no seed row sets the lr)
+_NOTHING = TableJob("", None, None, True, None, None, None, None, None, None)

@@ -109,6 +109,16 @@ class MemoryPlan:
 
 def plan_memory(p: Profile, pr: Principles) -> MemoryPlan:
     """The profile's memory plan: bytes per parameter per device and the hard or soft state budget."""
+    if (
+        p.num_parameters is None
+        and p.memory_limited is None
+        and p.on_device is None
+        and p.sharding is None
+        and p.num_devices is None
+        and p.precision is None
+        and p.optimizer_state_precision is None
+    ):  # nothing to count with: the usual case of a short profile (a fresh plan, as the engine may set source)
+        return MemoryPlan(None, pr.bytes_per_state_value, 0, pr.bytes_per_state_value, 1, ())
     mixed = p.precision in ("bf16", "fp16") or (p.precision is None and bool(p.mixed_precision))
     weight = pr.bytes_per_state_value // 2 if mixed else pr.bytes_per_state_value
     state = pr.bytes_8bit_state if p.optimizer_state_precision == "8bit" else pr.bytes_per_state_value

@@ -26,7 +26,7 @@ from .recipe_schema import Recipe
 from .schema import ReferenceModel, Rule, Term
 from .sources import Bibliography, SourceEntry
 
-__all__ = ["RecipeEntry", "compile_recipe", "load_bibliography", "load_recipe_file", "main"]
+__all__ = ["RecipeEntry", "compile_recipe", "load_bibliography", "load_recipe_file", "main", "select_recipes"]
 
 #: recipe schedule -> the schedule the engine answers with ("plateau": the lr drops when validation stalls,
 #: which a fixed-length plan approximates with step decay)
@@ -52,6 +52,22 @@ class RecipeEntry:
     @property
     def id(self) -> str:
         return self.recipe.id
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recipe as published (JSON-ready), with its file and citation."""
+        r = self.recipe
+        return {
+            "id": r.id,
+            "title": r.title,
+            "source": r.source,
+            "citation": self.citation,
+            "dataset": r.dataset,
+            "file": self.file,
+            "job": r.job.model_dump(exclude_none=True, exclude_defaults=True) | {"phase": r.job.phase},
+            "config": r.config.model_dump(mode="json", exclude_none=True),
+            "cite": dict(r.cite),
+            "notes": r.notes,
+        }
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -175,7 +191,7 @@ def compile_recipe(
             raise RulebookError(file, rid, "config.exp_decay_every_epochs", "exponential decay per epoch needs epochs")
         final = cfg.exp_decay_rate ** (job.epochs / cfg.exp_decay_every_epochs)
 
-    citation = f"external: {entry.cite_as[0]} {recipe.where}"
+    citation = f"external: {entry.cite_as[0]}, {recipe.where.replace(';', ',')}"
     rule = _recipe_rule(recipe, citation, steps, warmup, milestones, final)
     arch = vocabulary["architecture"][job.architecture]
     return RecipeEntry(
@@ -282,6 +298,22 @@ def load_recipe_file(
             )
         )
     return out
+
+
+def select_recipes(
+    book: Any, architecture: str | None = None, domain: str | None = None, phase: str | None = None
+) -> list[RecipeEntry]:
+    """The recipes of ``book`` for an architecture, domain and phase (aliases accepted; raises ProfileError)."""
+    from .profile import parse_profile
+
+    p = parse_profile({"architecture": architecture, "domain": domain, "phase": phase})
+    return [
+        e
+        for e in sorted(book.recipes.values(), key=lambda e: e.id)
+        if (p.architecture is None or e.recipe.job.architecture == p.architecture)
+        and (p.domain is None or e.recipe.job.domain == p.domain)
+        and (p.phase is None or e.recipe.job.phase == p.phase)
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

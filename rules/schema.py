@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SEED_IDS = ("000", "001", "002", "003", "004")
 _SOURCE_RE = re.compile(r"^(?:(?:000|001|002|003|004) \S.*|external: \S.*)$")
@@ -227,6 +227,8 @@ class OptimizerSpec(_Strict):
     has_momentum: bool = False
     has_betas: bool = False
     defaults: HyperParams
+    #: where each default comes from (every key of ``defaults``)
+    defaults_sources: dict[str, Source]
     lr_scaling: Scaling
     schedule: Schedule
     warmup: bool
@@ -246,6 +248,17 @@ class OptimizerSpec(_Strict):
             raise ValueError("beta1 is for rules that change only the first beta; a catalog default gives betas")
         return value
 
+    @model_validator(mode="after")
+    def _every_default_cited(self) -> OptimizerSpec:
+        given = set(self.defaults.model_dump(exclude_none=True))
+        missing = sorted(given - set(self.defaults_sources))
+        if missing:
+            raise ValueError(f"defaults_sources: cite where each default comes from; missing {', '.join(missing)}")
+        stray = sorted(set(self.defaults_sources) - given)
+        if stray:
+            raise ValueError(f"defaults_sources cites keys the defaults do not give: {', '.join(stray)}")
+        return self
+
 
 class Term(_Strict):
     """A valid value of a Profile field, with its aliases."""
@@ -256,6 +269,10 @@ class Term(_Strict):
     family: Name | None = None
     #: the domain an architecture is usually trained in (recipe matching reads it; the rules do not)
     domain: Name | None = None
+    #: the architecture this one was derived from (its paper builds on it): a nearer relative than a sibling
+    parent: Name | None = None
+    #: domains whose recipes are near relatives of this domain's (nlp and llm)
+    related: list[Name] = []
     rl_method: Literal["value_based", "policy_based"] | None = None
     description: str = ""
     source: Source
@@ -271,9 +288,11 @@ class MatchingCosts(_Strict):
     """How far a recipe's job is from the caller's, facet by facet (principles.toml ``[matching]``)."""
 
     architecture_generic: float = Field(ge=0)
+    architecture_parent: float = Field(ge=0)
     architecture_sibling: float = Field(ge=0)
     architecture_unknown: float = Field(ge=0)
     domain_mismatch: float = Field(ge=0)
+    domain_related: float = Field(ge=0)
     domain_unknown: float = Field(ge=0)
     phase_mismatch: float = Field(ge=0)
     phase_near: float = Field(ge=0)
@@ -291,6 +310,7 @@ class MatchingCosts(_Strict):
     batch_unknown: float = Field(ge=0)
     max_distance: float = Field(gt=0)
     margin: float = Field(ge=0)
+    tie: float = Field(ge=0)
     source: Source
 
 

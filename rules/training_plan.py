@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
+from .construct import new
 from .loader import CompiledRule, Rulebook
 from .lr_terms import lr_search_range
 from .profile import Profile
@@ -45,11 +46,8 @@ _EXCLUDED = {
     "cls_token": "class tokens (cls_token)",
 }
 
-New = Callable[..., Any]
-
 
 def schedule(
-    new: New,
     book: Rulebook,
     default_name: str,
     default_warmup: bool,
@@ -104,7 +102,6 @@ def schedule(
 
 
 def param_groups(
-    new: New,
     book: Rulebook,
     chosen: str,
     hp: dict[str, Any],
@@ -117,13 +114,12 @@ def param_groups(
     freezing and layer-wise lr decay."""
     groups: list[ParamGroup] = []
     if train.get("hybrid"):
-        groups.extend(_hybrid_groups(new, chosen, derive, excluded, notes))
+        groups.extend(_hybrid_groups(chosen, derive, excluded, notes))
     if hp.get("weight_decay", 0) and book.optimizers[chosen].family != "second_order":
         match = ["bias", "norm weights (BatchNorm/LayerNorm/GroupNorm)", "1-D parameters"]
         extra = [_EXCLUDED[k] for k in train.get("weight_decay_excludes", ()) if _EXCLUDED[k] not in match]
         groups.append(
             _group(
-                new,
                 name="no_decay",
                 match=match + extra,
                 why="Weight decay is not applied to biases and normalisation weights (as timm and Hugging Face do)"
@@ -134,7 +130,6 @@ def param_groups(
     if train.get("freeze_backbone"):
         groups.append(
             _group(
-                new,
                 name="frozen",
                 match=["early backbone layers"],
                 why="Transfer learning: freeze the early, generic layers at first (004 §2.5 transfer learning).",
@@ -145,7 +140,6 @@ def param_groups(
         decay = train["layerwise_lr_decay"]
         groups.append(
             _group(
-                new,
                 name="layerwise",
                 match=["layers, from the head down"],
                 why=f"Each layer below the head gets {decay}x the lr of the layer above it (004 §2.5 transfer "
@@ -157,7 +151,6 @@ def param_groups(
 
 
 def _group(
-    new: New,
     *,
     name: str,
     match: list[str],
@@ -181,7 +174,7 @@ def _group(
 
 
 def _hybrid_groups(
-    new: New, chosen: str, derive: Callable[[str], dict[str, Any]], excluded: Collection[str], notes: list[str]
+    chosen: str, derive: Callable[[str], dict[str, Any]], excluded: Collection[str], notes: list[str]
 ) -> list[ParamGroup]:
     """004 §5.6.1: embeddings -> Adagrad, dense layers -> Adam; each replaced when avoided for this profile."""
     emb = next((o for o in _SPARSE_CHOICES if o not in excluded), chosen)
@@ -195,7 +188,6 @@ def _hybrid_groups(
     swapped = " (its usual optimizer is ruled out for this profile)"
     return [
         _group(
-            new,
             name="embeddings",
             match=["torch.nn.Embedding", "torch.nn.EmbeddingBag"],
             why="Sparse embedding rows get per-row adaptive steps (004 §5.6.1)"
@@ -205,7 +197,6 @@ def _hybrid_groups(
             hyperparameters=derive(emb),
         ),
         _group(
-            new,
             name="dense",
             match=["*"],
             why="The dense interaction layers see dense gradients (004 §5.6.1)"
@@ -218,7 +209,6 @@ def _hybrid_groups(
 
 
 def tuning_hints(
-    new: New,
     book: Rulebook,
     family: str,
     lr: float | None,
@@ -255,7 +245,6 @@ def tuning_hints(
 
 
 def phases(
-    new: New,
     book: Rulebook,
     p: Profile,
     chosen: str,

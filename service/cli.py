@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from .cli_catalog import add_catalog_parsers, cmd_recipes, cmd_sources
+
 __all__ = ["main"]
 
 EXIT_USAGE = 2
@@ -132,7 +134,7 @@ def _build_parser() -> _Parser:
     dx.add_argument("--compact", action="store_true", help="one-line JSON")
 
     rules = sub.add_parser("rules", help="list the knowledge base's rules (filterable)")
-    rules.add_argument("--level", help="architecture, domain, constraint, family, data, goal, guide or default")
+    rules.add_argument("--level", help="recipe, architecture, domain, constraint, family, data, goal, guide or default")
     rules.add_argument("--id", dest="rule_id", help="rule id or id prefix, e.g. architecture.resnet or data.")
     rules.add_argument("--optimizer", help="rules that prefer or avoid this optimizer")
     rules.add_argument("--source", help="text the rule's source contains, e.g. '§2.4'")
@@ -147,6 +149,8 @@ def _build_parser() -> _Parser:
     api.add_argument(
         "--check", action="store_true", help="exit 1 when FILE (default openapi.yaml) differs from the app's document"
     )
+
+    add_catalog_parsers(sub)
 
     opts = sub.add_parser("optimizers", help="list the optimizer catalog")
     opts.add_argument("--family", help="sgd, adaptive, second_order or wrapper")
@@ -509,6 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "openapi": _cmd_openapi,
             "trial": _cmd_trial,
             "diagnose": _cmd_diagnose,
+            "sources": cmd_sources,
+            "recipes": cmd_recipes,
         }
         return handlers[args.command](args)
     except UsageError as exc:

@@ -1,4 +1,4 @@
-"""GET /optimizers, GET /optimizers/{name}, GET /rules: the knowledge base, read-only."""
+"""GET /optimizers, /optimizers/{name}, /rules, /recipes, /sources: the knowledge base, read-only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from optirec.rules.recipes import RecipeEntry, select_recipes
 from optirec.rules.schema import OptimizerSpec, Rule
 
 from ..deps import RulebookDep
@@ -15,7 +16,7 @@ from ..handlers import error_responses
 router = APIRouter(tags=["knowledge base"])
 
 Family = Literal["sgd", "adaptive", "second_order", "wrapper"]
-Level = Literal["architecture", "domain", "constraint", "family", "data", "goal", "guide", "default"]
+Level = Literal["recipe", "architecture", "domain", "constraint", "family", "data", "goal", "guide", "default"]
 
 
 class CatalogEntry(OptimizerSpec):
@@ -24,10 +25,50 @@ class CatalogEntry(OptimizerSpec):
     effective_state_multiplier: float
 
 
+class SourceOut(BaseModel):
+    """One reference of the bibliography, with its full reference line and a link to it."""
+
+    id: str
+    kind: str
+    title: str
+    authors: str | None = None
+    year: int | None = None
+    date: str | None = None
+    venue: str | None = None
+    arxiv: str | None = None
+    doi: str | None = None
+    url: str | None = None
+    repository: str | None = None
+    path: str | None = None
+    cite_as: list[str] = []
+    note: str | None = None
+    reference: str
+    link: str | None = None
+
+
+class RecipeOut(BaseModel):
+    """One published recipe: the job, the config, where each value stands, and its citation."""
+
+    id: str
+    title: str
+    source: str
+    citation: str
+    dataset: str | None = None
+    file: str
+    job: dict[str, Any]
+    config: dict[str, Any]
+    cite: dict[str, str]
+    notes: str | None = None
+
+
 class RulesPage(BaseModel):
     rulebook: dict[str, str]
     vocabulary: dict[str, list[str]]
     rules: list[dict[str, Any]]
+
+
+def recipe_out(e: RecipeEntry) -> RecipeOut:
+    return RecipeOut(**e.as_dict())
 
 
 def _entry(book: RulebookDep, spec: OptimizerSpec) -> CatalogEntry:
@@ -85,3 +126,33 @@ async def list_rules(
         vocabulary={kind: book.valid(kind) for kind in book.vocabulary},
         rules=[r.model_dump(mode="json", exclude_defaults=True) | {"file": book.rule_files[r.id]} for r in selected],
     )
+
+
+@router.get(
+    "/sources",
+    response_model=list[SourceOut],
+    summary="The bibliography: the full reference of every source an answer cites",
+    responses=error_responses(422),
+)
+async def list_sources(
+    book: RulebookDep,
+    cite: str | None = Query(default=None, max_length=400, description="A citation string to resolve."),
+) -> list[SourceOut]:
+    entries = book.bibliography.entries
+    ids = list(entries) if cite is None else list(book.bibliography.resolve(cite) or ())
+    return [SourceOut(**entries[i].model_dump(), reference=entries[i].reference(), link=entries[i].link) for i in ids]
+
+
+@router.get(
+    "/recipes",
+    response_model=list[RecipeOut],
+    summary="The published training recipes, filterable by architecture, domain or phase",
+    responses=error_responses(422),
+)
+async def list_recipes(
+    book: RulebookDep,
+    architecture: str | None = Query(default=None, max_length=80),
+    domain: str | None = Query(default=None, max_length=80),
+    phase: str | None = Query(default=None, max_length=40),
+) -> list[RecipeOut]:
+    return [recipe_out(e) for e in select_recipes(book, architecture, domain, phase)]

@@ -23,6 +23,8 @@
     pollTimer: null,
     finished: false,
     apiKey: "",
+    sources: null, // GET /sources, indexed for citation look-up
+    cited: new Map(), // the sources the shown recommendation cites, for its reference list
   };
 
   // ------------------------------------------------------------------ small helpers
@@ -292,6 +294,7 @@
     try {
       const { resp, data } = await api("POST", "/recommend", profile);
       if (resp.ok) {
+        await loadSources();
         renderRecommendation(data);
         return;
       }
@@ -329,8 +332,106 @@
     return state.catalog;
   }
 
+  // ------------------------------------------------------------------ citations (GET /sources)
+  // A citation names seeds by id ("004 §2.3 ResNet") and papers by how they are cited ("external: He et al.
+  // 2016 ..."), several separated by ";" outside brackets: the same resolution as rules/sources.py.
+  async function loadSources() {
+    if (state.sources) return state.sources;
+    try {
+      const { resp, data } = await api("GET", "/sources");
+      if (resp.ok && Array.isArray(data)) {
+        const byId = {};
+        const spellings = [];
+        for (const entry of data) {
+          byId[entry.id] = entry;
+          for (const spelling of entry.cite_as || []) spellings.push([spelling, entry.id]);
+        }
+        spellings.sort((a, b) => b[0].length - a[0].length);
+        state.sources = { byId, spellings };
+      }
+    } catch (_e) {
+      /* citations stay plain text */
+    }
+    return state.sources;
+  }
+
+  function citationParts(text) {
+    const parts = [];
+    let depth = 0;
+    let start = 0;
+    for (let i = 0; i < text.length; i += 1) {
+      const ch = text[i];
+      if (ch === "(" || ch === "[") depth += 1;
+      else if (ch === ")" || ch === "]") depth = Math.max(0, depth - 1);
+      else if (ch === ";" && depth === 0) {
+        parts.push(text.slice(start, i).trim());
+        start = i + 1;
+      }
+    }
+    parts.push(text.slice(start).trim());
+    return parts.filter((p) => p);
+  }
+
+  function resolveCitation(text) {
+    const found = [];
+    if (!state.sources) return found;
+    for (const part of citationParts(String(text || ""))) {
+      const seed = /^(00[0-4])(\s|$)/.exec(part);
+      let id = seed && state.sources.byId[seed[1]] ? seed[1] : null;
+      if (!id) {
+        const rest = part.startsWith("external: ") ? part.slice(10) : part;
+        const hit = state.sources.spellings.find(([spelling]) => rest.startsWith(spelling) && !/[A-Za-z0-9]/.test(rest.charAt(spelling.length)));
+        id = hit ? hit[1] : null;
+      }
+      if (id && !found.includes(id)) found.push(id);
+    }
+    return found.map((id) => state.sources.byId[id]);
+  }
+
+  function citeEl(text) {
+    const entries = resolveCitation(text);
+    for (const entry of entries) state.cited.set(entry.id, entry);
+    const first = entries.find((e) => e.link);
+    if (!first) return el("cite", { class: "source", title: entries.map((e) => e.reference).join("\n") || null }, text);
+    return el(
+      "cite",
+      { class: "source" },
+      el("a", { href: first.link, title: entries.map((e) => e.reference).join("\n"), target: "_blank", rel: "noopener noreferrer" }, text)
+    );
+  }
+
+  function renderRecipe(rec) {
+    const recipe = rec.recipe;
+    show($("recipe-block"), Boolean(recipe));
+    if (!recipe) return;
+    const title = $("recipe-title");
+    clear(title);
+    title.appendChild(el("strong", {}, recipe.title));
+    title.appendChild(document.createTextNode(" "));
+    title.appendChild(citeEl(recipe.source));
+    title.appendChild(el("span", { class: "detail" }, "distance " + fmt(recipe.distance) + " (the seed table's row: " + fmt(recipe.table_distance) + ")"));
+    const body = $("recipe-adapted").tBodies[0];
+    clear(body);
+    for (const a of recipe.adapted || []) {
+      body.appendChild(el("tr", {}, el("td", { class: "mono" }, a.field), el("td", { class: "mono" }, fmt(a.from)), el("td", { class: "mono" }, fmt(a.to)), el("td", {}, a.why)));
+    }
+    if (!(recipe.adapted || []).length) body.appendChild(el("tr", {}, el("td", { class: "muted", colspan: "4" }, "nothing: your job is the recipe's")));
+    const near = recipe.nearest || [];
+    $("recipe-nearest").textContent = near.length ? "Next nearest: " + near.map((n) => n.title + " (" + n.optimizer + ", " + fmt(n.distance) + ")").join("; ") : "";
+  }
+
+  function renderReferences() {
+    const list = $("references");
+    clear(list);
+    for (const entry of state.cited.values()) {
+      list.appendChild(el("li", { id: "source-" + entry.id }, entry.link ? el("a", { href: entry.link, target: "_blank", rel: "noopener noreferrer" }, entry.reference) : entry.reference));
+    }
+    show($("references-block"), state.cited.size > 0);
+  }
+
   function renderRecommendation(rec) {
     state.rec = rec;
+    state.cited = new Map();
     $("optimizer-name").textContent = rec.optimizer.name;
     $("optimizer-display").textContent = "";
     loadCatalog().then((catalog) => {
@@ -422,7 +523,7 @@
           el("span", { class: "badge " + String(r.status).replace(/[^a-z_]/g, "") }, r.status),
           el("span", { class: "rule-id" }, r.rule),
           " ",
-          el("cite", { class: "source" }, r.source),
+          citeEl(r.source),
           el("div", {}, r.effect),
           r.detail ? el("span", { class: "detail" }, r.detail) : null
         )
@@ -454,7 +555,7 @@
           {},
           el("strong", { class: "mono" }, a.name),
           el("span", { class: "detail" }, a.why),
-          el("span", { class: "detail" }, el("span", { class: "rule-id" }, a.rule), " ", el("cite", { class: "source" }, a.source))
+          el("span", { class: "detail" }, el("span", { class: "rule-id" }, a.rule), " ", citeEl(a.source))
         )
       );
     }
@@ -465,6 +566,8 @@
     for (const n of rec.notes || []) notes.appendChild(el("li", {}, n));
     show($("notes-block"), (rec.notes || []).length > 0);
 
+    renderRecipe(rec);
+    renderReferences();
     $("rulebook").textContent = rec.rulebook ? "Rulebook " + rec.rulebook.version + " · " + rec.rulebook.hash : "";
 
     show($("result"), true);
