@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import training_plan as plan
 from .construct import new as _new
+from .job_length import job_batch, job_steps
 from .loader import CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
-from .matching import Candidate, JobFacts, job_key, nearest
+from .matching import Candidate, JobFacts, job_key, nearest, table_distance
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
 from .recipes import RecipeEntry
@@ -64,6 +65,12 @@ _NO_TABLE = Candidate(None, 0.0)
 _NONE: frozenset[str] = frozenset()  # no recipe could be near: the row's distance is not computed
 #: the phase a goal implies when the profile states none (004 §2.5: zero-shot ability comes from pre-training)
 _GOAL_PHASE = {"fine_tuning": "fine_tuning", "transfer_learning": "fine_tuning", "zero_shot": "pretraining"}
+#: ... and the goal a phase means when the profile states no goal: the 004 §2.5 row about that phase
+_PHASE_GOAL = {"fine_tuning": "fine_tuning", "pretraining": "zero_shot"}
+_PHASE_GOAL_WHY = {
+    "fine_tuning": "the fine-tuning row is about continuing from pretrained weights",
+    "pretraining": "the zero-shot row's strategy is large-scale pre-training",
+}
 
 
 def _copy(values: dict[str, Any]) -> dict[str, Any]:
@@ -318,12 +325,18 @@ class _Run:
         flags["memory_constrained"] = (budget is not None and budget < 2.0) or self.soft_pressure
         if budget is not None and budget >= 2.0 and not (p.memory_limited or p.on_device):
             self.memory.source = "device"
+        goal = p.goal
+        if goal is None and p.phase in _PHASE_GOAL:
+            goal = _PHASE_GOAL[p.phase]
+            self.notes.append(
+                f"phase {p.phase}: the rows of the {goal} goal apply (004 §2.5: {_PHASE_GOAL_WHY[p.phase]})."
+            )
         values = {
             "domain": p.domain,
             "architecture": p.architecture,
             "family": self.arch_family,
             "rl_method": rl_method,
-            "goal": p.goal,
+            "goal": goal,
         }
         return _Facts(values, flags, data, inferred)
 
@@ -338,17 +351,7 @@ class _Run:
         return implied
 
     def _total_steps(self, batch: int | None) -> int | None:
-        p = self.p
-        if p.total_steps is not None:
-            return p.total_steps
-        if p.epochs is not None and p.steps_per_epoch is not None:
-            return p.epochs * p.steps_per_epoch
-        batch_tokens = p.batch_tokens or (batch * p.sequence_length if batch and p.sequence_length else None)
-        if p.total_tokens is not None and batch_tokens:
-            return max(1, round(p.total_tokens / batch_tokens))
-        if p.epochs is not None and p.dataset_size is not None and batch:
-            return p.epochs * math.ceil(p.dataset_size / batch)
-        return None
+        return job_steps(self.p, batch)
 
     def _job_key(self) -> frozenset[tuple[str, object]]:
         values = self.p.__dict__
@@ -356,12 +359,7 @@ class _Run:
 
     def _batch(self) -> int | None:
         """The batch in samples: stated, or batch tokens over the sequence length."""
-        p = self.p
-        if p.batch_size is not None:
-            return p.batch_size
-        if p.batch_tokens is not None and p.sequence_length:
-            return max(1, round(p.batch_tokens / p.sequence_length))
-        return None
+        return job_batch(self.p)
 
     # ------------------------------------------------------------------ recipes
     def _recipe(self, matched: list[CompiledRule]) -> tuple[RecipeEntry | None, Candidate, list[Candidate]]:
@@ -374,10 +372,15 @@ class _Run:
             return None, _NO_TABLE, []
         jobs = book.table_jobs
         row = None
-        for cr in reversed(matched):  # the most specific row that describes a job
-            if cr.rank in jobs:
-                row = jobs[cr.rank]
-                break
+        covers: frozenset[str] = frozenset()
+        for cr in reversed(matched):  # the most specific row that describes a job ...
+            job = jobs.get(cr.rank)
+            if job is not None:
+                if row is None:
+                    row = job
+                covers |= job.covers  # ... and what every matched row's conditions guarantee (they all apply)
+        if row is not None and covers != row.covers:
+            row = replace(row, covers=covers)
         batch = self._batch()
         steps = self._total_steps(batch)
         n, size = p.num_parameters, p.dataset_size
@@ -395,9 +398,14 @@ class _Run:
             log_batch=math.log10(batch) if batch else None,
             data=frozenset(p.data) if p.data else _NONE,
         )
-        table, found = nearest(book.recipe_index, costs, facts, row, self.exclude, key=self._job_key)
+        if p.architecture and p.domain and p.phase:  # the profile may be a recipe's job, word for word
+            own = [e for e in book.recipe_index.by_key.get(self._job_key(), ()) if e.id not in self.exclude]
+            if own:
+                table = table_distance(costs, facts, row)
+                return own[0], table, [Candidate(e, 0.0, own=True) for e in own]
+        table, found = nearest(book.recipe_index, costs, facts, row, self.exclude)
         best = found[0] if found else None
-        if best is not None and best.entry is not None and best.distance + costs.margin <= table.distance:
+        if best is not None and best.entry is not None and (best.own or best.distance + costs.margin <= table.distance):
             return best.entry, table, found
         return None, table, found
 

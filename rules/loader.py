@@ -270,13 +270,16 @@ class Rulebook:
         arch_terms = self.terms["architecture"]
         self.generic_architectures = frozenset(t.name for t in arch_terms.values() if t.name == t.family)
         family_of = {t.name: t.family for t in arch_terms.values()}
+        domain_of = {t.name: t.domain for t in arch_terms.values()}
         self.parent_of: dict[str, str | None] = {t.name: t.parent for t in arch_terms.values()}
         related = {t.name: frozenset(t.related) for t in self.terms["domain"].values()}
         self.recipe_index = RecipeIndex(self.recipes.values(), self.generic_architectures, self.parent_of, related)
         self.table_jobs: dict[int, TableJob] = {
-            cr.rank: table_job(cr.rule, family_of, self.generic_architectures, self.parent_of)
+            cr.rank: table_job(
+                cr.rule, family_of, self.generic_architectures, self.parent_of, self.recipe_index, domain_of
+            )
             for cr in compiled
-            if cr.rule.level != "recipe" and ("lr" in cr.set_values or cr.rule.reference_model is not None)
+            if cr.rule.level != "recipe" and cr.conditions  # every row describes a job by its conditions
         }
         self.recipe_groups: dict[tuple[str, str | None], list[RecipeEntry]] = {}
         for e in self.recipes.values():
@@ -545,7 +548,7 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
             recipe_ids[entry.id] = path.name
             recipe_entries.append(entry)
 
-    return Rulebook(
+    book = Rulebook(
         directory=root,
         version=version,
         digest=digest.hexdigest(),
@@ -561,6 +564,8 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
         recipes=recipe_entries,
         matching=matching,
     )
+    check_citations(book)
+    return book
 
 
 def _citations(book: Rulebook) -> Iterable[tuple[str, str, str, str]]:

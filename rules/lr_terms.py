@@ -177,6 +177,16 @@ def _batch_reason(job: LrJob, lr_rule: CompiledRule | None, kind: str, batch: in
         )
     if kind == "none":
         return "none", 1.0, base_batch, f"{job.chosen} is not batch-size scaled (full-batch / line-search method)"
+    from_recipe = job.recipe is not None and lr_rule is not None and lr_rule.rule.level == "recipe"
+    if kind == "sqrt" and from_recipe and job.recipe is not None and job.recipe.recipe.config.lr_scaling is None:
+        return (
+            "none",
+            1.0,
+            base_batch,
+            f"the recipe's lr is kept at batch {batch} (its own batch: {base_batch}): for adaptive optimizers the "
+            f"optimal lr does not follow one batch law, it rises and then falls with the batch "
+            f"({pr.sources['adaptive_recipe_batch']}), and the recipe states no rule of its own",
+        )
     assert batch is not None
     hi = b_max or base_batch
     if base_batch <= batch <= hi:
@@ -213,8 +223,9 @@ def _carried(job: LrJob, entries: Iterable[RecipeEntry], kind_of: Mapping[str, s
     for e in entries:
         cfg, rjob = e.recipe.config, e.recipe.job
         lr = cfg.lr
-        if p.batch_size is not None and rjob.batch_size is not None:
-            lr *= _batch_factor(cfg.lr_scaling or kind_of[cfg.optimizer], p.batch_size, rjob.batch_size, pr)[1]
+        rule = cfg.lr_scaling or kind_of[cfg.optimizer]
+        if p.batch_size is not None and rjob.batch_size is not None and (cfg.lr_scaling or rule != "sqrt"):
+            lr *= _batch_factor(rule, p.batch_size, rjob.batch_size, pr)[1]
         if size_on and p.num_parameters and rjob.num_parameters:
             lr *= _bounded(pr, (rjob.num_parameters / p.num_parameters) ** pr.size_scaling_exponent)[0]
         if horizon_on and job.total_steps and e.steps:

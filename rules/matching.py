@@ -14,9 +14,10 @@ starts from pretrained weights, which a profile must say it has.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .recipes import RecipeEntry
 from .schema import MatchingCosts, Rule
@@ -45,7 +46,7 @@ class JobFacts(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class TableJob:
-    """What the seed row that sets the lr describes (every field from what the row cites)."""
+    """What a seed row describes (every field from its conditions and what it cites)."""
 
     rule_id: str
     architecture: str | None
@@ -59,6 +60,10 @@ class TableJob:
     log_batch: float | None
     log_dataset: float | None = None  # rows state no data set
     data: frozenset[str] | None = None  # ... nor data traits
+    imputed_parameters: bool = False
+    imputed_dataset: bool = False
+    #: facets the row's own conditions guarantee (small_data, small_model, large_model, a data trait): no cost
+    covers: frozenset[str] = frozenset()
 
 
 class Candidate(NamedTuple):
@@ -66,6 +71,8 @@ class Candidate(NamedTuple):
 
     entry: RecipeEntry | None
     distance: float
+    #: the profile is this recipe's job word for word (it then wins over the seed row too)
+    own: bool = False
 
 
 def _log(x: float | None) -> float | None:
@@ -91,11 +98,24 @@ class _Point:
     data: frozenset[str]
     #: the job as profile items: a profile equal to it is this recipe's own job
     key: frozenset[tuple[str, object]]
+    #: the size or data set was not stated: log_parameters / log_dataset are the typical ones of its architecture
+    imputed_parameters: bool = False
+    imputed_dataset: bool = False
 
 
 def job_key(profile: dict[str, object]) -> frozenset[tuple[str, object]]:
     """A profile's items, hashable (lists as tuples)."""
     return frozenset((k, tuple(v) if isinstance(v, list) else v) for k, v in profile.items())
+
+
+def _medians(entries: list[RecipeEntry], field: str, group: Callable[[RecipeEntry], str | None]) -> dict[Any, float]:
+    """The median log10 of a job field over the recipes that state it, by group."""
+    logs: dict[Any, list[float]] = {}
+    for e in entries:
+        value = getattr(e.recipe.job, field)
+        if value:
+            logs.setdefault(group(e), []).append(math.log10(value))
+    return {k: statistics.median(v) for k, v in logs.items()}
 
 
 class RecipeIndex:
@@ -112,13 +132,32 @@ class RecipeIndex:
         #: domain -> the domains related to it (vocabulary ``related``)
         self.related_domains = related_domains or {}
         self.parent_of = parent_of
+        self._ordered: dict[tuple[object, ...], list[tuple[float, list[_Point]]]] = {}
+        #: a job, word for word -> the recipes of that job
+        self.by_key: dict[frozenset[tuple[str, object]], list[RecipeEntry]] = {}
         self.by_family: dict[str | None, list[_Point]] = {}
         self.by_domain: dict[str, list[_Point]] = {}
         #: the same lists in groups of one architecture, domain and phase (their discrete costs are equal)
         self.groups_by_family: dict[str | None, list[list[_Point]]] = {}
         self.groups_by_domain: dict[str, list[list[_Point]]] = {}
+        entries = list(entries)
+        # a size or data set a recipe does not state is taken to be the typical one (the median) of the recipes of
+        # its architecture that state it, else of its family (data set: of its domain): "unknown" would otherwise
+        # be nearer than every stated value more than a decade away
+        self.typical_parameters = _medians(entries, "num_parameters", lambda e: e.recipe.job.architecture)
+        family_parameters = _medians(entries, "num_parameters", lambda e: e.family)
+        self.typical_dataset = _medians(entries, "dataset_size", lambda e: e.recipe.job.architecture)
+        domain_dataset = _medians(entries, "dataset_size", lambda e: e.recipe.job.domain)
         for e in entries:
             job = e.recipe.job
+            log_parameters = _log(job.num_parameters)
+            imputed_parameters = log_parameters is None
+            if imputed_parameters:
+                log_parameters = self.typical_parameters.get(job.architecture, family_parameters.get(e.family))
+            log_dataset = _log(job.dataset_size)
+            imputed_dataset = log_dataset is None
+            if imputed_dataset:
+                log_dataset = self.typical_dataset.get(job.architecture, domain_dataset.get(job.domain))
             point = _Point(
                 entry=e,
                 rid=e.id,
@@ -128,15 +167,19 @@ class RecipeIndex:
                 parent=parent_of.get(job.architecture),
                 domain=job.domain,
                 phase=job.phase,
-                log_parameters=_log(job.num_parameters),
-                log_dataset=_log(job.dataset_size),
+                log_parameters=log_parameters,
+                log_dataset=log_dataset,
                 log_steps=_log(e.steps),
-                log_batch=_log(job.batch_size),
+                log_batch=_log(job.batch()),
                 data=frozenset(job.data),
                 key=job_key(job.profile()),
+                imputed_parameters=imputed_parameters and log_parameters is not None,
+                imputed_dataset=imputed_dataset and log_dataset is not None,
             )
             self.by_family.setdefault(e.family, []).append(point)
             self.by_domain.setdefault(job.domain, []).append(point)
+            self.by_key.setdefault(point.key, []).append(e)
+        self.family_parameters = family_parameters
         for source, target in ((self.by_family, self.groups_by_family), (self.by_domain, self.groups_by_domain)):
             for name, points in source.items():
                 groups: dict[tuple[str, str, str], list[_Point]] = {}
@@ -169,34 +212,93 @@ class RecipeIndex:
         """Every recipe matching considers for ``facts`` (its family's, else its domain's)."""
         return [p for group in self.groups(facts, math.inf, None) for p in group]
 
+    def ordered(self, f: JobFacts, c: MatchingCosts) -> list[tuple[float, list[_Point]]]:
+        """The candidate groups with their architecture, domain and phase cost, cheapest first (memoized: the
+        key is every field of ``f`` those costs read)."""
+        key = (f.architecture, f.family, f.generic, f.parent, f.domain, f.related, f.phase)
+        found = self._ordered.get(key)
+        if found is None:
+            if len(self._ordered) > 10_000:
+                self._ordered.clear()
+            found = sorted(((_discrete(c, f, g[0]), g) for g in self.groups(f, math.inf, None)), key=_first)
+            found = self._ordered[key] = [(d, g) for d, g in found if d != math.inf]
+        return found
+
     def groups(self, f: JobFacts, bound: float, c: MatchingCosts | None) -> list[list[_Point]]:
         """The groups whose architecture cost can be within ``bound`` (all of them when ``c`` is None)."""
+        near, far = self.tiers(f, bound, c)
+        return near + far
+
+    def tiers(
+        self, f: JobFacts, bound: float, c: MatchingCosts | None
+    ) -> tuple[list[list[_Point]], list[list[_Point]]]:
+        """The groups within ``bound`` by architecture cost, in two tiers: the job's own architecture and its
+        lineage (for a generic or unknown architecture, every candidate), then the other members of its family."""
         if f.family is None:
             if f.domain is None or (c is not None and c.architecture_unknown > bound):
-                return []
-            return self.groups_by_domain.get(f.domain, [])
+                return [], []
+            return self.groups_by_domain.get(f.domain, []), []
         by_arch = self.by_architecture.get(f.family)
         if not by_arch:
-            return []
-        if c is None or (c.architecture_generic if f.generic else c.architecture_sibling) <= bound:
-            return self.groups_by_family[f.family]
-        out = list(by_arch.get(f.architecture or "", ()))
-        if not f.generic and c.architecture_parent <= bound:
-            for arch in self.related.get(f.architecture or "", ()):
-                out.extend(by_arch.get(arch, ()))
-        return out
+            return [], []
+        if f.generic:
+            ok = c is None or c.architecture_generic <= bound
+            return (self.groups_by_family[f.family] if ok else []), []
+        own = f.architecture or ""
+        near = list(by_arch.get(own, ()))
+        lineage = self.related.get(own, frozenset())
+        if c is None or c.architecture_parent <= bound:
+            for arch in lineage:
+                near.extend(by_arch.get(arch, ()))
+        if c is not None and c.architecture_sibling > bound:
+            return near, []
+        far = [g for arch, groups in by_arch.items() if arch != own and arch not in lineage for g in groups]
+        return near, far
+
+
+#: a row condition -> the facet it guarantees the profile matches
+_COVERS = {"small_data": "dataset_size", "small_model": "parameters", "large_model": "parameters"}
 
 
 def table_job(
-    rule: Rule, family_of: dict[str, str | None], generic: frozenset[str], parent_of: dict[str, str | None]
+    rule: Rule,
+    family_of: dict[str, str | None],
+    generic: frozenset[str],
+    parent_of: dict[str, str | None],
+    index: RecipeIndex | None = None,
+    domain_of: dict[str, str | None] | None = None,
 ) -> TableJob:
-    """The job a seed row describes: its architecture or family, domain, and its reference model."""
+    """The job a seed row describes: its architecture or family, domain, and its reference model; a size or data set
+    it does not state is taken as the typical one of the recipes of its architecture (``index``), as for recipes."""
     when = rule.when
     arch = when.architecture if isinstance(when.architecture, str) else None
     family = family_of.get(arch) if arch else (when.family if isinstance(when.family, str) else None)
+    if arch is None and family in generic:
+        arch = family  # a row keyed on a family is about the family's generic architecture (cnn, rnn, ...)
     domain = when.domain
-    domains = frozenset([domain] if isinstance(domain, str) else domain) if domain else None
+    domains = frozenset([domain]) if isinstance(domain, str) else (frozenset(domain) if domain else None)
+    usual = (domain_of or {}).get(arch) if arch else None
+    if domains is None and usual is not None:
+        domains = frozenset([usual])  # a row about one architecture is about it in its usual domain
     ref = rule.reference_model
+    log_parameters = _log(ref.parameters) if ref else None
+    log_dataset = None
+    if index is not None:
+        if log_parameters is None:
+            log_parameters = index.typical_parameters.get(arch or "", index.family_parameters.get(family))
+            imputed_parameters = log_parameters is not None
+        else:
+            imputed_parameters = False
+        log_dataset = index.typical_dataset.get(arch or "")
+    else:
+        imputed_parameters = False
+    covers = {facet for flag, facet in _COVERS.items() if getattr(when, flag) is True}
+    if when.data is not None:
+        covers.add("data")
+    if "parameters" in covers:
+        covers.add("parameters_imputed")
+    if "dataset_size" in covers:
+        covers.add("dataset_imputed")
     return TableJob(
         rule_id=rule.id,
         architecture=arch,
@@ -205,9 +307,13 @@ def table_job(
         parent=parent_of.get(arch) if arch else None,
         domain=domains,
         phase=ref.phase if ref else None,
-        log_parameters=_log(ref.parameters) if ref else None,
+        log_parameters=log_parameters,
         log_steps=_log(ref.steps) if ref else None,
         log_batch=_log(rule.base_batch_size),
+        log_dataset=log_dataset,
+        imputed_parameters=imputed_parameters,
+        imputed_dataset=log_dataset is not None,
+        covers=frozenset(covers),
     )
 
 
@@ -249,9 +355,11 @@ def _arch_cost(
 
 
 def _data_cost(c: MatchingCosts, f: JobFacts, data: frozenset[str] | None) -> float:
+    """A trait of the profile the job does not list costs ``data_unknown``: recipes list the traits their sources make
+    plain, so an absent trait is unknown rather than absent."""
     if not f.data:
         return 0.0
-    return c.data_unknown * len(f.data) if data is None else c.data_trait * len(f.data - data)
+    return c.data_unknown * len(f.data if data is None else f.data - data)
 
 
 def _domain_cost(c: MatchingCosts, f: JobFacts, domain: str | frozenset[str] | None) -> float:
@@ -278,7 +386,9 @@ def distance_parts(c: MatchingCosts, f: JobFacts, job: Job | None) -> tuple[tupl
         ("domain", _domain_cost(c, f, job.domain)),
         ("phase", _phase_cost(c, f.phase, job.phase)),
         ("parameters", _decades(c.parameters_decade, f.log_parameters, job.log_parameters, c.parameters_unknown)),
+        ("parameters_imputed", c.imputed if f.log_parameters is not None and job.imputed_parameters else 0.0),
         ("dataset_size", _decades(c.dataset_decade, f.log_dataset, job.log_dataset, c.dataset_unknown)),
+        ("dataset_imputed", c.imputed if f.log_dataset is not None and job.imputed_dataset else 0.0),
         ("data", _data_cost(c, f, job.data)),
         ("steps", _decades(c.steps_decade, f.log_steps, job.log_steps, c.steps_unknown)),
         ("batch_size", _decades(c.batch_decade, f.log_batch, job.log_batch, c.batch_unknown)),
@@ -302,10 +412,14 @@ def _continuous(c: MatchingCosts, f: JobFacts, job: Job) -> float:
     if a is not None:
         b = job.log_parameters
         total += c.parameters_unknown if b is None else c.parameters_decade * abs(a - b)
+        if job.imputed_parameters:
+            total += c.imputed
     a = f.log_dataset
     if a is not None:
         b = job.log_dataset
         total += c.dataset_unknown if b is None else c.dataset_decade * abs(a - b)
+        if job.imputed_dataset:
+            total += c.imputed
     if f.data:
         total += _data_cost(c, f, job.data)
     a = f.log_steps
@@ -320,9 +434,12 @@ def _continuous(c: MatchingCosts, f: JobFacts, job: Job) -> float:
 
 
 def table_distance(c: MatchingCosts, f: JobFacts, row: TableJob | None) -> Candidate:
-    """How far the seed row is from the job (every facet unknown when no row sets an lr)."""
+    """How far the seed row is from the job (every facet unknown when no row applies); a facet the row's own
+    conditions guarantee (it matched the profile on it) costs nothing."""
     job = row if row is not None else _NOTHING
-    return Candidate(None, _discrete(c, f, job) + _continuous(c, f, job))
+    if not job.covers:
+        return Candidate(None, _discrete(c, f, job) + _continuous(c, f, job))
+    return Candidate(None, sum(cost for facet, cost in distance_parts(c, f, job) if facet not in job.covers))
 
 
 def nearest(
@@ -333,14 +450,12 @@ def nearest(
     exclude: frozenset[str] = frozenset(),
     *,
     keep: int = 4,
-    key: Callable[[], frozenset[tuple[str, object]]] | None = None,
     everything: bool = False,
 ) -> tuple[Candidate, list[Candidate]]:
     """The table row's candidate and the ``keep`` nearest recipes that could be nearer than it (nearest first).
 
     Only recipes within ``max_distance`` that could beat the row by the margin are scored in full (``everything``
-    scores every recipe within ``max_distance``, to explain a match). ``key`` gives the profile's items: a recipe
-    whose job is exactly the profile comes first.
+    scores every recipe within ``max_distance``, to explain a match).
     """
     # the row's phase is the job's when the profile states none: the tables describe an architecture's usual use
     if f.phase is None and row is not None and row.phase is not None:
@@ -349,26 +464,27 @@ def nearest(
     bound = c.max_distance if everything else min(c.max_distance, table.distance - c.margin + c.tie)
     if bound < 0:
         return table, []
-    groups = index.groups(f, bound, c)
     scored: list[tuple[float, _Point]] = []
-    for group in groups:
-        discrete = _discrete(c, f, group[0])
+    best = math.inf
+    for discrete, group in index.ordered(f, c):
         if discrete > bound:
-            continue
+            break  # the groups come cheapest first: no later one can be within the bound
         for p in group:
             d = discrete + _continuous(c, f, p)
             if d <= bound and p.rid not in exclude:
                 scored.append((d, p))
+                if d < best and not everything:
+                    best = d  # branch and bound: only recipes within tie of the best matter from here on
+                    bound = min(bound, best + c.tie)
     if not scored:
         return table, []
     scored.sort(key=_by_distance)
     found = [Candidate(p.entry, d) for d, p in scored]
-    if key is not None and scored[0][0] == 0.0:
-        profile = key()
-        own = next((cand for (d, p), cand in zip(scored, found, strict=True) if d == 0.0 and p.key == profile), None)
-        if own is not None:  # the recipe whose job the profile is, word for word
-            return table, [own, *(cand for cand in found if cand is not own)][:keep]
     return table, _consensus_first(found, c.tie)[:keep]
+
+
+def _first(item: tuple[float, object]) -> float:
+    return item[0]
 
 
 def _by_distance(item: tuple[float, _Point]) -> tuple[float, str]:

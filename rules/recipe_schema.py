@@ -19,11 +19,11 @@ ratio of the run, ``step_epochs`` / ``step_steps`` to fractions of it, ``min_lr`
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .job_length import job_batch, job_steps
 from .schema import _RULE_ID_RE, Name, _Strict
 
 __all__ = ["RECIPE_SCHEDULES", "Recipe", "RecipeConfig", "RecipeJob"]
@@ -91,21 +91,13 @@ class RecipeJob(_Strict):
             out.pop("data", None)
         return out
 
+    def batch(self) -> int | None:
+        """The batch in samples (stated, or batch tokens over the sequence length), as for a profile."""
+        return job_batch(self)
+
     def steps(self) -> int | None:
-        """Optimizer steps of the run: stated, or from tokens / batch tokens, or epochs x steps per epoch,
-        or epochs x dataset size / batch."""
-        if self.total_steps is not None:
-            return self.total_steps
-        batch_tokens = self.batch_tokens
-        if batch_tokens is None and self.batch_size is not None and self.sequence_length is not None:
-            batch_tokens = self.batch_size * self.sequence_length
-        if self.total_tokens is not None and batch_tokens:
-            return max(1, round(self.total_tokens / batch_tokens))
-        if self.epochs is not None and self.steps_per_epoch is not None:
-            return self.epochs * self.steps_per_epoch
-        if self.epochs is not None and self.dataset_size is not None and self.batch_size:
-            return self.epochs * math.ceil(self.dataset_size / self.batch_size)
-        return None
+        """Optimizer steps of the run, derived as for a profile (rules/job_length.py)."""
+        return job_steps(self, job_batch(self))
 
 
 class RecipeConfig(_Strict):

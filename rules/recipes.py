@@ -12,6 +12,7 @@ checks recipe files against the live vocabulary, catalog and bibliography and pr
 
 from __future__ import annotations
 
+import re
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +32,8 @@ __all__ = ["RecipeEntry", "compile_recipe", "load_bibliography", "load_recipe_fi
 #: recipe schedule -> the schedule the engine answers with ("plateau": the lr drops when validation stalls,
 #: which a fixed-length plan approximates with step decay)
 _SCHEDULE = {"plateau": "step"}
+#: a cite's reference to another source: "@<source id>" at the start or after a separator
+_CITED = re.compile(r"(?:^|[\s;(,])@([a-z0-9][a-z0-9_]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +153,7 @@ def compile_recipe(
         _known("source", recipe.source, bibliography.entries, file, rid, "source")
         raise AssertionError  # pragma: no cover - _known raised
     for key, where in recipe.cite.items():
-        if where.startswith("@"):
-            other = where[1:].split(None, 1)[0]
+        for other in _CITED.findall(where):  # "@<source id> <location>", anywhere in the cite
             _known("source", other, bibliography.entries, file, rid, f"cite.{key}")
     if not entry.cite_as:
         raise RulebookError(file, rid, "source", f"source {recipe.source!r} has no cite_as to cite it by")
@@ -223,14 +225,17 @@ def _recipe_rule(
     job, cfg = recipe.job, recipe.config
     hp = {k: getattr(cfg, k) for k in _HP_KEYS if getattr(cfg, k) is not None}
     train: dict[str, Any] = {}
-    if job.batch_size is not None:
-        train["batch_size"] = job.batch_size
+    batch = job.batch()
+    if batch is not None:
+        train["batch_size"] = batch
     if cfg.schedule is not None:
         train["schedule"] = _SCHEDULE.get(cfg.schedule, cfg.schedule)
     if warmup is not None:
         train["warmup"] = warmup > 0
         if warmup > 0:
             train["warmup_ratio"] = round(warmup, 6)
+            if steps is not None:
+                train["warmup_steps"] = max(1, round(warmup * steps))
     if milestones is not None:
         train["step_milestones"] = tuple(round(f, 4) for f in milestones)
     if cfg.step_gamma is not None:
@@ -267,7 +272,7 @@ def _recipe_rule(
         apply_to=[cfg.optimizer],
         set=hp,
         train=train,
-        base_batch_size=job.batch_size,
+        base_batch_size=batch,
         reference_model=reference,
         effect=effect,
     )

@@ -103,6 +103,8 @@ class TrainSettings(_Strict):
     schedule: Schedule | None = None
     warmup: bool | None = None
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    #: the warmup's length in steps (a recipe's): a longer run keeps it, a shorter one keeps ``warmup_ratio``
+    warmup_steps: int | None = Field(default=None, ge=1)
     short_warmup: bool | None = None
     lr_range: tuple[float, float] | None = None
     #: the optimizers ``lr_range`` was stated for (default: any)
@@ -302,12 +304,12 @@ class MatchingCosts(_Strict):
     parameters_unknown: float = Field(ge=0)
     dataset_decade: float = Field(ge=0)
     dataset_unknown: float = Field(ge=0)
-    data_trait: float = Field(ge=0)
     data_unknown: float = Field(ge=0)
     steps_decade: float = Field(ge=0)
     steps_unknown: float = Field(ge=0)
     batch_decade: float = Field(ge=0)
     batch_unknown: float = Field(ge=0)
+    imputed: float = Field(ge=0)
     max_distance: float = Field(gt=0)
     margin: float = Field(ge=0)
     tie: float = Field(ge=0)

@@ -68,6 +68,11 @@ def schedule(
         else:
             ratio = pr.default_warmup_ratio
     warmup_steps: int | None = round(total * ratio) if total is not None else (0 if ratio == 0 else None)
+    if warmup_steps and total and "warmup_steps" in train and train["warmup_steps"] < warmup_steps:
+        # a recipe's warmup: a run longer than the recipe's keeps its warmup steps (the warmup gets past the first
+        # steps' instability, which does not grow with the run), a shorter one its fraction (policy)
+        warmup_steps = train["warmup_steps"]
+        ratio = round(warmup_steps / total, 6)
     milestones = fractions = None
     gamma = None
     final = train.get("final_lr_fraction") if name in ("cosine", "linear", "poly", "exponential") else None

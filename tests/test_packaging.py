@@ -83,8 +83,9 @@ def test_wheel_contains_the_package(names: list[str]) -> None:
 
 
 def test_wheel_contains_every_data_file(names: list[str]) -> None:
-    bundled = {f"optirec/rules/data/{p.name}" for p in DATA_DIR.glob("*.toml")}
+    bundled = {f"optirec/rules/data/{p.relative_to(DATA_DIR).as_posix()}" for p in DATA_DIR.rglob("*.toml")}
     assert len(bundled) >= 10
+    assert any(name.startswith("optirec/rules/data/recipes/") for name in bundled)  # the recipe library ships
     shipped = {n for n in names if n.startswith("optirec/rules/data/")}
     assert shipped == bundled
 

@@ -89,8 +89,8 @@ def test_autoconfig_num_parameters_defaults_to_the_model() -> None:
 def test_autoconfig_without_total_steps_builds_no_scheduler() -> None:
     with pytest.warns(UserWarning, match="total_steps") as record:
         optimizer, scheduler, rec = optirec.autoconfig(_model(), architecture="resnet", batch_size=512)
-    assert rec.schedule.name == "cosine"
-    assert "cosine" in str(record[0].message)
+    assert rec.schedule.name != "constant"  # a schedule that needs the run's length
+    assert rec.schedule.name in str(record[0].message)
     assert scheduler is None
     assert isinstance(optimizer, torch.optim.Optimizer)
 

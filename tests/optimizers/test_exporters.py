@@ -332,6 +332,8 @@ def _hf_case(rec: Recommendation) -> None:
     assert "torch" in message.rsplit(":", 1)[1]
     if rec.optimizer.name not in HF_CAN:
         assert repr(rec.optimizer.name) in message
+    elif rec.optimizer.name == "adam" and rec.optimizer.hyperparameters.get("weight_decay"):
+        assert "L2" in message  # the Trainer's Adam-family optim values all decay decoupled
     elif _hybrid(rec):
         assert "parameter split" in message
     elif rec.schedule.name not in HF_SCHEDULES:

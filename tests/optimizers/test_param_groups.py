@@ -194,7 +194,8 @@ def test_no_trainable_parameters_raises() -> None:
 
 # ------------------------------------------------------------------------------- transfer learning
 
-TRANSFER = {"goal": "transfer_learning", "architecture": "vit", "total_steps": 50}
+# a transformer fine-tuned with AdamW (weight decay on): a ViT now gets its published SGD fine-tuning recipe (no decay)
+TRANSFER = {"goal": "transfer_learning", "architecture": "bert", "total_steps": 50}
 
 
 def _transfer_rec() -> dict[str, Any]:

@@ -250,6 +250,34 @@ def test_recommend_then_validate_with_a_trial_run(watched: Watched, server: Serv
     assert all(url.startswith(origin) for url in watched.requests), "only same-origin requests"
 
 
+def test_a_recipe_answer_names_its_recipe_and_links_its_references(watched: Watched, server: Server) -> None:
+    page = watched.page
+    _open_form(page)
+    page.select_option("#field-architecture", "convnext")
+    page.fill("#field-batch_size", "1024")
+    page.click("#recommend-button")
+    page.wait_for_selector("#optimizer-name:not(:empty)")
+    expected = httpx.post(f"{server.url}/recommend", json={"architecture": "convnext", "batch_size": 1024}).json()
+    assert expected["recipe"] is not None
+    assert page.is_visible("#recipe-block")
+    assert expected["recipe"]["title"] in page.inner_text("#recipe-title")
+    adapted = page.inner_text("#recipe-adapted")
+    for row in expected["recipe"]["adapted"]:
+        assert row["field"] in adapted
+    # the recipe's citation is a link to the paper, titled with its full reference
+    link = page.locator("#recipe-title cite.source a")
+    assert link.count() == 1
+    sources = httpx.get(f"{server.url}/sources", params={"cite": expected["recipe"]["source"]}).json()
+    assert link.get_attribute("href") == sources[0]["link"]
+    assert sources[0]["reference"] in (link.get_attribute("title") or "")
+    # every cited source is listed once under References; seed citations carry their reference as a title
+    refs = page.inner_text("#references")
+    assert sources[0]["reference"] in refs
+    seed = page.locator("#rationale cite.source[title*='도메인별 선호도']")
+    assert seed.count() >= 1
+    assert not watched.problems(), watched.problems()
+
+
 def test_invalid_value_is_shown_next_to_its_field(watched: Watched) -> None:
     page = watched.page
     _open_form(page)

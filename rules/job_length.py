@@ -1,0 +1,36 @@
+"""A job's batch in samples and its length in optimizer steps, from whatever the job states.
+
+Profiles and recipe jobs share these field names, so one derivation serves both (recipe matching compares
+the two, which only works when both are read alike).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["job_batch", "job_steps"]
+
+
+def job_batch(job: Any) -> int | None:
+    """The batch in samples: stated, or batch tokens over the sequence length."""
+    if job.batch_size is not None:
+        return int(job.batch_size)
+    if job.batch_tokens is not None and job.sequence_length:
+        return max(1, int(job.batch_tokens / job.sequence_length + 0.5))
+    return None
+
+
+def job_steps(job: Any, batch: int | None) -> int | None:
+    """Optimizer steps: stated; or epochs x steps per epoch; or total tokens over tokens per step; or epochs x
+    the data set over the batch."""
+    if job.total_steps is not None:
+        return int(job.total_steps)
+    if job.epochs is not None and job.steps_per_epoch is not None:
+        return int(job.epochs * job.steps_per_epoch)
+    batch_tokens = job.batch_tokens or (batch * job.sequence_length if batch and job.sequence_length else None)
+    if job.total_tokens is not None and batch_tokens:
+        return max(1, int(job.total_tokens / batch_tokens + 0.5))
+    if job.epochs is not None and job.dataset_size is not None and batch:
+        return int(job.epochs * math.ceil(job.dataset_size / batch))
+    return None
