@@ -33,7 +33,7 @@ from .construct import new as _new
 from .job_length import job_batch, job_steps
 from .loader import CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
-from .matching import Candidate, JobFacts, job_key, nearest, table_distance
+from .matching import Candidate, JobFacts, TableJob, job_key, nearest, table_distance
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
 from .recipes import RecipeEntry
@@ -298,6 +298,7 @@ class _Run:
         domain = book.terms["domain"].get(p.domain) if p.domain else None
         #: the architecture family the lr laws check: the architecture's, else the one the domain implies (llm)
         self.law_family = self.arch_family or (domain.family if domain else None)
+        self._steps_for: tuple[int | None, int | None] = (-1, None)  # (batch, total steps) last computed
 
     # ------------------------------------------------------------------ facts
     def _facts(self) -> _Facts:
@@ -351,7 +352,11 @@ class _Run:
         return implied
 
     def _total_steps(self, batch: int | None) -> int | None:
-        return job_steps(self.p, batch)
+        if batch == self._steps_for[0]:
+            return self._steps_for[1]
+        steps = job_steps(self.p, batch)
+        self._steps_for = (batch, steps)
+        return steps
 
     def _job_key(self) -> frozenset[tuple[str, object]]:
         values = self.p.__dict__
@@ -370,17 +375,7 @@ class _Run:
         domain = p.domain or self.arch_domain
         if not book.recipe_index.any_for(self.arch_family, domain):
             return None, _NO_TABLE, []
-        jobs = book.table_jobs
-        row = None
-        covers: frozenset[str] = frozenset()
-        for cr in reversed(matched):  # the most specific row that describes a job ...
-            job = jobs.get(cr.rank)
-            if job is not None:
-                if row is None:
-                    row = job
-                covers |= job.covers  # ... and what every matched row's conditions guarantee (they all apply)
-        if row is not None and covers != row.covers:
-            row = replace(row, covers=covers)
+        row = self._table_row(matched)
         batch = self._batch()
         steps = self._total_steps(batch)
         n, size = p.num_parameters, p.dataset_size
@@ -408,6 +403,30 @@ class _Run:
         if best is not None and best.entry is not None and (best.own or best.distance + costs.margin <= table.distance):
             return best.entry, table, found
         return None, table, found
+
+    def _table_row(self, matched: list[CompiledRule]) -> TableJob | None:
+        """The most specific matched row that describes a job, covering what every matched row's conditions
+        guarantee (they all apply); memoized by the matched rules."""
+        key = ("row", *(cr.rank for cr in matched))
+        cache = self.book.cache
+        if key in cache:
+            found: TableJob | None = cache[key]
+            return found
+        jobs = self.book.table_jobs
+        row = None
+        covers: frozenset[str] = frozenset()
+        for cr in reversed(matched):
+            job = jobs.get(cr.rank)
+            if job is not None:
+                if row is None:
+                    row = job
+                covers |= job.covers
+        if row is not None and covers != row.covers:
+            row = replace(row, covers=covers)
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        cache[key] = row
+        return row
 
     # ------------------------------------------------------------------ main
     def result(self) -> Recommendation:

@@ -404,23 +404,23 @@ def _discrete(c: MatchingCosts, f: JobFacts, job: Job) -> float:
     )
 
 
-def _continuous(c: MatchingCosts, f: JobFacts, job: Job) -> float:
-    """The size, data, length and batch costs: :func:`_decades` and :func:`_data_cost`, inlined (it runs for
-    every candidate recipe)."""
+def _continuous(c: MatchingCosts, f: JobFacts, job: Job, covers: frozenset[str] = frozenset()) -> float:
+    """The size, data, length and batch costs, but none for a facet in ``covers``: :func:`_decades` and
+    :func:`_data_cost`, inlined (it runs for every candidate recipe)."""
     total = 0.0
     a = f.log_parameters
-    if a is not None:
+    if a is not None and "parameters" not in covers:
         b = job.log_parameters
         total += c.parameters_unknown if b is None else c.parameters_decade * abs(a - b)
         if job.imputed_parameters:
             total += c.imputed
     a = f.log_dataset
-    if a is not None:
+    if a is not None and "dataset_size" not in covers:
         b = job.log_dataset
         total += c.dataset_unknown if b is None else c.dataset_decade * abs(a - b)
         if job.imputed_dataset:
             total += c.imputed
-    if f.data:
+    if f.data and "data" not in covers:
         total += _data_cost(c, f, job.data)
     a = f.log_steps
     if a is not None:
@@ -437,9 +437,7 @@ def table_distance(c: MatchingCosts, f: JobFacts, row: TableJob | None) -> Candi
     """How far the seed row is from the job (every facet unknown when no row applies); a facet the row's own
     conditions guarantee (it matched the profile on it) costs nothing."""
     job = row if row is not None else _NOTHING
-    if not job.covers:
-        return Candidate(None, _discrete(c, f, job) + _continuous(c, f, job))
-    return Candidate(None, sum(cost for facet, cost in distance_parts(c, f, job) if facet not in job.covers))
+    return Candidate(None, _discrete(c, f, job) + _continuous(c, f, job, job.covers))
 
 
 def nearest(
