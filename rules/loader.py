@@ -11,16 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
-
+from .data_files import read_toml, validate_entry
 from .errors import RulebookError, UnknownNameError
 from .matching import RecipeIndex, TableJob, table_job
 from .recipes import RecipeEntry, load_bibliography, load_recipe_file
@@ -135,20 +132,6 @@ class CompiledRule:
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """Tuples become lists, so the dicts are JSON-ready as they are."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
-
-
-def _issue_location(error: ErrorDetails) -> str:
-    return ".".join(str(p) for p in error["loc"])
-
-
-def _validate(model: type[BaseModel], raw: Any, file: str, what: str, index: int) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = raw.get("id") or raw.get("name") if isinstance(raw, dict) else None
-        label = str(name) if name else f"{what} #{index + 1}"
-        raise RulebookError(file, label, _issue_location(err), err["msg"]) from None
 
 
 class Rulebook:
@@ -319,16 +302,6 @@ class Rulebook:
         return mult
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulebookError(path.name, None, None, f"not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise RulebookError(path.name, None, None, f"not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-
-
 def _check_names(file: str, rule: Rule, names: Iterable[str], optimizers: dict[str, OptimizerSpec], field: str) -> None:
     for n in names:
         if n not in optimizers:
@@ -344,7 +317,7 @@ def _load_diagnosis(raw_principles: dict[str, Any]) -> DiagnosisSettings:
     raw = raw_principles.get("diagnosis")
     if not isinstance(raw, dict):
         raise RulebookError("principles.toml", None, "diagnosis", "missing [diagnosis] table")
-    settings: DiagnosisSettings = _validate(DiagnosisSettings, raw, "principles.toml", "diagnosis", 0)
+    settings: DiagnosisSettings = validate_entry(DiagnosisSettings, raw, "principles.toml", "diagnosis", 0)
     keys = [k for k in DiagnosisSettings.model_fields if k != "sources"]
     for key in keys:
         if key not in settings.sources:
@@ -420,11 +393,11 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
         path = root / name
         if not path.is_file():
             raise RulebookError(name, None, None, f"required file missing from {root}")
-        return _read_toml(path)
+        return read_toml(path)
 
     raw_opts = need("optimizers.toml")
     optimizers = [
-        _validate(OptimizerSpec, raw, "optimizers.toml", "optimizer", i)
+        validate_entry(OptimizerSpec, raw, "optimizers.toml", "optimizer", i)
         for i, raw in enumerate(raw_opts.get("optimizer", []))
     ]
     if not optimizers:
@@ -446,7 +419,7 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
         entries = raw_vocab.get(kind, [])
         if not entries:
             raise RulebookError("vocabulary.toml", None, kind, f"no [[{kind}]] entries")
-        vocabulary[kind] = [_validate(Term, raw, "vocabulary.toml", kind, i) for i, raw in enumerate(entries)]
+        vocabulary[kind] = [validate_entry(Term, raw, "vocabulary.toml", kind, i) for i, raw in enumerate(entries)]
         seen: set[str] = set()
         for t in vocabulary[kind]:
             if t.name in seen:
@@ -477,9 +450,9 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
     for path in files:
         if not path.name.endswith(".rules.toml"):
             continue
-        raw_rules = _read_toml(path).get("rule", [])
+        raw_rules = read_toml(path).get("rule", [])
         for i, raw in enumerate(raw_rules):
-            rule = _validate(Rule, raw, path.name, "rule", i)
+            rule = validate_entry(Rule, raw, path.name, "rule", i)
             if rule.id in ids:
                 raise RulebookError(path.name, rule.id, "id", f"duplicate rule id (first defined in {ids[rule.id]})")
             ids[rule.id] = path.name
@@ -505,7 +478,7 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
     raw_principles = need("principles.toml")
     if "principles" not in raw_principles:
         raise RulebookError("principles.toml", None, "principles", "missing [principles] table")
-    principles = _validate(Principles, raw_principles["principles"], "principles.toml", "principles", 0)
+    principles = validate_entry(Principles, raw_principles["principles"], "principles.toml", "principles", 0)
     if principles.default_optimizer not in by_name:
         raise RulebookError(
             "principles.toml", "principles", "default_optimizer", f"unknown optimizer {principles.default_optimizer!r}"
@@ -515,24 +488,27 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
     diagnosis = _load_diagnosis(raw_principles)
     if not isinstance(raw_principles.get("matching"), dict):
         raise RulebookError("principles.toml", None, "matching", "missing [matching] table")
-    matching: MatchingCosts = _validate(MatchingCosts, raw_principles["matching"], "principles.toml", "matching", 0)
+    matching: MatchingCosts = validate_entry(
+        MatchingCosts, raw_principles["matching"], "principles.toml", "matching", 0
+    )
 
     symptoms: list[Symptom] = []
     contexts: list[SymptomContext] = []
     if (root / "symptoms.toml").is_file():
-        raw_sym = _read_toml(root / "symptoms.toml")
+        raw_sym = read_toml(root / "symptoms.toml")
         symptoms = [
-            _validate(Symptom, raw, "symptoms.toml", "symptom", i) for i, raw in enumerate(raw_sym.get("symptom", []))
+            validate_entry(Symptom, raw, "symptoms.toml", "symptom", i)
+            for i, raw in enumerate(raw_sym.get("symptom", []))
         ]
         contexts = [
-            _validate(SymptomContext, raw, "symptoms.toml", "context", i)
+            validate_entry(SymptomContext, raw, "symptoms.toml", "context", i)
             for i, raw in enumerate(raw_sym.get("context", []))
         ]
         _check_symptoms(symptoms, contexts, by_name, families, set(known["goal"]))
     facts: list[Fact] = []
     if (root / "facts.toml").is_file():
-        raw_facts = _read_toml(root / "facts.toml")
-        facts = [_validate(Fact, raw, "facts.toml", "fact", i) for i, raw in enumerate(raw_facts.get("fact", []))]
+        raw_facts = read_toml(root / "facts.toml")
+        facts = [validate_entry(Fact, raw, "facts.toml", "fact", i) for i, raw in enumerate(raw_facts.get("fact", []))]
 
     bibliography = load_bibliography([root / "sources.toml"] if (root / "sources.toml").is_file() else [])
     terms = {kind: {t.name: t for t in entries} for kind, entries in vocabulary.items()}

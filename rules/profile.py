@@ -159,17 +159,7 @@ class Profile(BaseModel):
             profile._readings = (reading,)
         return profile
 
-    @field_validator(
-        "domain",
-        "architecture",
-        "goal",
-        "rl_method",
-        "phase",
-        "sharding",
-        "precision",
-        "optimizer_state_precision",
-        mode="before",
-    )
+    @field_validator(*(f for f in ENUM_FIELDS if f != "data"), mode="before")
     @classmethod
     def _enum(cls, value: Any, info: Any) -> Any:
         if value is None:

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from .data_files import read_toml, validate_entry
 from .errors import RulebookError, suggest
 from .recipe_schema import Recipe
 from .schema import ReferenceModel, Rule, Term
@@ -73,35 +71,14 @@ class RecipeEntry:
         }
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulebookError(path.name, None, None, f"not valid TOML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise RulebookError(path.name, None, None, f"not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-
-
-def _validate_entry(model: Any, raw: Any, file: str, what: str, index: int) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = raw.get("id") if isinstance(raw, dict) else None
-        label = str(name) if name else f"{what} #{index + 1}"
-        where = ".".join(str(p) for p in err["loc"]) or None
-        raise RulebookError(file, label, where, err["msg"]) from None
-
-
 def load_bibliography(paths: Sequence[Path]) -> Bibliography:
     """``[[source]]`` entries of every file in ``paths`` (sources.toml first), ids unique."""
     entries: list[SourceEntry] = []
     seen: dict[str, str] = {}
     for path in paths:
-        raw = _read(path).get("source", [])
+        raw = read_toml(path).get("source", [])
         for i, item in enumerate(raw):
-            entry: SourceEntry = _validate_entry(SourceEntry, item, path.name, "source", i)
+            entry: SourceEntry = validate_entry(SourceEntry, item, path.name, "source", i)
             if entry.id in seen:
                 raise RulebookError(path.name, entry.id, "id", f"duplicate source id (first in {seen[entry.id]})")
             seen[entry.id] = path.name
@@ -286,13 +263,13 @@ def load_recipe_file(
     bibliography: Bibliography,
 ) -> list[RecipeEntry]:
     """The ``[[recipe]]`` entries of one file, validated and compiled."""
-    raw = _read(path)
+    raw = read_toml(path)
     stray = sorted(set(raw) - {"recipe"})
     if stray:
         raise RulebookError(path.name, None, stray[0], "a recipe file holds only [[recipe]] tables")
     out = []
     for i, item in enumerate(raw.get("recipe", [])):
-        recipe: Recipe = _validate_entry(Recipe, item, path.name, "recipe", i)
+        recipe: Recipe = validate_entry(Recipe, item, path.name, "recipe", i)
         out.append(
             compile_recipe(
                 recipe,

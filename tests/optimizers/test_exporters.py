@@ -33,6 +33,7 @@ from optirec.optimizers.exporters import (
     to_timm,
     to_torch_code,
 )
+from optirec.optimizers.schedulers import SCHEDULES
 from optirec.rules import OptirecError, Recommendation, default_rulebook, profile_field_options, recommend
 from optirec.rules.recommendation import OptimizerChoice, ParamGroup, ScheduleSpec
 
@@ -204,17 +205,7 @@ def _schedule(name: str, *, total: int | None, warmup: bool, **fields: Any) -> S
     )
 
 
-SCHEDULE_NAMES = [
-    "constant",
-    "step",
-    "cosine",
-    "linear",
-    "exponential",
-    "one_cycle",
-    "cosine_restarts",
-    "inverse_sqrt",
-    "poly",
-]
+SCHEDULE_NAMES = list(SCHEDULES)
 SCHEDULE_CASES = [(name, total, warmup) for name in SCHEDULE_NAMES for total in (40, None) for warmup in (False, True)]
 
 
