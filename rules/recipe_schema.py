@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from .job_length import job_batch, job_steps
-from .schema import _RULE_ID_RE, Name, _Strict
+from .schema import _RULE_ID_RE, Betas, Name, _Strict
 
 __all__ = ["RECIPE_SCHEDULES", "Recipe", "RecipeConfig", "RecipeJob"]
 
@@ -110,7 +110,7 @@ class RecipeConfig(_Strict):
     momentum: float | None = Field(default=None, ge=0, lt=1)
     dampening: float | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
-    betas: tuple[float, float] | None = None
+    betas: Betas | None = None
     eps: float | None = Field(default=None, gt=0, le=10)
     alpha: float | None = Field(default=None, gt=0, lt=1)
     centered: bool | None = None
@@ -134,13 +134,6 @@ class RecipeConfig(_Strict):
     clip_norm: float | None = Field(default=None, ge=0)
     ema_decay: float | None = Field(default=None, gt=0, lt=1)
     layer_decay: float | None = Field(default=None, gt=0, le=1)
-
-    @field_validator("betas")
-    @classmethod
-    def _betas(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not all(0 <= b < 1 for b in value):
-            raise ValueError(f"betas {list(value)} must each be in [0, 1)")
-        return value
 
     @field_validator("step_milestones")
     @classmethod

@@ -57,6 +57,16 @@ def _check_source(value: str) -> str:
 Source = Annotated[str, AfterValidator(_check_source)]
 
 
+def _check_betas(value: tuple[float, float]) -> tuple[float, float]:
+    if not all(0 <= b < 1 for b in value):
+        raise ValueError(f"betas {list(value)} must each be in [0, 1)")
+    return value
+
+
+#: Adam-style (beta1, beta2), each in [0, 1)
+Betas = Annotated[tuple[float, float], AfterValidator(_check_betas)]
+
+
 class HyperParams(_Strict):
     """Optimizer hyperparameters a rule may set (names follow ``torch.optim``)."""
 
@@ -64,7 +74,7 @@ class HyperParams(_Strict):
     momentum: float | None = Field(default=None, ge=0, lt=1)
     dampening: float | None = Field(default=None, ge=0, lt=1)
     nesterov: bool | None = None
-    betas: tuple[float, float] | None = None
+    betas: Betas | None = None
     #: the first beta alone (the gradient's moving-average coefficient), keeping the second beta that the
     #: catalog or other rules give; applies only to optimizers that take ``betas``
     beta1: float | None = Field(default=None, ge=0, lt=1)
@@ -86,13 +96,6 @@ class HyperParams(_Strict):
     damping: float | None = Field(default=None, gt=0)
     update_freq: int | None = Field(default=None, ge=1)
     base: str | None = Field(default=None, pattern=_NAME_RE)
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not all(0 <= b < 1 for b in value):
-            raise ValueError(f"betas {list(value)} must each be in [0, 1)")
-        return value
 
 
 class TrainSettings(_Strict):

@@ -122,17 +122,8 @@ WARMUPS = {
 
 
 def test_schedule_names_are_the_nine() -> None:
-    assert set(SCHEDULES) == {
-        "constant",
-        "step",
-        "cosine",
-        "linear",
-        "exponential",
-        "one_cycle",
-        "cosine_restarts",
-        "inverse_sqrt",
-        "poly",
-    }
+    names = "constant step cosine linear exponential one_cycle cosine_restarts inverse_sqrt poly"
+    assert sorted(SCHEDULES) == sorted(names.split())
 
 
 @pytest.mark.parametrize("warmup_case", list(WARMUPS), ids=list(WARMUPS))

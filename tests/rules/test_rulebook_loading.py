@@ -366,6 +366,16 @@ MALFORMED = [
     ),
     pytest.param(
         "optimizers.toml",
+        SGD_CLASS,
+        SGD_CLASS.replace("lr = 0.01", "lr = 0.01, betas = [0.9, 1.0]"),
+        "optimizers.toml",
+        "sgd",
+        "defaults.betas",
+        "must each be in [0, 1)",
+        id="optimizer-betas-out-of-range",
+    ),
+    pytest.param(
+        "optimizers.toml",
         'defaults = { k = 5, lookahead_alpha = 0.5, base = "adam" }',
         'defaults = { k = 5, lookahead_alpha = 0.5, base = "adamm" }',
         "optimizers.toml",
