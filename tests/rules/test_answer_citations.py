@@ -1,10 +1,13 @@
 """Every source an answer cites resolves to the bibliography (sources.toml): over each recipe's own job, each
-architecture and domain of the vocabulary, and seeded random profiles over every field a caller may state."""
+architecture and domain of the vocabulary, bench/engine.py's benchmark profiles, and seeded random profiles over
+every field a caller may state (phase, sharding, precision and devices too)."""
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,6 +43,16 @@ def _random_profiles(count: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def _bench_profiles(count: int) -> list[dict[str, Any]]:
+    """bench/engine.py's two generators (the profiles its figures are measured on)."""
+    path = Path(__file__).resolve().parents[2] / "bench" / "engine.py"
+    spec = importlib.util.spec_from_file_location("bench_engine", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return [*module.varied_profiles(count), *module.job_profiles(count)]
+
+
 def _profiles() -> Iterator[Any]:
     for rid, entry in sorted(_BOOK.recipes.items()):
         yield pytest.param(entry.recipe.job.profile(), id=f"recipe-{rid}")
@@ -49,6 +62,8 @@ def _profiles() -> Iterator[Any]:
         yield pytest.param({"domain": domain}, id=f"domain-{domain}")
     for i, p in enumerate(_random_profiles(300, seed=19)):
         yield pytest.param(p, id=f"random-{i}")
+    for i, p in enumerate(_bench_profiles(200)):
+        yield pytest.param(p, id=f"bench-{i}")
 
 
 def _cited(rec: Recommendation) -> Iterator[tuple[str, str]]:
