@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .registry import resolve_class as resolve_class
     from .schedulers import SCHEDULES as SCHEDULES
     from .schedulers import build_scheduler as build_scheduler
+    from .training import evaluation_mode as evaluation_mode
+    from .training import train_mode as train_mode
     from .training import train_step as train_step
     from .trial import TrialBudget as TrialBudget
     from .trial import TrialResult as TrialResult
@@ -61,6 +63,8 @@ _HOMES = {
     "resolve_class": "registry",
     "SCHEDULES": "schedulers",
     "build_scheduler": "schedulers",
+    "evaluation_mode": "training",
+    "train_mode": "training",
     "train_step": "training",
     "LRRangeTest": "lr_finder",
     "lr_range_test": "lr_finder",

@@ -23,13 +23,20 @@ approximates or leaves to the user is listed by ``export(rec, fmt, notes=[])`` /
 Names used, and where they come from:
 
 - Hugging Face: ``TrainingArguments`` field names, ``OptimizerNames`` values (``adamw_torch``,
-  ``adafactor``, ``sgd``, ``adagrad``, ``rmsprop``, ``lion_32bit``) and ``SchedulerType`` values
-  (``constant``, ``constant_with_warmup``, ``linear``, ``cosine``, ...) from
-  ``src/transformers/training_args.py``, ``trainer_utils.py`` and ``trainer_optimizer.py`` of
-  huggingface/transformers.  ``optim_args`` reach torch's SGD/Adagrad/RMSprop only in releases with
+  ``adafactor``, ``sgd``, ``adagrad``, ``rmsprop``, ``lion_32bit``, ``schedule_free_adamw``,
+  ``schedule_free_sgd``) and ``SchedulerType`` values (``constant``, ``constant_with_warmup``, ``linear``,
+  ``cosine``, ...) from ``src/transformers/training_args.py``, ``trainer_utils.py`` and
+  ``trainer_optimizer.py`` of huggingface/transformers.  For the schedule-free values the Trainer builds
+  facebookresearch's ``schedulefree`` classes with ``warmup_steps`` (the optimizer's own warmup), adam
+  betas/epsilon for AdamW and no momentum for SGD (the class default, 0.9), and calls the optimizer's
+  ``train()`` / ``eval()`` itself.  ``optim_args`` reach torch's SGD/Adagrad/RMSprop only in releases with
   huggingface/transformers#44203 (Feb 2026); ``warmup_steps`` takes a float ratio since transformers
   5 (``warmup_ratio`` was deprecated by huggingface/transformers#41326).  ``max_grad_norm=0`` turns
   clipping off (the default, 1.0, would clip).
+- Schedule-Free (``needs_eval_mode`` in the catalog): the torch snippet's ``training_step`` calls
+  ``optimizer.train()`` and it defines ``averaged_weights()`` to evaluate and checkpoint in; the Lightning
+  source adds the hooks that switch the optimizer (train before each training batch, eval for validation,
+  testing, prediction and at the end of each training epoch, so checkpoints hold the averaged weights).
 - timm: the optimizer registry of ``timm/optim/_optim_factory.py`` (huggingface/pytorch-image-models):
   ``sgd``/``nesterov`` = SGD with Nesterov momentum, ``momentum`` = classical momentum, ``adam``,
   ``adamw``, ``adamax``, ``nadam``, ``radam``, ``adagrad``, ``rmsprop``, ``lamb``, ``adafactor``,
@@ -202,7 +209,13 @@ _HF_OPTIM: Final = {
     "adamw": "adamw_torch",
     "adafactor": "adafactor",
     "lion": "lion_32bit",
+    # transformers' schedule-free support runs facebookresearch's schedulefree classes (the same algorithm as
+    # pytorch_optimizer's ScheduleFreeAdamW / ScheduleFreeSGD) and calls optimizer.train() / eval() itself
+    "schedulefree_adamw": "schedule_free_adamw",
+    "schedulefree_sgd": "schedule_free_sgd",
 }
+#: the momentum of schedulefree.SGDScheduleFree, which the Trainer does not pass (so it cannot be changed)
+_HF_SCHEDULE_FREE_SGD_MOMENTUM: Final = 0.9
 #: torch defaults of the keys that go into optim_args (a key left at its default is not passed)
 _HF_OPTIM_ARGS: Final[dict[str, dict[str, Any]]] = {
     "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False},
@@ -251,6 +264,18 @@ def _hf(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
             out["adam_epsilon"] = hp.pop("eps", 1e-8)
         else:
             notes.append("optim=lion_32bit is bitsandbytes' Lion: pip install bitsandbytes.")
+    elif optim == "schedule_free_adamw":
+        if "betas" in hp:
+            out["adam_beta1"], out["adam_beta2"] = (float(b) for b in hp.pop("betas"))
+        out["adam_epsilon"] = hp.pop("eps", 1e-8)
+    elif optim == "schedule_free_sgd":
+        momentum = hp.pop("momentum", _HF_SCHEDULE_FREE_SGD_MOMENTUM)
+        if momentum != _HF_SCHEDULE_FREE_SGD_MOMENTUM:
+            raise _Unsupported(
+                f"the hyperparameter momentum={momentum}",
+                f"the Trainer builds schedulefree.SGDScheduleFree without a momentum argument, so it stays at "
+                f"{_HF_SCHEDULE_FREE_SGD_MOMENTUM}",
+            )
     elif name == "adafactor":
         decay = hp.pop("beta2_decay", -0.8)
         if decay != -0.8:
@@ -275,6 +300,9 @@ def _hf(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
 
     schedule = rec.schedule
     steps, ratio = _warmup(schedule)
+    schedule_free = optim.startswith("schedule_free_")
+    if schedule_free:
+        _hf_schedule_free_warmup(name, schedule, notes)
     kind = _HF_SCHEDULES.get(schedule.name)
     if kind is None:
         why = "lr_scheduler_type has no such decay"
@@ -284,8 +312,8 @@ def _hf(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
                 "each cycle (T_mult=2)"
             )
         raise _Unsupported(f"the {schedule.name!r} schedule", why)
-    if kind == "constant" and _has_warmup(schedule):
-        kind = "constant_with_warmup"
+    if kind == "constant" and _has_warmup(schedule) and not schedule_free:
+        kind = "constant_with_warmup"  # (a schedule-free optimizer warms up itself: the scheduler stays constant)
     final = schedule.final_lr_fraction or 0.0
     if kind == "cosine" and final:
         kind = "cosine_with_min_lr"
@@ -318,6 +346,32 @@ def _hf(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
         )
     _advice_notes(rec, "hf", notes)
     return out
+
+
+def _hf_schedule_free_warmup(name: str, schedule: ScheduleSpec, notes: list[str]) -> None:
+    """The Trainer hands ``warmup_steps`` to a schedule-free optimizer as its own warmup, in steps."""
+    notes.append(
+        "optim=schedule_free_* runs facebookresearch's schedulefree implementation (pip install schedulefree), "
+        "the same algorithm as pytorch_optimizer's; the Trainer calls optimizer.train() and optimizer.eval() itself."
+    )
+    if not _has_warmup(schedule):
+        return
+    if schedule.name != "constant":
+        raise _Unsupported(
+            f"a warmup before the {schedule.name!r} schedule of the optimizer {_display(name)}",
+            "the Trainer passes warmup_steps to the optimizer (its own warmup) as well as to the scheduler, so the "
+            "warmup would be applied twice",
+        )
+    if schedule.warmup_steps is None:
+        raise _Unsupported(
+            f"a warmup of {schedule.warmup_ratio:g} of the steps for the optimizer {_display(name)}",
+            "the Trainer passes warmup_steps to the optimizer unconverted, which counts it in steps, not as a ratio; "
+            "give total_steps in the profile",
+        )
+    notes.append(
+        f"warmup_steps={schedule.warmup_steps} is the schedule-free optimizer's own linear warmup (the Trainer "
+        "passes it there); lr_scheduler_type stays constant."
+    )
 
 
 # --------------------------------------------------------------------------------------------- timm
@@ -411,6 +465,11 @@ def _lookahead_base_hp(base: str, wrapper_hp: Mapping[str, Any]) -> dict[str, An
     book = _book()
     if base not in book.optimizers:
         raise _Unsupported(f"the base optimizer {base!r}", "it is not in the optimizer catalog")
+    if book.optimizers[base].needs_eval_mode:  # as optimizers/registry.py refuses to build it
+        raise _Unsupported(
+            f"the base optimizer {_display(base)}",
+            "a wrapper cannot wrap an optimizer that keeps separate training and evaluation weights (Schedule-Free)",
+        )
     base_hp = {k: v for k, v in book.defaults[base].items() if k != "base"}
     for key in _LOOKAHEAD_BASE_KEYS:
         if key in wrapper_hp and (key in base_hp or key in ("lr", "weight_decay")):
@@ -455,6 +514,46 @@ def _json_literal(text: str) -> str:
     return repr(text)
 
 
+#: Schedule-Free in Lightning: train() lazily before every training batch (validation may run mid-epoch, and the
+#: checkpoint callbacks save after it), eval() wherever evaluation starts and when a training epoch or the fit ends
+_LIGHTNING_SCHEDULE_FREE_HOOKS: Final = [
+    "",
+    "",
+    "def _schedule_free(self, mode):",
+    '    """Schedule-Free: optimizer.train() before training steps, optimizer.eval() (the averaged weights) to',
+    '    evaluate and checkpoint."""',
+    "    optimizers = self.optimizers(use_pl_optimizer=False)",
+    "    for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:",
+    "        switch = getattr(optimizer, mode, None)",
+    "        if callable(switch):",
+    "            switch()",
+    "",
+    "",
+    "def on_train_batch_start(self, batch, batch_idx):",
+    '    self._schedule_free("train")',
+    "",
+    "",
+    "def on_validation_epoch_start(self):",
+    '    self._schedule_free("eval")',
+    "",
+    "",
+    "def on_test_epoch_start(self):",
+    '    self._schedule_free("eval")',
+    "",
+    "",
+    "def on_predict_epoch_start(self):",
+    '    self._schedule_free("eval")',
+    "",
+    "",
+    "def on_train_epoch_end(self):",
+    '    self._schedule_free("eval")  # the end-of-epoch checkpoint holds the averaged weights',
+    "",
+    "",
+    "def on_train_end(self):",
+    '    self._schedule_free("eval")',
+]
+
+
 def _lightning(rec: Recommendation, notes: list[str]) -> str:
     book = _book()
     names = [rec.optimizer.name, *(g.optimizer for g in _hybrid(rec) if g.optimizer)]
@@ -488,6 +587,14 @@ def _lightning(rec: Recommendation, notes: list[str]) -> str:
         '        return {"optimizer": optimizer}',
         '    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}',
     ]
+    if any(book.optimizers[n].needs_eval_mode for n in names if n in book.optimizers):
+        lines += _LIGHTNING_SCHEDULE_FREE_HOOKS
+        notes.append(
+            "Schedule-Free: the source adds LightningModule hooks (paste them next to configure_optimizers) that call "
+            "optimizer.train() before each training batch and optimizer.eval() for validation, testing, prediction "
+            "and at the end of each training epoch, so evaluation and checkpoints see the averaged weights; with "
+            "BatchNorm, recompute its running statistics at those weights before evaluating."
+        )
     if rec.ema is not None:
         notes.append(f"ema: keep an exponential moving average of the weights (decay {rec.ema.decay}) yourself.")
     if rec.phases:
@@ -734,6 +841,10 @@ class _TorchCode:
             "def training_step(compute_loss):",
             '    """One optimizer step. compute_loss() runs the forward pass and returns the loss (no backward)."""',
         ]
+        switching = self._switching()
+        body += [
+            f"    {var}.train()  # Schedule-Free: the gradient is taken at the training weights" for var in switching
+        ]
         if main_name == "lbfgs":
             body += [
                 "",
@@ -795,7 +906,30 @@ class _TorchCode:
         if rec.ema is not None:
             body.append("    ema_model.update_parameters(model)")
         body.append("    return loss.detach()")
+        if switching:
+            self._import("import contextlib")
+            body += [
+                "",
+                "",
+                "@contextlib.contextmanager",
+                "def averaged_weights():",
+                '    """Schedule-Free: evaluate and save checkpoints inside `with averaged_weights():` (the averaged',
+                '    weights x, not the training point y); training resumes at the training weights afterwards."""',
+                *(f"    {var}.eval()" for var in switching),
+                "    try:",
+                "        yield",
+                "    finally:",
+                *(f"        {var}.train()" for var in switching),
+            ]
+            self.notes.append(
+                "Schedule-Free: evaluate and checkpoint inside `with averaged_weights():`; with BatchNorm, recompute "
+                "its running statistics at those weights first (a few forward passes in train mode)."
+            )
         self.body += body
+
+    def _switching(self) -> list[str]:
+        """The optimizer variables that switch weights between training and evaluation (Schedule-Free)."""
+        return [var for var, _, name in self.optimizers if self._spec(name).needs_eval_mode]
 
     def _assemble(self, spec: Any) -> str:
         rec = self.rec
@@ -808,6 +942,8 @@ class _TorchCode:
             f"# rulebook {rec.rulebook.version} ({rec.rulebook.hash[:12]}); `model` is your torch.nn.Module,",
             "# call training_step(compute_loss) once per batch.",
         ]
+        if self._switching():
+            header.append("# Schedule-Free: evaluate and save checkpoints inside `with averaged_weights():`.")
         header += [f"# warning: {w}" for w in rec.warnings]
         for g in rec.param_groups:
             if g.frozen or g.layerwise_lr_decay is not None:
@@ -854,6 +990,8 @@ def _torch(rec: Recommendation, notes: list[str]) -> str:
 
 # ------------------------------------------------------------------------------------------- optuna
 _INT_PARAMS: Final = frozenset({"batch_size"})
+#: learning-rate-free optimizers: lr is a multiplier of the step size they estimate (1.0 by their authors)
+_LR_FREE: Final = frozenset({"prodigy", "dadapt_adam"})
 
 
 def _recommended(rec: Recommendation, name: str) -> Any:
@@ -894,6 +1032,11 @@ def _optuna(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
             )
     if not params:
         notes.append("the recommendation has no search space.")
+    if rec.optimizer.name in _LR_FREE and "lr" in params:
+        notes.append(
+            f"lr: {rec.optimizer.name} estimates its own step size and lr only multiplies it (the authors keep it at "
+            "1.0), so searching lr searches that multiplier."
+        )
     return {"params": params, "first_trial": first, "ray_tune": ray}
 
 

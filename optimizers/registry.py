@@ -114,14 +114,26 @@ def make_optimizer(
 
 
 def _check_base(book: Rulebook, wrapper: str, base: str) -> None:
-    """A wrapper steps its base once per step with the current gradients: no closures, no nesting."""
+    """A wrapper steps its base once per step with the current gradients: no closures, no nesting, and no
+    base that swaps its weights between a training and an evaluation point (Schedule-Free): Lookahead's slow
+    weights and SAM's perturbation would be taken at whichever point the base happens to stand, and neither
+    wrapper forwards ``train()`` / ``eval()``."""
     spec = book.optimizer(base)
-    if spec.needs_closure or spec.family in ("wrapper", "second_order"):
-        valid = sorted(n for n, o in book.optimizers.items() if not o.needs_closure and o.family in ("sgd", "adaptive"))
+    if spec.needs_closure or spec.needs_eval_mode or spec.family in ("wrapper", "second_order"):
+        valid = sorted(
+            n
+            for n, o in book.optimizers.items()
+            if not o.needs_closure and not o.needs_eval_mode and o.family in ("sgd", "adaptive")
+        )
+        why = (
+            "it keeps separate training and evaluation weights (optimizer.train() / optimizer.eval()), which the "
+            "wrapper would average or perturb at the wrong point"
+            if spec.needs_eval_mode
+            else "it needs a closure, curvature or is a wrapper itself"
+        )
         raise BuildError(
             "optimizer.hyperparameters.base",
-            f"{wrapper} cannot wrap {base} (it needs a closure, curvature or is a wrapper itself); "
-            f"valid bases: {', '.join(valid)}",
+            f"{wrapper} cannot wrap {spec.name} ({why}); valid bases: {', '.join(valid)}",
         )
 
 

@@ -4,12 +4,17 @@
   itself; SAM needs a second forward/backward at the perturbed weights;
 - Sophia's Hessian estimate needs the gradient's graph (``backward(create_graph=True)``);
 - gradient clipping at the recommended max norm; the scheduler stepped once per step;
-- mixed precision on CUDA with ``torch.amp`` (autocast + GradScaler) for closure-free optimizers.
+- mixed precision on CUDA with ``torch.amp`` (autocast + GradScaler) for closure-free optimizers;
+- Schedule-Free optimizers train at one point and are evaluated at another (their average): ``train_step``
+  puts them in train mode first, and :func:`evaluation_mode` switches them to the averaged weights for an
+  evaluation or a checkpoint and back (Defazio et al. 2024; the schedule_free README: ``optimizer.eval()``
+  where ``model.eval()`` is called, ``optimizer.train()`` where ``model.train()`` is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,9 +23,62 @@ from torch import nn
 from .builder import BuildResult
 from .errors import BuildError
 
-__all__ = ["train_step"]
+__all__ = ["evaluation_mode", "train_mode", "train_step"]
 
 LossFn = Callable[[Any, Any], torch.Tensor]
+
+
+def _switch(optimizer: Any, mode: str) -> bool:
+    """Call ``optimizer.<mode>()`` if the optimizer has such a method (True when it did)."""
+    method = getattr(optimizer, mode, None)
+    if not callable(method):
+        return False
+    method()
+    return True
+
+
+def _in_train_mode(optimizer: Any) -> bool | None:
+    """Whether a train/eval optimizer stands at its training weights (None when it does not say).
+
+    pytorch_optimizer's and the official Schedule-Free classes keep a ``train_mode`` flag in every param
+    group (HybridOptimizer mirrors its parts' groups); ScheduleFreeWrapper keeps it on itself.
+    """
+    flag = getattr(optimizer, "train_mode", None)
+    if isinstance(flag, bool):
+        return flag
+    modes = {g["train_mode"] for g in getattr(optimizer, "param_groups", ()) if "train_mode" in g}
+    return modes.pop() if len(modes) == 1 else None
+
+
+def train_mode(*optimizers: Any) -> None:
+    """Put each optimizer that has a ``train()`` method (Schedule-Free) at its training weights; a no-op for
+    the others. Call it before the forward pass of a training step (``train_step`` does)."""
+    for optimizer in optimizers:
+        _switch(optimizer, "train")
+
+
+@contextmanager
+def evaluation_mode(*optimizers: Any) -> Iterator[None]:
+    """Evaluate (or save a checkpoint) at the weights an optimizer means to be evaluated at.
+
+    ``optimizer.eval()`` on entry and ``optimizer.train()`` on exit, for the optimizers that have those methods
+    (Schedule-Free: the averaged weights x instead of the training point y); a no-op for every other optimizer.
+    An optimizer already in eval mode on entry is left in eval mode on exit, so the blocks nest::
+
+        with evaluation_mode(built.optimizer):
+            heldout_loss = evaluate(model)
+    """
+    switched: list[Any] = []
+    try:
+        for optimizer in optimizers:
+            if _in_train_mode(optimizer) is False:
+                continue  # already at its evaluation weights (an enclosing block): leave it there on exit
+            if _switch(optimizer, "eval"):
+                switched.append(optimizer)
+        yield
+    finally:
+        for optimizer in reversed(switched):
+            _switch(optimizer, "train")
 
 
 def _backward(loss: torch.Tensor, create_graph: bool = False) -> None:
@@ -60,6 +118,7 @@ def train_step(
     name = built.recommendation.optimizer.name
     loss: Any
     model.train()
+    train_mode(optimizer)  # Schedule-Free: the gradient is taken at the training point, not the average
 
     if objective is None and loss_fn is None:
         raise BuildError("loss_fn", "give loss_fn(outputs, targets) or an objective")

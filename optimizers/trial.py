@@ -3,7 +3,9 @@
 CUDA when available (mixed precision when the profile asks for it), CPU otherwise; seeded and
 reproducible on CPU. Budgets bound steps, wall-clock time and model size; a cancel flag and a
 progress callback let a service drive it. Divergence (NaN/inf, or the loss exploding past
-``DIVERGENCE_FACTOR`` x its starting value) stops the run and is reported with its step.
+``DIVERGENCE_FACTOR`` x its starting value) stops the run and is reported with its step. Held-out
+evaluations run in :func:`~optirec.optimizers.training.evaluation_mode`: a Schedule-Free optimizer is
+scored at its averaged weights, the point it is meant to be evaluated at.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from optirec.rules.errors import OptirecError
 
 from .builder import BuildResult, as_recommendation, build
 from .errors import BuildError
-from .training import train_step
+from .training import evaluation_mode, train_step
 from .workloads import make_workload, workload_for, workload_kwargs_for
-from .workloads.base import Workload
+from .workloads.base import Evaluation, Workload
 
 __all__ = ["DIVERGENCE_FACTOR", "HeldoutPoint", "TrialBudget", "TrialResult", "resolve_device", "run_trial"]
 
@@ -176,6 +178,7 @@ def run_trial(
         module = work.player_module(model, player)
         builts[player] = build(module, rec, total_steps=steps)
     scaler = torch.amp.GradScaler("cuda") if use_amp and not any(b.needs_closure for b in builts.values()) else None
+    optimizers = [b.optimizer for b in builts.values()]
 
     every = eval_every or max(1, steps // 10)
     is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else cancel
@@ -229,11 +232,15 @@ def run_trial(
         if status == "diverged":
             break
         if done % every == 0 or done == steps:
-            ev = work.evaluate(model)
+            with evaluation_mode(*optimizers):
+                ev = work.evaluate(model)
             heldout.append(HeldoutPoint(step=done, loss=_finite(ev.loss), metric=_finite(ev.metric)))
     wall = time.perf_counter() - start
     diagnosis = _diagnose_divergence(train_loss, rec, warnings) if status == "diverged" else None
-    final = work.evaluate(model) if status != "diverged" else None
+    final: Evaluation | None = None
+    if status != "diverged":
+        with evaluation_mode(*optimizers):
+            final = work.evaluate(model)
     if final is not None and (not heldout or heldout[-1].step != done) and done > 0:
         heldout.append(HeldoutPoint(step=done, loss=_finite(final.loss), metric=_finite(final.metric)))
     return TrialResult(

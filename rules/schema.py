@@ -38,7 +38,7 @@ Scaling = Literal["linear", "sqrt", "none"]
 Rating = Literal["very_low", "low", "medium", "high"]
 Speed = Literal["slow", "medium", "fast", "very_fast"]
 Generalization = Literal["fair", "excellent"]
-MemoryOverhead = Literal["none", "1x", "2x", "3x", "O(n^2)", "moderate", "factored"]
+MemoryOverhead = Literal["none", "1x", "2x", "3x", "4x", "O(n^2)", "moderate", "factored"]
 
 
 class _Strict(BaseModel):
@@ -229,6 +229,9 @@ class OptimizerSpec(_Strict):
     generalization: Generalization
     class_path: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     needs_closure: bool = False
+    #: trains at one point and is evaluated at another (Schedule-Free's average): ``optimizer.eval()`` before
+    #: evaluating or saving a checkpoint, ``optimizer.train()`` before the next training step
+    needs_eval_mode: bool = False
     has_momentum: bool = False
     has_betas: bool = False
     defaults: HyperParams

@@ -140,7 +140,13 @@ TIMM_KWARGS = {
 }  # fmt: skip
 
 #: which catalog optimizers each format can run (the rest must raise ExportError naming them)
-HF_CAN = {"sgd", "sgd_momentum", "nag", "adagrad", "rmsprop", "adam", "adamw", "adafactor", "lion"}
+HF_CAN = {
+    "sgd", "sgd_momentum", "nag", "adagrad", "rmsprop", "adam", "adamw", "adafactor", "lion", "schedulefree_adamw",
+    "schedulefree_sgd",
+}  # fmt: skip
+#: the Trainer's schedule-free optim values: the optimizer warms up itself (warmup_steps in steps, a constant
+#: scheduler), SGD's momentum stays at schedulefree.SGDScheduleFree's 0.9
+HF_SCHEDULE_FREE = {"schedulefree_adamw": "schedule_free_adamw", "schedulefree_sgd": "schedule_free_sgd"}
 HF_SCHEDULES = {"constant", "linear", "cosine", "inverse_sqrt", "poly"}
 TIMM_CAN = {
     "sgd", "sgd_momentum", "nag", "adagrad", "rmsprop", "adam", "adamw", "adamax", "nadam", "radam", "lamb",
@@ -213,6 +219,19 @@ def _hybrid(rec: Recommendation) -> bool:
     return any(g.optimizer is not None for g in rec.param_groups)
 
 
+def _has_warmup(schedule: ScheduleSpec) -> bool:
+    return (schedule.warmup_steps or 0) > 0 or (schedule.warmup_steps is None and schedule.warmup_ratio > 0)
+
+
+def _hf_schedule_free_ok(rec: Recommendation) -> bool:
+    if rec.optimizer.name not in HF_SCHEDULE_FREE:
+        return True
+    if rec.optimizer.hyperparameters.get("momentum", 0.9) != 0.9:
+        return False
+    s = rec.schedule
+    return not _has_warmup(s) or (s.name == "constant" and s.warmup_steps is not None)
+
+
 def _hf_expected(rec: Recommendation) -> bool:
     hp = rec.optimizer.hyperparameters
     return (
@@ -220,6 +239,7 @@ def _hf_expected(rec: Recommendation) -> bool:
         and rec.schedule.name in HF_SCHEDULES
         and not _hybrid(rec)
         and not (rec.optimizer.name == "adam" and hp.get("weight_decay"))
+        and _hf_schedule_free_ok(rec)
     )
 
 
@@ -291,17 +311,18 @@ def _check_hf(rec: Recommendation, kw: dict[str, Any]) -> None:
         assert "max_steps" not in kw
     if rec.batch_size is not None:
         assert kw["per_device_train_batch_size"] == rec.batch_size
-    if "betas" in hp and kw["optim"] in ("adamw_torch", "lion_32bit"):
+    if "betas" in hp and kw["optim"] in ("adamw_torch", "lion_32bit", "schedule_free_adamw"):
         assert [kw["adam_beta1"], kw["adam_beta2"]] == list(hp["betas"])
     if kw["optim"] == "sgd":
         args = dict(a.split("=") for a in kw["optim_args"].split(",")) if "optim_args" in kw else {}
         assert float(args.get("momentum", 0.0)) == hp.get("momentum", 0.0)
         assert args.get("nesterov", "False") == str(hp.get("nesterov", False))
+    if rec.optimizer.name in HF_SCHEDULE_FREE:
+        assert kw["optim"] == HF_SCHEDULE_FREE[rec.optimizer.name]
+        assert "momentum" not in kw.get("optim_args", "")  # the Trainer passes none to SGDScheduleFree
     if rec.schedule.name == "constant":
-        has_warmup = (rec.schedule.warmup_steps or 0) > 0 or (
-            rec.schedule.warmup_steps is None and rec.schedule.warmup_ratio > 0
-        )
-        assert kw["lr_scheduler_type"] == ("constant_with_warmup" if has_warmup else "constant")
+        warm_scheduler = _has_warmup(rec.schedule) and rec.optimizer.name not in HF_SCHEDULE_FREE
+        assert kw["lr_scheduler_type"] == ("constant_with_warmup" if warm_scheduler else "constant")
     elif rec.schedule.name == "poly" or (rec.schedule.name == "linear" and rec.schedule.final_lr_fraction):
         assert kw["lr_scheduler_type"] == "polynomial"
     elif rec.schedule.name == "cosine" and rec.schedule.final_lr_fraction:
@@ -321,8 +342,8 @@ def _hf_case(rec: Recommendation) -> None:
     assert "\n" not in message
     assert "formats that can express this recommendation:" in message
     assert "torch" in message.rsplit(":", 1)[1]
-    if rec.optimizer.name not in HF_CAN:
-        assert repr(rec.optimizer.name) in message
+    if rec.optimizer.name not in HF_CAN or not _hf_schedule_free_ok(rec):
+        assert repr(rec.optimizer.name) in message or "momentum" in message
     elif rec.optimizer.name == "adam" and rec.optimizer.hyperparameters.get("weight_decay"):
         assert "L2" in message  # the Trainer's Adam-family optim values all decay decoupled
     elif _hybrid(rec):
