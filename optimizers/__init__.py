@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .lr_finder import lr_range_test as lr_range_test
     from .memory import state_bytes as state_bytes
     from .memory import state_multiplier as state_multiplier
+    from .racing import RaceEntry as RaceEntry
+    from .racing import race as race
     from .registry import make_optimizer as make_optimizer
     from .registry import resolve_class as resolve_class
     from .schedulers import SCHEDULES as SCHEDULES
@@ -39,10 +41,8 @@ if TYPE_CHECKING:
     from .trial import TrialBudget as TrialBudget
     from .trial import TrialResult as TrialResult
     from .trial import run_trial as run_trial
-    from .validation import LRProbe as LRProbe
-    from .validation import RaceEntry as RaceEntry
+    from .validation import Candidate as Candidate
     from .validation import ValidationReport as ValidationReport
-    from .validation import race as race
     from .validation import validate as validate
 
 _HOMES = {
@@ -71,10 +71,10 @@ _HOMES = {
     "TrialBudget": "trial",
     "TrialResult": "trial",
     "run_trial": "trial",
-    "LRProbe": "validation",
-    "RaceEntry": "validation",
+    "Candidate": "validation",
+    "RaceEntry": "racing",
     "ValidationReport": "validation",
-    "race": "validation",
+    "race": "racing",
     "validate": "validation",
 }
 

@@ -1,80 +1,204 @@
-"""Check a recommendation before committing compute: on the user's own model, or as a race of candidates.
+"""``validate(model, loss_fn, batches, rec)``: a budgeted search on the user's own model, anchored on the
+recommendation.
 
-- ``validate(model, loss_fn, batches, rec)``: the LR range test, a short run on the user's model and
-  data, and a confirmation search: the range test's suggested lr when it calls the recommended one
-  off, then steps of 2x (the way the range test points) while short runs keep improving; the weights
-  (and requires_grad flags) are restored after every run. The report carries the lr the runs favour
-  and the recommendation with it, and says when the search ran out of runs while still improving.
-- ``race(rec, k=3, ...)``: the recommendation and its top alternatives on the same proxy workload, budget
-  and seeds, ranked by held-out loss.
+The candidates, in priority order (the budget trims from the end): the recommendation, its lr on a log
+grid from 1/30x to 30x, its ranked alternatives with their own hyperparameters (and their lr 3x either
+way), and the learning-rate-free and schedule-free optimizers of the catalog at their published defaults.
+Successive halving (optirec.optimizers.halving: Jamieson & Talwalkar 2016; Li et al. 2018) trains them
+for rungs of growing length, scored on held-out batches; diverged runs are dropped at once, the
+recommendation always reaches the last rung, and a challenger must beat it there, at full length, by
+``MIN_GAIN`` to replace it. The LR range test runs first as a diagnostic (its steps count against the
+budget). Weights, requires_grad flags, train/eval mode and the global RNG are restored after every run;
+the search is deterministic for a seed.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel
 from torch import nn
 
-from optirec.rules import Recommendation
-from optirec.rules.recommendation import OptimizerChoice
+from optirec.rules import Recommendation, default_rulebook
+from optirec.rules.recommendation import AdaptedValue, Alternative
 
-from .builder import as_recommendation, build
+from . import halving
+from .builder import BuildResult, as_recommendation, build
 from .errors import BuildError
 from .lr_finder import LRRangeTest, lr_range_test, preserved
-from .training import train_step
-from .trial import TrialResult, exploded, run_trial
-from .workloads.base import Workload
+from .racing import at_catalog_defaults, with_optimizer
+from .training import evaluation_mode, train_step
+from .trial import exploded
 
-__all__ = ["LRProbe", "RaceEntry", "ShortRun", "ValidationReport", "race", "validate"]
+__all__ = ["Candidate", "Rung", "SearchCost", "ValidationReport", "validate"]
 
-#: the confirmation search moves the lr by this factor per probe
-LR_STEP = 2.0
-#: from a diverging lr the search steps down by this factor (004 §6.4.1: divide the lr by 10)
-DIVERGED_STEP = 10.0
-#: a probe must beat the best score so far by this fraction to move the lr (ties keep the recommendation)
+#: the recommendation's lr times these, in priority order (the first ones survive a small budget): a log
+#: grid 10**0.5 apart from about 1/30x to 30x
+LR_GRID = (1.0, 10**0.5, 10**-0.5, 10.0, 0.1, 10**1.5, 10**-1.5)
+#: an alternative's own lr times these
+ALTERNATIVE_GRID = (1.0, 10**0.5, 10**-0.5)
+#: the learning-rate-free and schedule-free optimizers tried at their catalog defaults
+LR_FREE = ("prodigy", "schedulefree_adamw")
+#: alternatives tried (ranked as the answer ranks them)
+ALTERNATIVES = 2
+#: validate()'s default budget, in runs of the caller's ``steps``
+DEFAULT_RUNS = 4
+#: a challenger must beat the recommendation's full-run score by this fraction (ties keep the recommendation)
 MIN_GAIN = 0.01
-#: validate()'s default budget of short runs. A search that stops improving ends after three runs (the
-#: recommendation and a step either way), so the budget is spent only while runs keep improving, which is
-#: when the recommended lr is far off: 8 runs reach 2**5 = 32x past the range test's suggestion
-LR_RUNS = 8
+#: without ``heldout``, this share of the caller's batches (the last ones) scores the runs and is never trained on
+HELDOUT_SHARE = 0.2
 
 Objective = Callable[[nn.Module, Any], torch.Tensor]
+Progress = Callable[[int, int, float | None], None]
+Kind = Literal["recommendation", "alternative", "lr_free"]
 
 
-class ShortRun(BaseModel):
-    steps: int
-    losses: list[float | None]
+class Candidate(BaseModel):
+    """One configuration the search tried, and how far it got."""
+
+    index: int
+    label: str
+    kind: Kind
+    optimizer: str
+    hyperparameters: dict[str, Any]
+    schedule: str
+    lr_factor: float | None  # lr / the candidate's starting lr (the recommendation's or the alternative's)
+    rung_scores: list[float | None]  # held-out loss at the end of each rung it trained in (None: diverged)
+    steps: int  # optimizer steps it trained in all
     diverged: bool
-    diverged_at: int | None
-    improved: bool  # last loss below the first
+    eliminated_at: int | None  # the rung after which it stopped (None: it reached the last rung)
 
 
-class LRProbe(BaseModel):
-    """One short run of the confirmation search."""
+class Rung(BaseModel):
+    index: int
+    steps: int  # each candidate of the rung has trained this many steps in all at its end
+    candidates: int
 
-    lr: float
-    factor: float  # lr / recommended lr
-    score: float | None  # held-out loss at the end (or the mean of the last tenth of training losses); None: diverged
-    diverged: bool
+
+class SearchCost(BaseModel):
+    budget_steps: int
+    spent_steps: int  # optimizer steps taken, range test included
+    range_test_steps: int
+    full_runs: float  # spent_steps / steps
+    budget_runs: float
 
 
 class ValidationReport(BaseModel):
-    optimizer: str
+    optimizer: str  # the recommended optimizer
     recommended_lr: float
-    lr_test: LRRangeTest
-    short_run: ShortRun
-    lr_search: list[LRProbe]  # in the order run; the first is the recommended lr
-    scored_on: Literal["heldout", "train_tail"]
-    validated_lr: float  # the lr the short runs favour (the recommended one unless a probe beat it by MIN_GAIN)
-    # the last run was the best and the run budget was spent: the best lr may lie further the same way
-    still_improving: bool
-    recommendation: Recommendation  # the recommendation with every lr scaled to validated_lr
-    verdict: str
+    steps: int  # the full run length the last rung reaches
+    lr_test: LRRangeTest | None  # the LR range test, a diagnostic (None with range_steps=0)
+    scored_on: Literal["heldout", "heldout_slice"]
+    rungs: list[Rung]
+    candidates: list[Candidate]
+    skipped: list[str]  # candidates the budget left out or that could not be built here, with why
+    winner: str
+    validated_lr: float
+    at_edge: bool  # the winner's lr is at the end of its grid: the best lr may lie further out
+    cost: SearchCost
+    changes: list[AdaptedValue]
+    recommendation: Recommendation  # the recommendation revised to the winner (the same one when it held)
+    verdict: Literal["ok", "too_low", "too_high", "switched", "diverged"]
     advice: str
+
+
+@dataclass
+class _Spec:
+    label: str
+    kind: Kind
+    rec: Recommendation
+    factor: float | None
+    grid: tuple[float, ...] = ()
+
+
+@dataclass
+class _Run:
+    built: BuildResult
+    trainable: dict[str, bool]
+    weights: dict[str, torch.Tensor] | None = None
+    done: int = 0
+    first: float | None = None  # the run's first finite loss (an explosion is judged against it)
+
+
+@dataclass
+class _Runner:
+    """Trains candidates on the user's model, each from the same starting weights, resuming where it stopped."""
+
+    model: nn.Module
+    objective: Objective
+    train: list[Any]
+    held: list[Any]
+    specs: list[_Spec]
+    steps: int
+    seed: int
+    initial: dict[str, torch.Tensor]
+    trainable: dict[str, bool]
+    progress: Progress | None
+    cancel: Callable[[], bool] | None
+    total: int
+    spent: int = 0
+    optimizers: list[torch.optim.Optimizer] = field(default_factory=list)
+    runs: dict[int, _Run] = field(default_factory=dict)
+    steps_of: dict[int, int] = field(default_factory=dict)
+
+    def __call__(self, index: int, length: int) -> float | None:
+        run = self.runs.get(index)
+        if run is None:
+            run = self._start(index)
+        else:
+            assert run.weights is not None
+            self.model.load_state_dict(run.weights)
+            for name, p in self.model.named_parameters():
+                p.requires_grad_(run.trainable.get(name, p.requires_grad))
+        torch.manual_seed(self.seed * 1_000_003 + index * 1009 + run.done)
+        while run.done < length:
+            if self.cancel is not None and self.cancel():
+                raise _Cancelled
+            batch = self.train[run.done % len(self.train)]
+
+            def step_objective(batch: Any = batch) -> torch.Tensor:
+                return self.objective(self.model, batch)
+
+            value = train_step(self.model, None, batch, run.built, objective=step_objective)
+            run.done += 1
+            self.spent += 1
+            self.steps_of[index] = run.done
+            if self.progress is not None:
+                self.progress(self.spent, self.total, value if math.isfinite(value) else None)
+            if run.first is None and math.isfinite(value):
+                run.first = value
+            if not math.isfinite(value) or exploded(value, run.first):
+                return None
+        score = _heldout_loss(self.model, self.objective, self.held, run.built.optimizer)
+        run.weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return score if math.isfinite(score) else None
+
+    def _start(self, index: int) -> _Run:
+        self.model.load_state_dict(self.initial)
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(self.trainable.get(name, p.requires_grad))
+        built = build(self.model, self.specs[index].rec, total_steps=self.steps)
+        self.optimizers.append(built.optimizer)
+        run = _Run(built, {name: p.requires_grad for name, p in self.model.named_parameters()})
+        self.runs[index] = run
+        return run
+
+    def release(self, index: int) -> None:
+        run = self.runs.pop(index, None)
+        if run is not None:  # its optimizer, state and weights go now, not at the end of the search
+            self.optimizers[:] = [o for o in self.optimizers if o is not run.built.optimizer]
+            remove = getattr(run.built.optimizer, "remove_hooks", None)
+            if callable(remove):
+                remove()
+
+
+class _Cancelled(Exception):
+    pass
 
 
 def validate(
@@ -83,23 +207,25 @@ def validate(
     batches: Iterable[Any],
     recommendation: Recommendation | Mapping[str, Any],
     *,
-    steps: int = 50,
-    range_steps: int = 100,
+    steps: int = 100,
+    budget: int | None = None,
     heldout: Iterable[Any] | None = None,
-    lr_runs: int = LR_RUNS,
+    seed: int = 0,
+    range_steps: int | None = None,
     objective: Objective | None = None,
+    progress: Progress | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> ValidationReport:
-    """The LR range test, a ``steps``-step run with the recommendation, and a confirmation search.
+    """Search for a better config than ``recommendation`` on the user's model, within ``budget`` optimizer steps.
 
     ``batches`` are ``(inputs, targets)`` pairs scored by ``loss_fn(model(inputs), targets)``, or anything
-    ``objective(model, batch)`` turns into a loss (then ``loss_fn`` may be None). Short runs are scored on
-    ``heldout`` batches when given, else on the mean of their last tenth of training losses. The search
-    makes at most ``lr_runs`` short runs in all (1 turns it off). When the range test calls the lr too
-    high or too low, the second run takes its suggested lr as it is; the search then starts from
-    whichever of the two did better. From there it steps by ``LR_STEP``: first the way the range test
-    points (up unless it says "too_high"), then the other way if that did not help. It keeps going while
-    a run beats the best so far by ``MIN_GAIN``. When the budget runs out while the last run was still
-    the best, the report's ``still_improving`` is set and its advice says which way to look further.
+    ``objective(model, batch)`` turns into a loss (then ``loss_fn`` may be None); they are cycled when shorter
+    than ``steps``. ``steps`` is the full run length the last rung reaches. ``budget`` (default
+    ``DEFAULT_RUNS * steps``) bounds every optimizer step taken, the range test's included
+    (``range_steps``, default ``min(100, steps // 3)``, none below 15 steps; 0 turns it off). Runs are scored
+    on ``heldout`` batches, or on the last ``HELDOUT_SHARE`` of ``batches``, which then no run trains on.
+    ``progress(spent, budget, loss)`` is called every step; ``cancel()`` returning True stops the search
+    (BuildError "cancel").
     """
     rec = as_recommendation(recommendation)
     data = list(batches)
@@ -107,8 +233,6 @@ def validate(
         raise BuildError("batches", "no batches to validate on")
     if steps < 1:
         raise BuildError("steps", f"must be at least 1, got {steps}")
-    if lr_runs < 1:
-        raise BuildError("lr_runs", f"must be at least 1 (1 runs only the recommendation), got {lr_runs}")
     if objective is None:
         if loss_fn is None:
             raise BuildError("loss_fn", "give loss_fn(outputs, targets) or objective(model, batch)")
@@ -117,150 +241,118 @@ def validate(
         def objective(m: nn.Module, batch: Any) -> torch.Tensor:
             return fn(m(batch[0]), batch[1])
 
-    held = list(heldout) if heldout is not None else []
-    if heldout is not None and not held:
-        raise BuildError(
-            "heldout", "no held-out batches to score the short runs on (leave it out to score on training loss)"
-        )
-    test = lr_range_test(model, objective, data, rec, steps=range_steps)
-    rec_lr = test.recommended_lr
-
-    def probe(factor: float) -> tuple[LRProbe, ShortRun]:
-        run, score = _short_run(model, objective, data, _scaled(rec, factor), steps, held)
-        return LRProbe(lr=rec_lr * factor, factor=factor, score=score, diverged=score is None), run
-
-    first, short = probe(1.0)
-    probes = [first]
-    best = anchor = first
-    directions = [-1, 1] if test.verdict == "too_high" else [1, -1]  # the range test's hint first
-    if first.diverged:
-        directions = [-1]
-    elif test.verdict in ("too_high", "too_low") and test.factor and lr_runs > 1:
-        # the range test says the lr is more than VERDICT_TOLERANCE x off: try its suggestion as it is, and
-        # search around it from there (further first, then back) when it does better
-        jump, _ = probe(1.0 / test.factor)
-        probes.append(jump)
-        if _better(jump, best):
-            best = anchor = jump
-    cursor = anchor
-    while len(probes) < lr_runs and directions:
-        sign = directions[0]
-        # while nothing has trained yet, divide by 10 as 004 §6.4.1 does for a diverging loss
-        cursor, _ = probe(cursor.factor * (DIVERGED_STEP if best.score is None else LR_STEP) ** sign)
-        probes.append(cursor)
-        if _better(cursor, best):
-            best = cursor
-            directions = [sign]  # keep going the way that helped
-        elif best.score is not None:  # worse: turn back from where the search started, or stop once it moved
-            directions = directions[1:] if best is anchor else []
-            cursor = anchor
-    # the loop left with a direction still open only when the budget ran out, and the last run was the best
-    still_improving = bool(directions) and len(probes) > 1 and best is probes[-1]
-    verdict, advice = _judge(test, short, best, first)
-    if still_improving:
-        way = "higher" if best.factor > first.factor else "lower"
-        advice += (
-            f"; the search was still improving when its {len(probes)} runs were spent, so the best lr may be "
-            f"{way} still: validate again from the returned recommendation, or pass a larger lr_runs"
-        )
-    return ValidationReport(
-        optimizer=rec.optimizer.name,
-        recommended_lr=rec_lr,
-        lr_test=test,
-        short_run=short,
-        lr_search=probes,
-        scored_on="heldout" if held else "train_tail",
-        validated_lr=best.lr,
-        still_improving=still_improving,
-        recommendation=_adjusted(rec, best, first),
-        verdict=verdict,
-        advice=advice,
-    )
-
-
-def _better(candidate: LRProbe, best: LRProbe) -> bool:
-    if candidate.score is None:
-        return False
-    if best.score is None:
-        return True
-    return candidate.score < best.score - MIN_GAIN * abs(best.score)
-
-
-def _judge(test: LRRangeTest, short: ShortRun, best: LRProbe, first: LRProbe) -> tuple[str, str]:
-    moved = best is not first
-    if short.diverged:
-        found = f"; the short runs trained without diverging at lr {best.lr:.3g}" if moved else ""
-        return "diverged", f"the short run diverged: divide the lr by 10 (004 §6.4.1) and validate again{found}"
-    if moved:
-        was = "n/a" if first.score is None else f"{first.score:.4g}"
-        return (
-            "too_low" if best.factor > 1 else "too_high",
-            f"short runs favour lr {best.lr:.3g} ({best.factor:.3g}x the recommendation): "
-            f"score {best.score:.4g} against {was}",
-        )
-    if test.verdict in ("too_high", "too_low") and test.suggested_lr is not None:
-        return (
-            "ok",
-            f"the range test suggests lr {test.suggested_lr:.3g} ({test.factor:.3g}x off the recommendation), "
-            f"but short runs {LR_STEP:g}x that way did not do better: keep the recommended lr",
-        )
-    if test.verdict == "ok":
-        return "ok", "the recommended lr is in the range test's good region and no neighbouring lr did better"
-    return test.verdict, "the range test found no clear descent; the short runs found no better lr"
-
-
-def _short_run(
-    model: nn.Module, objective: Objective, data: list[Any], rec: Recommendation, steps: int, held: list[Any]
-) -> tuple[ShortRun, float | None]:
-    """``steps`` training steps from the current weights, the schedule fitted to them, and the run's score
-    (None when it diverged); the weights are restored afterwards."""
-    losses: list[float | None] = []
-    diverged_at: int | None = None
-    held_score: float | None = None
-    with preserved(model) as optimizers:
-        built = build(model, rec, total_steps=steps)
-        optimizers.append(built.optimizer)
-        first: float | None = None
-        for i in range(steps):
-            batch = data[i % len(data)]
-
-            def step_objective(batch: Any = batch) -> torch.Tensor:
-                return objective(model, batch)
-
-            value = train_step(model, None, batch, built, objective=step_objective)
-            losses.append(value if math.isfinite(value) else None)
-            if first is None and math.isfinite(value):
-                first = value
-            if not math.isfinite(value) or exploded(value, first):
-                diverged_at = i
-                break
-        if held and diverged_at is None:
-            held_score = _heldout_loss(model, objective, held)
-    finite = [x for x in losses if x is not None]
-    short = ShortRun(
-        steps=len(losses),
-        losses=losses,
-        diverged=diverged_at is not None,
-        diverged_at=diverged_at,
-        improved=len(finite) >= 2 and finite[-1] < finite[0],
-    )
-    if held:
-        score = held_score
+    scored_on: Literal["heldout", "heldout_slice"] = "heldout"
+    if heldout is not None:
+        held, train = list(heldout), data
+        if not held:
+            raise BuildError("heldout", "no held-out batches to score the runs on (leave it out to hold out a slice)")
     else:
-        tail = [x for x in losses[-max(1, len(losses) // 10) :] if x is not None]
-        score = sum(tail) / len(tail) if tail else None
-    if short.diverged or score is None or not math.isfinite(score):
-        return short, None
-    return short, score
+        if len(data) < 2:
+            raise BuildError(
+                "batches", "give heldout batches, or at least 2 batches so that a slice can be held out for scoring"
+            )
+        cut = len(data) - max(1, round(HELDOUT_SHARE * len(data)))
+        train, held, scored_on = data[:cut], data[cut:], "heldout_slice"
+    if range_steps is None:
+        range_steps = min(100, steps // 3) if steps >= 15 else 0  # too short a run for a range test: none
+    if range_steps != 0 and range_steps < 5:
+        raise BuildError("range_steps", f"the LR range test needs at least 5 steps (0 turns it off), got {range_steps}")
+    budget = DEFAULT_RUNS * steps if budget is None else budget
+    least = halving.minimum_budget(steps) + range_steps
+    if budget < least:
+        raise BuildError(
+            "budget",
+            f"must be at least {least} optimizer steps (the recommendation and one challenger for the full {steps} "
+            f"steps{f', plus the {range_steps}-step range test' if range_steps else ''}), got {budget}",
+        )
+
+    specs, skipped = _candidates(rec)
+    the_plan = halving.plan(len(specs), steps, budget - range_steps)
+    assert the_plan is not None  # the budget holds the minimum plan
+    skipped += [
+        f"{s.label}: the budget of {budget} steps runs {the_plan.candidates} candidates"
+        for s in specs[the_plan.candidates :]
+    ]
+    specs = specs[: the_plan.candidates]
+
+    with torch.random.fork_rng(devices=_cuda_devices(model)), preserved(model) as optimizers:
+        torch.manual_seed(seed)
+        test = lr_range_test(model, objective, train, rec, steps=range_steps) if range_steps else None
+        runner = _Runner(
+            model=model,
+            objective=objective,
+            train=train,
+            held=held,
+            specs=specs,
+            steps=steps,
+            seed=seed,
+            initial=copy.deepcopy(model.state_dict()),
+            trainable={name: p.requires_grad for name, p in model.named_parameters()},
+            progress=progress,
+            cancel=cancel,
+            total=range_steps + the_plan.cost,
+            spent=range_steps,
+            optimizers=optimizers,
+        )
+        try:
+            scores = halving.halve(the_plan, runner, protected=0, release=runner.release)
+        except _Cancelled:
+            raise BuildError("cancel", "the search was cancelled") from None
+    return _report(rec, specs, skipped, scores, the_plan, runner, test, budget, range_steps, scored_on)
 
 
-def _heldout_loss(model: nn.Module, objective: Objective, held: list[Any]) -> float:
+def _cuda_devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+def _heldout_loss(model: nn.Module, objective: Objective, held: list[Any], optimizer: torch.optim.Optimizer) -> float:
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_mode(optimizer):
         total = sum(float(objective(model, batch)) for batch in held)
     model.train(was_training)
     return total / len(held)
+
+
+# ------------------------------------------------------------------------------------------ candidates
+def _candidates(rec: Recommendation) -> tuple[list[_Spec], list[str]]:
+    """Every candidate in priority order: the grids interleaved so that any prefix spans as much as it can."""
+    book = default_rulebook()
+    skipped: list[str] = []
+    own = _Spec("recommendation", "recommendation", rec, 1.0, LR_GRID)
+    alternatives: list[_Spec] = []
+    for alt in rec.alternatives:
+        if len(alternatives) == ALTERNATIVES:
+            break
+        entry = book.optimizers.get(alt.name)
+        if alt.name == rec.optimizer.name or alt.name in LR_FREE or entry is None:
+            continue
+        if entry.needs_closure or entry.family == "second_order":
+            skipped.append(f"alternative {alt.name}: it needs a closure or curvature, which the search does not run")
+            continue
+        hp = {**book.defaults[alt.name], **alt.hyperparameters}
+        alternatives.append(
+            _Spec(f"alternative {alt.name}", "alternative", with_optimizer(rec, alt.name, hp), 1.0, ALTERNATIVE_GRID)
+        )
+    free = [
+        _Spec(f"{name} (catalog defaults)", "lr_free", at_catalog_defaults(rec, name), None)
+        for name in LR_FREE
+        if name != rec.optimizer.name and name in book.optimizers
+    ]
+    # the order: rec x1, x3.2, x0.32; the first lr-free; the first alternative; rec x10, x0.1; the second lr-free;
+    # the second alternative; rec x32; the first alternative's neighbours; the second's
+    queue: list[tuple[_Spec, float | None]] = [(own, f) for f in LR_GRID[:3]]
+    queue += [(s, None) for s in free[:1]] + [(s, 1.0) for s in alternatives[:1]]
+    queue += [(own, f) for f in LR_GRID[3:5]] + [(s, None) for s in free[1:]] + [(s, 1.0) for s in alternatives[1:]]
+    queue += [(own, f) for f in LR_GRID[5:]]
+    queue += [(s, f) for s in alternatives for f in ALTERNATIVE_GRID[1:]]
+    out = []
+    for spec, factor in queue:
+        if factor is None or factor == 1.0:
+            out.append(_Spec(spec.label, spec.kind, spec.rec, factor, spec.grid))
+        else:
+            out.append(_Spec(f"{spec.label} lr x{factor:.3g}", spec.kind, _scaled(spec.rec, factor), factor, spec.grid))
+    return out, skipped
 
 
 def _scaled(rec: Recommendation, factor: float) -> Recommendation:
@@ -280,68 +372,146 @@ def _scaled(rec: Recommendation, factor: float) -> Recommendation:
     )
 
 
-def _adjusted(rec: Recommendation, best: LRProbe, first: LRProbe) -> Recommendation:
-    if best is first:
-        return rec
-    note = (
-        f"validate(): lr x{best.factor:g} ({first.lr:.3g} -> {best.lr:.3g}) after short runs on your model "
-        f"scored {best.score:.4g} against {'n/a' if first.score is None else f'{first.score:.4g}'}"
-    )
-    return _scaled(rec, best.factor).model_copy(update={"notes": [*rec.notes, note]})
-
-
-class RaceEntry(BaseModel):
-    rank: int
-    optimizer: str
-    hyperparameters: dict[str, Any]
-    mean_final_loss: float | None
-    diverged_runs: int
-    results: list[TrialResult]
-
-
-def with_optimizer(rec: Recommendation, name: str, hyperparameters: Mapping[str, Any]) -> Recommendation:
-    """``rec`` with another optimizer (schedule, clipping and the rest kept); parameter groups that name an
-    optimizer of their own belong to the old choice and are dropped."""
-    choice = OptimizerChoice(name=name, hyperparameters=dict(hyperparameters))
-    plain_groups = [g for g in rec.param_groups if g.optimizer is None]
-    return rec.model_copy(update={"optimizer": choice, "param_groups": plain_groups})
-
-
-def candidates(rec: Recommendation, k: int) -> list[Recommendation]:
-    """The recommendation and its first ``k - 1`` alternatives, each as a full recommendation."""
-    return [rec] + [with_optimizer(rec, alt.name, alt.hyperparameters) for alt in rec.alternatives[: max(0, k - 1)]]
-
-
-def race(
-    recommendation: Recommendation | Mapping[str, Any],
-    k: int = 3,
-    *,
-    workload: str | Workload = "auto",
-    steps: int = 200,
-    seeds: Sequence[int] = (0, 1, 2),
-    device: str = "auto",
-    size: int = 1,
-) -> list[RaceEntry]:
-    """Run the top-``k`` candidates on the same workload, budget and seeds; best held-out loss first."""
-    rec = as_recommendation(recommendation)
-    if k < 1:
-        raise BuildError("k", f"must be at least 1, got {k}")
-    if not seeds:
-        raise BuildError("seeds", "at least one seed is needed")
-    entries: list[tuple[float, RaceEntry]] = []
-    for cand in candidates(rec, k):
-        results = [run_trial(cand, workload, steps, device, seed, size=size) for seed in seeds]
-        finals = [r.final_loss for r in results if r.final_loss is not None and not r.diverged]
-        mean = sum(finals) / len(finals) if finals else None
-        diverged = sum(r.diverged for r in results)
-        entry = RaceEntry(
-            rank=0,
-            optimizer=cand.optimizer.name,
-            hyperparameters=dict(cand.optimizer.hyperparameters),
-            mean_final_loss=mean,
-            diverged_runs=diverged,
-            results=results,
+# ------------------------------------------------------------------------------------------ the report
+def _report(
+    rec: Recommendation,
+    specs: list[_Spec],
+    skipped: list[str],
+    scores: list[list[float | None]],
+    the_plan: halving.Plan,
+    runner: _Runner,
+    test: LRRangeTest | None,
+    budget: int,
+    range_steps: int,
+    scored_on: Literal["heldout", "heldout_slice"],
+) -> ValidationReport:
+    last = len(the_plan.lengths) - 1
+    candidates = [
+        Candidate(
+            index=i,
+            label=spec.label,
+            kind=spec.kind,
+            optimizer=spec.rec.optimizer.name,
+            hyperparameters=dict(spec.rec.optimizer.hyperparameters),
+            schedule=spec.rec.schedule.name,
+            lr_factor=spec.factor,
+            rung_scores=scores[i],
+            steps=runner.steps_of.get(i, 0),
+            diverged=bool(scores[i]) and scores[i][-1] is None,
+            eliminated_at=None if len(scores[i]) == last + 1 and scores[i][-1] is not None else len(scores[i]) - 1,
         )
-        entries.append((math.inf if mean is None else mean + (math.inf if diverged == len(results) else 0.0), entry))
-    entries.sort(key=lambda pair: pair[0])
-    return [entry.model_copy(update={"rank": i + 1}) for i, (_, entry) in enumerate(entries)]
+        for i, spec in enumerate(specs)
+    ]
+    finalists = [c for c in candidates if c.eliminated_at is None]
+    own = candidates[0]
+    best = min(finalists, key=lambda c: (c.rung_scores[-1], c.index), default=None)
+    own_score = own.rung_scores[-1] if own.eliminated_at is None else None
+    if best is None:
+        winner = own
+    elif own_score is not None and best is not own:
+        assert best.rung_scores[-1] is not None
+        winner = best if best.rung_scores[-1] < own_score - MIN_GAIN * abs(own_score) else own
+    else:
+        winner = best
+    spec = specs[winner.index]
+    revised, changes = _revised(rec, spec, winner, own_score)
+    spent = runner.spent
+    cost = SearchCost(
+        budget_steps=budget,
+        spent_steps=spent,
+        range_test_steps=range_steps,
+        full_runs=spent / runner.steps,
+        budget_runs=budget / runner.steps,
+    )
+    at_edge = spec.factor is not None and spec.factor != 1.0 and spec.factor in (max(spec.grid), min(spec.grid))
+    verdict, advice = _judge(rec, own, winner, own_score, at_edge, best is None)
+    rungs = [
+        Rung(index=k, steps=n, candidates=c)
+        for k, (n, c) in enumerate(zip(the_plan.lengths, the_plan.keep, strict=True))
+    ]
+    return ValidationReport(
+        optimizer=rec.optimizer.name,
+        recommended_lr=float(rec.optimizer.hyperparameters.get("lr", 0.0)),
+        steps=runner.steps,
+        lr_test=test,
+        scored_on=scored_on,
+        rungs=rungs,
+        candidates=candidates,
+        skipped=skipped,
+        winner=winner.label,
+        validated_lr=float(revised.optimizer.hyperparameters.get("lr", 0.0)),
+        at_edge=at_edge,
+        cost=cost,
+        changes=changes,
+        recommendation=revised,
+        verdict=verdict,
+        advice=advice,
+    )
+
+
+def _revised(
+    rec: Recommendation, spec: _Spec, winner: Candidate, own_score: float | None
+) -> tuple[Recommendation, list[AdaptedValue]]:
+    if winner.index == 0:
+        return rec, []
+    score = winner.rung_scores[-1]
+    against = "it diverged" if own_score is None else f"{own_score:.4g}"
+    why = (
+        f"validate(): {winner.label} scored {score:.4g} on held-out batches after the full run; "
+        f"the recommendation {against}"
+    )
+    new = spec.rec
+    changes: list[AdaptedValue] = []
+    if new.optimizer.name != rec.optimizer.name:
+        changes.append(
+            AdaptedValue.model_validate(
+                {"field": "optimizer.name", "from": rec.optimizer.name, "to": new.optimizer.name, "why": why}
+            )
+        )
+    for key in sorted(set(rec.optimizer.hyperparameters) | set(new.optimizer.hyperparameters)):
+        before, after = rec.optimizer.hyperparameters.get(key), new.optimizer.hyperparameters.get(key)
+        if before != after:
+            changes.append(
+                AdaptedValue.model_validate(
+                    {"field": f"optimizer.hyperparameters.{key}", "from": before, "to": after, "why": why}
+                )
+            )
+    if new.schedule.name != rec.schedule.name:
+        changes.append(
+            AdaptedValue.model_validate(
+                {"field": "schedule.name", "from": rec.schedule.name, "to": new.schedule.name, "why": why}
+            )
+        )
+    alternatives = list(rec.alternatives)
+    if new.optimizer.name != rec.optimizer.name:
+        taken = next((a for a in alternatives if a.name == new.optimizer.name), None)
+        alternatives = [a for a in alternatives if a.name != new.optimizer.name]
+        former = Alternative(
+            name=rec.optimizer.name,
+            score=taken.score if taken is not None else 0.0,
+            why=f"the recommendation before validate() ({against} against {score:.4g})",
+            hyperparameters=dict(rec.optimizer.hyperparameters),
+        )
+        alternatives.insert(0, former)
+    return new.model_copy(update={"alternatives": alternatives, "notes": [*rec.notes, why]}), changes
+
+
+def _judge(
+    rec: Recommendation, own: Candidate, winner: Candidate, own_score: float | None, at_edge: bool, nothing: bool
+) -> tuple[Literal["ok", "too_low", "too_high", "switched", "diverged"], str]:
+    edge = (
+        "; its lr is at the end of the grid, so the best may lie further out: validate again from the returned "
+        "recommendation"
+        if at_edge
+        else ""
+    )
+    if nothing:
+        return "diverged", "every candidate diverged: divide the lr by 10 (004 §6.4.1) and validate again"
+    if own_score is None and winner is not own:
+        return "diverged", f"the recommendation diverged; {winner.label} trained best{edge}"
+    if winner is own:
+        return "ok", "no candidate beat the recommendation by more than 1% at full length: keep it"
+    if winner.optimizer == rec.optimizer.name and winner.kind == "recommendation":
+        way: Literal["too_low", "too_high"] = "too_low" if (winner.lr_factor or 1.0) > 1 else "too_high"
+        return way, f"{winner.label} beat the recommended lr at full length{edge}"
+    return "switched", f"{winner.label} beat the recommendation at full length{edge}"
