@@ -317,3 +317,40 @@ def test_async_client(server: str) -> None:
     assert isinstance(unknown, UnknownNameError) and unknown.name == "adamm"
     assert isinstance(missing, NotFound) and missing.status == 404
     assert isinstance(unreachable, ServiceUnavailable)
+
+
+def test_autoconfig_with_validate_builds_the_searched_config_on_unchanged_weights() -> None:
+    """``validate=batches``: the search runs on the model first (weights put back), and what is built is its
+    revised recommendation, scheduled over the profile's whole run."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1))
+    g = torch.Generator().manual_seed(1)
+    batches = []
+    for _ in range(30):
+        x = torch.randn(32, 6, generator=g)
+        batches.append((x, x[:, :1] * 2.0 - x[:, 1:2]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    plain = recommend({"architecture": "mlp", "domain": "tabular", "total_steps": 5000})
+    optimizer, scheduler, rec = optirec.autoconfig(
+        model,
+        validate=batches,
+        loss_fn=nn.functional.mse_loss,
+        architecture="mlp",
+        domain="tabular",
+        total_steps=5000,
+    )
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert rec.schedule.total_steps == 5000 and (scheduler is not None or rec.schedule.name == "constant")
+    group = optimizer.param_groups[0]
+    assert group.get("initial_lr", group["lr"]) == pytest.approx(rec.optimizer.hyperparameters["lr"])
+    if rec.optimizer != plain.optimizer:
+        assert any(note.startswith("validate():") for note in rec.notes), rec.notes
+
+
+def test_autoconfig_validate_needs_a_loss() -> None:
+    from optirec.optimizers import BuildError
+
+    with pytest.raises(BuildError) as info:
+        optirec.autoconfig(_model(), validate=[(torch.zeros(1, 3, 8, 8), torch.zeros(1, dtype=torch.long))] * 4)
+    assert info.value.field == "loss_fn"
