@@ -120,6 +120,11 @@ def _build_parser() -> _Parser:
     trial.add_argument(
         "--race", type=_number(int, "--race"), default=0, help="0..4: race the recommendation and its alternatives"
     )
+    trial.add_argument(
+        "--validate",
+        action="store_true",
+        help="search for a better config (optirec.validate: about 4 runs of --steps) instead of one run",
+    )
     trial.add_argument("--url", help="submit to the optirec service at URL (OPTIREC_API_KEY is sent when set)")
     trial.add_argument("--timeout", type=_number(float, "--timeout"), default=None, help="give up after S seconds")
     trial.add_argument("--compact", action="store_true", help="one-line JSON")
@@ -402,6 +407,8 @@ def _trial_body(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size,
         "race": args.race,
     }
+    if args.validate:
+        body["validate"] = True
     if args.recommendation is not None:
         if flags or args.json_file is not None:
             raise UsageError("recommendation: give a profile (flags or --json) or --recommendation, not both")

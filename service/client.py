@@ -141,6 +141,7 @@ class OptirecClient:
         seed: int | None = None,
         size: int | None = None,
         race: int | None = None,
+        validate: bool | None = None,
     ) -> TrialStatus:
         """Queue a trial (POST /trials); omitted options take the service's defaults."""
         body = trial_body(
@@ -153,6 +154,7 @@ class OptirecClient:
             seed=seed,
             size=size,
             race=race,
+            validate=validate,
         )
         return TrialStatus.model_validate(self._request("POST", "/trials", json=body))
 
@@ -244,6 +246,7 @@ class AsyncOptirecClient:
         seed: int | None = None,
         size: int | None = None,
         race: int | None = None,
+        validate: bool | None = None,
     ) -> TrialStatus:
         """Queue a trial (POST /trials); omitted options take the service's defaults."""
         body = trial_body(
@@ -256,6 +259,7 @@ class AsyncOptirecClient:
             seed=seed,
             size=size,
             race=race,
+            validate=validate,
         )
         return TrialStatus.model_validate(await self._request("POST", "/trials", json=body))
 

@@ -25,6 +25,7 @@ from ..handlers import MAX_ISSUES, error_response, error_responses, issues_messa
 from ..settings import Settings
 from ..trials.models import (
     FINISHED,
+    VALIDATE_RUNS,
     WORKLOAD_CATALOG,
     TrialProgress,
     TrialRequest,
@@ -173,6 +174,8 @@ async def submit_trial(
     if issues:
         raise ProfileError(issues)
     candidates = 1 + min(max(0, body.race - 1), len(rec.alternatives)) if body.race > 0 else 1
+    if body.search:
+        candidates = VALIDATE_RUNS  # the search's budget, in runs of `steps`
     job = {
         "recommendation": rec.model_dump(mode="json"),
         "workload": body.workload,
@@ -181,6 +184,7 @@ async def submit_trial(
         "seed": body.seed,
         "size": body.size,
         "race": body.race,
+        "validate": body.search,
         "budget": {
             "max_steps": settings.trial_max_steps,
             "max_seconds": settings.trial_max_seconds,

@@ -640,7 +640,10 @@
       const { resp, data } = await api(
         "POST",
         "/trials",
-        { recommendation: state.rec, workload: "auto", steps: steps, device: "auto" },
+        Object.assign(
+          { recommendation: state.rec, workload: "auto", steps: steps, device: "auto" },
+          $("trial-search").checked ? { validate: true } : {}
+        ),
         true
       );
       if (resp.status === 401 || resp.status === 403) {
@@ -849,6 +852,12 @@
   }
 
   function renderTrialResult(result) {
+    const searchBox = $("trial-search-result");
+    if (result && Object.prototype.hasOwnProperty.call(result, "validation")) {
+      renderSearchResult(result);
+      return;
+    }
+    show(searchBox, false);
     const workload = result.workload;
     let workloadText = workload;
     if (workload && typeof workload === "object") {
@@ -877,6 +886,49 @@
     const container = $("trial-plot-container");
     clear(container);
     container.appendChild(drawPlot(result));
+    show($("trial-result"), true);
+  }
+
+  /** A validate trial: the winner, what changed and every candidate with its rung scores. */
+  function renderSearchResult(result) {
+    const report = result.validation;
+    const rows = [];
+    const workload = result.workload;
+    if (workload && typeof workload === "object") rows.push(["workload", [workload.name, workload.description].filter(Boolean).join(": ")]);
+    if (Array.isArray(result.warnings) && result.warnings.length) rows.push(["warnings", result.warnings.map(String).join("; ")]);
+    clear($("trial-plot-container"));
+    if (!report) {
+      fillKV($("trial-summary"), rows);
+      show($("trial-search-result"), false);
+      show($("trial-result"), true);
+      return;
+    }
+    const cost = report.cost || {};
+    rows.push(["verdict", report.verdict]);
+    rows.push(["winner", report.winner]);
+    rows.push(["advice", report.advice]);
+    rows.push(["cost", (cost.spent_steps ?? "?") + " optimizer steps = " + fmt(cost.full_runs) + " runs of " + report.steps + " steps (budget " + fmt(cost.budget_runs) + ")"]);
+    fillKV($("trial-summary"), rows);
+    const changes = Array.isArray(report.changes) ? report.changes : [];
+    $("trial-winner").textContent = changes.length
+      ? "Changed: " + changes.map((c) => c.field + " " + JSON.stringify(c.from) + " → " + JSON.stringify(c.to)).join("; ")
+      : "The recommendation held: no candidate beat it by more than 1% at full length.";
+    const body = $("trial-candidates").querySelector("tbody");
+    clear(body);
+    for (const c of report.candidates || []) {
+      const tr = document.createElement("tr");
+      if (c.label === report.winner) tr.className = "winner";
+      const scores = (c.rung_scores || []).map((x) => (x === null ? "diverged" : fmt(x))).join(" → ");
+      const outcome = c.label === report.winner ? "winner" : c.diverged ? "diverged" : c.eliminated_at === null ? "finalist" : "stopped after rung " + (c.eliminated_at + 1);
+      const lr = c.hyperparameters && c.hyperparameters.lr !== undefined ? fmt(c.hyperparameters.lr) : "";
+      for (const text of [c.label, c.optimizer, lr, scores, outcome]) {
+        const td = document.createElement("td");
+        td.textContent = String(text);
+        tr.appendChild(td);
+      }
+      body.appendChild(tr);
+    }
+    show($("trial-search-result"), true);
     show($("trial-result"), true);
   }
 

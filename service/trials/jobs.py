@@ -1,9 +1,10 @@
-"""What a worker does with one job: a single ``run_trial`` or a race of candidates, under a server budget.
+"""What a worker does with one job: a single ``run_trial``, a race of candidates, or ``validate()``'s search on
+the proxy workload, under a server budget.
 
 A job is plain JSON (built by the API process or the CLI)::
 
     {"recommendation": {...}, "workload": "auto", "steps": 200, "device": "auto", "seed": 0, "size": 1,
-     "race": 0, "budget": {"max_steps": 2000, "max_seconds": 300, "max_parameters": 50000000}}
+     "race": 0, "validate": false, "budget": {"max_steps": 2000, "max_seconds": 300, "max_parameters": 50000000}}
 
 This module imports torch: only the worker process and ``optirec trial`` (run locally) import it.
 """
@@ -16,8 +17,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from optirec.optimizers.builder import as_recommendation
-from optirec.optimizers.trial import TrialBudget, TrialResult, run_trial
-from optirec.optimizers.validation import RaceEntry, candidates
+from optirec.optimizers.errors import BuildError
+from optirec.optimizers.racing import RaceEntry, candidates
+from optirec.optimizers.trial import TrialBudget, TrialResult, resolve_device, run_trial
 
 __all__ = ["ProgressFn", "execute", "job_budget"]
 
@@ -47,6 +49,8 @@ def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], b
     size = int(job.get("size", 1))
     race = int(job.get("race", 0))
 
+    if job.get("validate"):
+        return _validate(rec, workload, steps, device, seed, size, budget, progress, cancel)
     if race <= 0:
         result = run_trial(
             rec,
@@ -97,6 +101,73 @@ def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], b
     ranked = [entry.model_copy(update={"rank": i + 1}) for i, (_, entry) in enumerate(scored)]
     out: dict[str, Any] = {"ranked": [e.model_dump(mode="json") for e in ranked], "warnings": warnings}
     return out, cancelled
+
+
+def _validate(
+    rec: Any,
+    workload: str,
+    steps: int,
+    device: str,
+    seed: int,
+    size: int,
+    budget: TrialBudget,
+    progress: ProgressFn,
+    cancel: Callable[[], bool],
+) -> tuple[dict[str, Any], bool]:
+    """optirec.validate on the proxy workload's model, batches and held-out set (within the server's limits)."""
+    import torch
+
+    from optirec.optimizers.validation import validate
+    from optirec.optimizers.workloads import make_workload, workload_for, workload_kwargs_for
+
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    matching = workload_for(rec)
+    name = matching if workload == "auto" else workload
+    kwargs = workload_kwargs_for(rec)
+    if name != matching:
+        kwargs.pop("cell", None)
+    work = make_workload(name, size=size, seed=seed, device=dev, **kwargs)
+    if len(work.players) > 1:
+        raise BuildError(
+            "validate", f"the {work.name} workload trains {len(work.players)} players; validate searches one"
+        )
+    model = work.build_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > budget.max_parameters:
+        raise BuildError(
+            "size", f"the {work.name} workload has {n_params:,} parameters; the limit is {budget.max_parameters:,}"
+        )
+    start = time.perf_counter()
+
+    def stop() -> bool:
+        return cancel() or time.perf_counter() - start > budget.max_seconds
+
+    batches = [work.train_batch(i) for i in range(steps)]
+    try:
+        report = validate(
+            model,
+            None,
+            batches,
+            rec,
+            steps=steps,
+            heldout=work.heldout_batches(),
+            seed=seed,
+            objective=work.loss,
+            progress=lambda done, total, loss: progress(done, total, _finite(loss)),
+            cancel=stop,
+        )
+    except BuildError as exc:
+        if exc.field == "cancel":
+            cancelled = cancel()
+            why = (
+                "the search was cancelled"
+                if cancelled
+                else f"the search ran past the server's {budget.max_seconds:g} s"
+            )
+            return {"validation": None, "workload": work.describe(), "warnings": [why]}, cancelled
+        raise
+    return {"validation": report.model_dump(mode="json"), "workload": work.describe(), "warnings": []}, False
 
 
 def _finite(x: float | None) -> float | None:

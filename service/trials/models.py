@@ -51,6 +51,10 @@ WORKLOAD_NAMES: tuple[str, ...] = ("auto", *WORKLOAD_CATALOG)
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 #: The most candidates a race may run (the recommendation and its top alternatives).
 MAX_RACE = 4
+#: A validate trial's budget, in runs of its ``steps`` (optirec.optimizers.validation.DEFAULT_RUNS).
+VALIDATE_RUNS = 4
+#: Workloads validate() cannot search: more than one player, each with its own optimizer.
+SINGLE_OBJECTIVE_ONLY: tuple[str, ...] = ("gan",)
 
 TrialState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 #: States a trial never leaves.
@@ -78,6 +82,9 @@ class TrialRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         frozen=True,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
         # "exactly one of profile or recommendation" (the model validator below), stated in the schema as well
         json_schema_extra={
             "oneOf": [
@@ -111,6 +118,14 @@ class TrialRequest(BaseModel):
         strict=True,
         description="0: the recommendation only; k > 0: race it and its top alternatives, k candidates in all.",
     )
+    search: bool = Field(
+        default=False,
+        alias="validate",
+        strict=True,
+        description="true: optirec.validate() on the proxy workload instead of one run: a successive-halving "
+        "search over the recommendation's lr grid, its alternatives and the learning-rate-free optimizers, "
+        f"within {VALIDATE_RUNS} runs of `steps`; the result is {{'validation': ValidationReport}}.",
+    )
 
     @field_validator("workload", mode="before")
     @classmethod
@@ -127,6 +142,16 @@ class TrialRequest(BaseModel):
         if (self.profile is None) == (self.recommendation is None):
             raise PydanticCustomError(
                 "profile_or_recommendation", "give exactly one of 'profile' or 'recommendation'", {}
+            )
+        if self.search and self.race:
+            raise PydanticCustomError(
+                "validate_or_race", "give 'validate': true or 'race': k, not both (each compares candidates)", {}
+            )
+        if self.search and self.workload in SINGLE_OBJECTIVE_ONLY:
+            raise PydanticCustomError(
+                "validate_workload",
+                "the {workload} workload trains two players; validate searches one objective: pick another workload",
+                {"workload": self.workload},
             )
         return self
 
@@ -236,6 +261,11 @@ def _dotted(loc: Iterable[Any]) -> str:
     return out
 
 
+def _field_names(model: type[BaseModel]) -> list[str]:
+    """The names a client spells (the alias where a field has one)."""
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
 def request_issues(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
     """Pydantic/FastAPI errors of a trial request -> FieldIssues with dotted field paths and the valid values."""
     issues: list[FieldIssue] = []
@@ -253,16 +283,19 @@ def request_issues(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
         elif etype == "missing" and not loc:
             issues.append(FieldIssue(field="body", message="a JSON object is required"))
         elif etype in ("model_type", "model_attributes_type", "dict_type") and not loc and where == "body":
-            issues.append(
-                FieldIssue(field="body", message="must be a JSON object", valid=list(TrialRequest.model_fields))
-            )
+            issues.append(FieldIssue(field="body", message="must be a JSON object", valid=_field_names(TrialRequest)))
+        elif etype == "validate_or_race":
+            issues.append(FieldIssue(field="validate", message=str(err["msg"]), valid=["validate", "race"]))
+        elif etype == "validate_workload":
+            searchable = [w for w in WORKLOAD_NAMES if w not in SINGLE_OBJECTIVE_ONLY]
+            issues.append(FieldIssue(field="workload", message=str(err["msg"]), valid=searchable))
         elif etype == "profile_or_recommendation":
             issues.append(FieldIssue(field="profile", message=str(err["msg"]), valid=["profile", "recommendation"]))
         elif etype == "extra_forbidden":
             name = str(loc[-1]) if loc else ""
             parent = loc[0] if len(loc) == 2 else None
             model = TrialRequest if len(loc) == 1 else _MODELS.get(str(parent)) if parent is not None else None
-            valid = list(model.model_fields) if model is not None else None
+            valid = _field_names(model) if model is not None else None
             issues.append(
                 FieldIssue(
                     field=field,

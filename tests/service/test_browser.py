@@ -462,3 +462,29 @@ def test_trial_outcomes_are_shown_clearly(
     if css == "diverged":
         assert page.locator("#trial-plot .diverged-mark").count() == 1
     assert not watched.problems(allowed=("status of 503",)), watched.problems()
+
+
+def test_the_search_shows_its_candidates_and_winner(watched: Watched, server: Server) -> None:
+    """ "Search for a better config" posts ``validate: true``; the page lists every candidate with its rung
+    scores and marks the winner."""
+    page = watched.page
+    _open_form(page)
+    page.select_option("#field-domain", "tabular")
+    page.select_option("#field-architecture", "mlp")
+    page.click("#recommend-button")
+    page.wait_for_selector("#optimizer-name:not(:empty)")
+    page.fill("#trial-steps", "20")
+    page.check("#trial-search")
+    with page.expect_request(lambda r: r.url.endswith("/trials") and r.method == "POST") as posted:
+        page.click("#trial-button")
+    assert json.loads(posted.value.post_data or "{}").get("validate") is True
+    page.wait_for_selector("#trial-candidates tbody tr", timeout=TRIAL_TIMEOUT_MS)
+    rows = page.locator("#trial-candidates tbody tr")
+    assert rows.count() >= 3
+    assert page.locator("#trial-candidates tbody tr.winner").count() == 1
+    first = rows.nth(0).inner_text()
+    assert first.startswith("recommendation")
+    summary = page.inner_text("#trial-summary")
+    assert "winner" in summary and "runs of 20 steps" in summary
+    assert page.is_enabled("#trial-button")
+    assert not watched.problems(), watched.problems()

@@ -137,6 +137,12 @@ BAD_REQUESTS = [
     pytest.param({"profile": {}, "size": 9}, "size", None, id="size-over-server-limit"),
     pytest.param({"profile": {}, "seed": -1}, "seed", None, id="negative-seed"),
     pytest.param({"profile": {}, "race": 5}, "race", None, id="race-too-large"),
+    pytest.param({"profile": {}, "validate": "yes"}, "validate", None, id="validate-not-a-bool"),
+    pytest.param({"profile": {}, "validate": True, "race": 2}, "validate", None, id="validate-and-race"),
+    pytest.param(
+        {"profile": {}, "validate": True, "workload": "gan"}, "workload", None, id="validate-a-two-player-gan"
+    ),
+    pytest.param({"profile": {}, "validat": True}, "validat", "validate", id="misspelt-validate"),
     pytest.param({"profile": {}, "stepz": 10}, "stepz", "steps", id="unknown-field"),
     pytest.param({"profile": {"architecture": "resnett"}}, "profile.architecture", "resnet", id="bad-profile-enum"),
     pytest.param({"profile": {"batchsize": 3}}, "profile.batchsize", "batch_size", id="unknown-profile-field"),
@@ -387,6 +393,20 @@ def test_a_race_ranks_the_candidates(live: TestClient) -> None:
     assert [e["rank"] for e in ranked] == [1, 2]
     assert {e["optimizer"] for e in ranked} == {rec["optimizer"]["name"], rec["alternatives"][0]["name"]}
     assert done["progress"]["steps_done"] == 20
+
+
+def test_a_validate_trial_searches_and_names_its_winner(live: TestClient) -> None:
+    rec = live.post("/recommend", json={"architecture": "mlp", "domain": "tabular"}).json()
+    body = {"recommendation": rec, "workload": "mlp", "steps": 30, "device": "cpu", "validate": True}
+    submitted = live.post("/trials", json=body).json()
+    assert submitted["progress"]["steps_total"] == 4 * 30 and submitted["request"]["validate"] is True
+    done = _wait(live, submitted["id"])
+    assert done["status"] == "succeeded", done["error"]
+    report = done["result"]["validation"]
+    assert report["candidates"][0]["label"] == "recommendation" and len(report["candidates"]) >= 3
+    assert report["winner"] in [c["label"] for c in report["candidates"]]
+    assert report["cost"]["spent_steps"] <= 4 * 30 and done["progress"]["steps_done"] == report["cost"]["spent_steps"]
+    assert report["recommendation"]["optimizer"]["name"]
 
 
 def test_a_diverged_run_is_a_finished_trial(live: TestClient) -> None:
