@@ -34,6 +34,12 @@ FAMILIES: dict[str, str] = {
     "nadam": "adam",
     "radam": "adam",
     "adabound": "adam",
+    # the learning-rate-free and schedule-free variants keep their base method's update (Adam's moments, SGD's
+    # momentum) and set its step size or averaging themselves
+    "prodigy": "adam",
+    "dadapt_adam": "adam",
+    "schedulefree_adamw": "adam",
+    "schedulefree_sgd": "sgd",
 }
 #: the fields the mean agreement averages over
 MEAN_FIELDS = ("family", "lr_2x", "betas", "momentum", "weight_decay", "schedule", "warmup", "clipping")

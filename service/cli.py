@@ -294,9 +294,14 @@ def _cmd_optimizers(args: argparse.Namespace) -> int:
     if args.as_json:
         print(json.dumps([o.model_dump(mode="json") for o in specs], ensure_ascii=False, indent=2))
         return 0
+    name_width = max((len(o.name) for o in specs), default=0)
+    path_width = max((len(o.class_path) for o in specs), default=0)
     for o in specs:
-        closure = "closure" if o.needs_closure else ""
-        print(f"{o.name:<12} {o.family:<13} state {book.state_multiplier(o.name):>5g}x  {o.class_path:<34} {closure}")
+        needs = "closure" if o.needs_closure else "eval mode" if o.needs_eval_mode else ""
+        print(
+            f"{o.name:<{name_width}} {o.family:<13} state {book.state_multiplier(o.name):>5g}x  "
+            f"{o.class_path:<{path_width}} {needs}".rstrip()
+        )
     print(f"{len(specs)} optimizer(s)")
     return 0
 
