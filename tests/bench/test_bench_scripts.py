@@ -37,9 +37,12 @@ def test_a_tiny_run_prints_every_task_and_the_summary(repo_root: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     for task in ("diabetes-mlp", "diabetes-rare-outcome"):
-        assert sum(line.startswith(task + " ") for line in lines) == 2, done.stdout  # its run line and its gap row
+        # its run line, its gap row and its share-captured row
+        assert sum(line.startswith(task + " ") for line in lines) == 3, done.stdout
     assert "rec within 5% of best-of-2: " in done.stdout and "/2 (target >= 2)" in done.stdout
     assert "validated within 2% of best-of-2: " in done.stdout
+    assert "validate's cost: at most " in done.stdout and "validated not worse than rec" in done.stdout
+    assert "prodigy" in done.stdout and "sf_adamw" in done.stdout and "mean share captured" in done.stdout
     assert "rec not worse than Adam(1e-3) by more than 5%: " in done.stdout
 
 
