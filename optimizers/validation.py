@@ -155,7 +155,9 @@ class _Runner:
             self.model.load_state_dict(run.weights)
             for name, p in self.model.named_parameters():
                 p.requires_grad_(run.trainable.get(name, p.requires_grad))
-        torch.manual_seed(self.seed * 1_000_003 + index * 1009 + run.done)
+        # common random numbers: every candidate draws the same dropout masks (and any other randomness) at
+        # the same step, so that the runs differ by their config and not by their luck
+        torch.manual_seed(self.seed * 1_000_003 + run.done)
         while run.done < length:
             if self.cancel is not None and self.cancel():
                 raise _Cancelled
