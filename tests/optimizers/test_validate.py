@@ -324,3 +324,27 @@ def test_halving_promotes_the_best_keeps_the_protected_one_and_drops_the_diverge
     assert scores[2] == [None] and (2, 30) not in calls
     assert sorted(released) == [2, 3, 4, 5, 6, 7, 8], "every candidate that stopped was released"
     assert len(scores[0]) == 3 and len(scores[4]) == 1
+
+
+def test_every_candidate_draws_the_same_randomness_at_the_same_step() -> None:
+    """Common random numbers: dropout masks (any torch randomness) depend on the step, not on the candidate."""
+    draws: list[float] = []
+
+    def objective(model: nn.Module, batch: Any) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            draws.append(float(torch.rand(())))
+        return model()
+
+    report = validate(
+        Quadratic(),
+        None,
+        BATCHES,
+        _rec("sgd", BEST_SGD_LR / 3),
+        objective=objective,
+        steps=STEPS,
+        heldout=BATCHES[:1],
+        range_steps=0,
+    )
+    first = report.rungs[0].steps
+    assert not report.candidates[1].diverged
+    assert draws[:first] == draws[first : 2 * first], "candidate 1 saw candidate 0's random numbers"
