@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, Field
+from torch import nn
 
 from optirec.rules import Recommendation, diagnose
 from optirec.rules.errors import OptirecError
@@ -31,7 +32,16 @@ from .training import evaluation_mode, train_step
 from .workloads import make_workload, workload_for, workload_kwargs_for
 from .workloads.base import Evaluation, Workload
 
-__all__ = ["DIVERGENCE_FACTOR", "HeldoutPoint", "TrialBudget", "TrialResult", "resolve_device", "run_trial"]
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "HeldoutPoint",
+    "TrialBudget",
+    "TrialResult",
+    "built_model",
+    "resolve_device",
+    "run_trial",
+    "trial_workload",
+]
 
 #: A loss above this multiple of the first loss counts as an explosion.
 DIVERGENCE_FACTOR = 10.0
@@ -117,6 +127,37 @@ def _peak_memory(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)  # process peak RSS on CPU
 
 
+def trial_workload(
+    rec: Recommendation, workload: str, size: int, seed: int, device: torch.device, traits: list[str] | None = None
+) -> Workload:
+    """The proxy workload ``workload`` names ('auto': the one matching the recommendation's profile), with the
+    profile's data traits (or ``traits``) and, for the matching workload, its cell; a bad trait is a BuildError."""
+    matching = workload_for(rec)
+    name = matching if workload == "auto" else workload
+    kwargs = workload_kwargs_for(rec)  # the profile's data traits (and a GRU cell) when they apply
+    if name != matching:
+        kwargs.pop("cell", None)
+    if traits is not None:
+        kwargs["traits"] = tuple(traits)
+    try:
+        return make_workload(name, size=size, seed=seed, device=device, **kwargs)
+    except ValueError as exc:
+        raise BuildError("traits", str(exc)) from None
+
+
+def built_model(work: Workload, budget: TrialBudget) -> nn.Module:
+    """The workload's model, refused (BuildError "size") when it has more parameters than the budget allows."""
+    model = work.build_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    if n_params > budget.max_parameters:
+        raise BuildError(
+            "size",
+            f"the {work.name} workload at size {work.size} has {n_params:,} parameters; the limit is "
+            f"{budget.max_parameters:,}",
+        )
+    return model
+
+
 def run_trial(
     recommendation: Recommendation | Mapping[str, Any],
     workload: str | Workload = "auto",
@@ -143,28 +184,9 @@ def run_trial(
         raise BuildError("steps", f"must be between 1 and {budget.max_steps}, got {steps}")
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    if isinstance(workload, str):
-        matching = workload_for(rec)
-        name = matching if workload == "auto" else workload
-        kwargs = workload_kwargs_for(rec)  # the profile's data traits (and a GRU cell) when they apply
-        if name != matching:
-            kwargs.pop("cell", None)
-        if traits is not None:
-            kwargs["traits"] = tuple(traits)
-        try:
-            work = make_workload(name, size=size, seed=seed, device=dev, **kwargs)
-        except ValueError as exc:
-            raise BuildError("traits", str(exc)) from None
-    else:
-        work = workload
-    model = work.build_model()
+    work = workload if isinstance(workload, Workload) else trial_workload(rec, workload, size, seed, dev, traits)
+    model = built_model(work, budget)
     n_params = sum(p.numel() for p in model.parameters())
-    if n_params > budget.max_parameters:
-        raise BuildError(
-            "size",
-            f"the {work.name} workload at size {size} has {n_params:,} parameters; the limit is "
-            f"{budget.max_parameters:,}",
-        )
     use_amp = bool(rec.profile.get("mixed_precision")) if mixed_precision is None else mixed_precision
     use_amp = use_amp and dev.type == "cuda"
     warnings: list[str] = []

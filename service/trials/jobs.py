@@ -19,7 +19,7 @@ from typing import Any
 from optirec.optimizers.builder import as_recommendation
 from optirec.optimizers.errors import BuildError
 from optirec.optimizers.racing import RaceEntry, candidates
-from optirec.optimizers.trial import TrialBudget, TrialResult, resolve_device, run_trial
+from optirec.optimizers.trial import TrialBudget, TrialResult, built_model, resolve_device, run_trial, trial_workload
 
 __all__ = ["ProgressFn", "execute", "job_budget"]
 
@@ -118,26 +118,15 @@ def _validate(
     import torch
 
     from optirec.optimizers.validation import validate
-    from optirec.optimizers.workloads import make_workload, workload_for, workload_kwargs_for
 
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    matching = workload_for(rec)
-    name = matching if workload == "auto" else workload
-    kwargs = workload_kwargs_for(rec)
-    if name != matching:
-        kwargs.pop("cell", None)
-    work = make_workload(name, size=size, seed=seed, device=dev, **kwargs)
+    work = trial_workload(rec, workload, size, seed, dev)
     if len(work.players) > 1:
         raise BuildError(
             "validate", f"the {work.name} workload trains {len(work.players)} players; validate searches one"
         )
-    model = work.build_model()
-    n_params = sum(p.numel() for p in model.parameters())
-    if n_params > budget.max_parameters:
-        raise BuildError(
-            "size", f"the {work.name} workload has {n_params:,} parameters; the limit is {budget.max_parameters:,}"
-        )
+    model = built_model(work, budget)
     start = time.perf_counter()
 
     def stop() -> bool:
