@@ -11,13 +11,24 @@ under a running app); its hash is part of the key only as a guard. Errors (a 422
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from optirec.rules import Profile, Rulebook, default_rulebook, recommend
+from optirec.optimizers.exporters.formats import ExportFormat
+from optirec.rules import Profile, Recommendation, Rulebook, default_rulebook, recommend
 
-__all__ = ["AnswerCache", "AnswerCacheMiddleware", "CacheStats", "render_answer"]
+__all__ = ["AnswerCache", "AnswerCacheMiddleware", "CacheStats", "Export", "render_answer"]
+
+
+class Export(BaseModel):
+    """A recommendation rendered for a framework (``?format=`` other than json)."""
+
+    format: ExportFormat
+    export: dict[str, Any] | str
+    notes: list[str]
+    recommendation: Recommendation
 
 
 class CacheStats(NamedTuple):
@@ -35,8 +46,6 @@ def render_answer(profile: Profile, book: Rulebook, format: str) -> bytes:
         return rec.model_dump_json().encode()
     from optirec.optimizers.errors import ExportError
     from optirec.optimizers.exporters import export
-
-    from .routers.recommend import Export  # the response model lives with its route
 
     notes: list[str] = []
     try:

@@ -29,7 +29,8 @@ from .cli_catalog import add_catalog_parsers, cmd_recipes, cmd_sources
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-#: ``optirec recommend --format`` values; the same as optirec.optimizers.exporters.FORMATS (imported lazily)
+#: ``optirec recommend --format`` values: optirec.optimizers.exporters.formats.FORMATS, repeated so that the CLI
+#: imports only the standard library at start-up (tests/optimizers/test_exporters.py keeps the two equal)
 _EXPORT_FORMATS = ("json", "hf", "lightning", "timm", "torch", "optuna")
 
 # Profile flags: (flag, profile field, type)

@@ -1,35 +1,24 @@
 """POST /recommend: Profile -> Recommendation (pure Python, no torch, no blocking work).
 
 ``?format=`` (hf, lightning, timm, torch, optuna) returns the same recommendation rendered for a
-framework by the torch-free exporters of ``optimizers/exporters.py``.
+framework by the torch-free exporters of ``optimizers/exporters/``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
 
+from optirec.optimizers.exporters.formats import ExportFormat
 from optirec.rules import Profile, Recommendation
 
+from ..answers import Export
 from ..deps import JSON_BODY, AnswersDep
 from ..handlers import error_responses
 
 router = APIRouter(prefix="/recommend", tags=["recommend"])
-
-#: the same values as optirec.optimizers.exporters.FORMATS (a test keeps them equal)
-ExportFormat = Literal["json", "hf", "lightning", "timm", "torch", "optuna"]
-
-
-class Export(BaseModel):
-    """A recommendation rendered for a framework (``?format=`` other than json)."""
-
-    format: ExportFormat
-    export: dict[str, Any] | str
-    notes: list[str]
-    recommendation: Recommendation
 
 
 @router.post(

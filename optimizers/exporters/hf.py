@@ -1,0 +1,185 @@
+"""Hugging Face: keyword arguments for ``transformers.TrainingArguments``."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from optirec.rules import Recommendation
+from optirec.rules.recommendation import ScheduleSpec
+
+from .common import (
+    Unsupported,
+    advice_notes,
+    has_warmup,
+    optimizer_label,
+    py_literal,
+    refuse_leftovers,
+    refuse_split,
+    warmup_of,
+)
+from .formats import LABELS
+
+_HF_OPTIM: Final = {
+    "sgd": "sgd",
+    "sgd_momentum": "sgd",
+    "nag": "sgd",
+    "adagrad": "adagrad",
+    "rmsprop": "rmsprop",
+    "adam": "adamw_torch",  # only without weight decay, where Adam and AdamW are the same update
+    "adamw": "adamw_torch",
+    "adafactor": "adafactor",
+    "lion": "lion_32bit",
+    # transformers' schedule-free support runs facebookresearch's schedulefree classes (the same algorithm as
+    # pytorch_optimizer's ScheduleFreeAdamW / ScheduleFreeSGD) and calls optimizer.train() / eval() itself
+    "schedulefree_adamw": "schedule_free_adamw",
+    "schedulefree_sgd": "schedule_free_sgd",
+}
+#: the momentum of schedulefree.SGDScheduleFree, which the Trainer does not pass (so it cannot be changed)
+_HF_SCHEDULE_FREE_SGD_MOMENTUM: Final = 0.9
+#: torch defaults of the keys that go into optim_args (a key left at its default is not passed)
+_HF_OPTIM_ARGS: Final[dict[str, dict[str, Any]]] = {
+    "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False},
+    "adagrad": {"eps": 1e-10, "lr_decay": 0.0, "initial_accumulator_value": 0.0},
+    "rmsprop": {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "centered": False},
+}
+_HF_SCHEDULES: Final = {
+    "constant": "constant",
+    "linear": "linear",
+    "cosine": "cosine",
+    "inverse_sqrt": "inverse_sqrt",  # transformers' timescale defaults to the warmup steps (else 10,000), as ours
+    "poly": "polynomial",
+}
+_TORCH_NAMES: Final = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
+
+
+def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
+    name = rec.optimizer.name
+    hp = dict(rec.optimizer.hyperparameters)
+    optim = _HF_OPTIM.get(name)
+    if optim is None:
+        raise Unsupported(f"the optimizer {optimizer_label(name)}", "no TrainingArguments.optim value runs it")
+    refuse_split(rec)
+    out: dict[str, Any] = {"optim": optim, "learning_rate": hp.pop("lr")}
+    weight_decay = hp.pop("weight_decay", 0.0)
+    if name == "adam" and weight_decay:
+        raise Unsupported(
+            f"the optimizer {optimizer_label(name)} with weight_decay={weight_decay}",
+            "Adam adds weight decay to the gradient (L2), while every Adam-family optim value applies decoupled "
+            "AdamW decay; the two agree only at weight_decay 0",
+        )
+    out["weight_decay"] = weight_decay
+    if name in ("adam", "adamw", "lion"):
+        if "betas" in hp:
+            out["adam_beta1"], out["adam_beta2"] = (float(b) for b in hp.pop("betas"))
+        if name != "lion":
+            out["adam_epsilon"] = hp.pop("eps", 1e-8)
+        else:
+            notes.append("optim=lion_32bit is bitsandbytes' Lion: pip install bitsandbytes.")
+    elif optim == "schedule_free_adamw":
+        if "betas" in hp:
+            out["adam_beta1"], out["adam_beta2"] = (float(b) for b in hp.pop("betas"))
+        out["adam_epsilon"] = hp.pop("eps", 1e-8)
+    elif optim == "schedule_free_sgd":
+        momentum = hp.pop("momentum", _HF_SCHEDULE_FREE_SGD_MOMENTUM)
+        if momentum != _HF_SCHEDULE_FREE_SGD_MOMENTUM:
+            raise Unsupported(
+                f"the hyperparameter momentum={momentum}",
+                f"the Trainer builds schedulefree.SGDScheduleFree without a momentum argument, so it stays at "
+                f"{_HF_SCHEDULE_FREE_SGD_MOMENTUM}",
+            )
+    elif name == "adafactor":
+        decay = hp.pop("beta2_decay", -0.8)
+        if decay != -0.8:
+            raise Unsupported(
+                f"the hyperparameter beta2_decay={decay}", "the Trainer's Adafactor keeps decay_rate at -0.8"
+            )
+        notes.append(
+            "optim=adafactor is transformers' Adafactor with scale_parameter=False, relative_step=False: the lr is "
+            "an absolute step size, whereas torch.optim.Adafactor scales it by each parameter's RMS."
+        )
+    else:
+        defaults = _HF_OPTIM_ARGS[optim]
+        args = {k: hp.pop(k) for k in list(hp) if k in defaults}
+        changed = {k: v for k, v in args.items() if v != defaults[k]}
+        if changed:
+            out["optim_args"] = ",".join(f"{k}={py_literal(v)}" for k, v in changed.items())
+            notes.append(
+                f"optim_args ({out['optim_args']}) reach torch.optim.{_TORCH_NAMES[optim]} only in transformers "
+                "releases with huggingface/transformers#44203 (Feb 2026); older Trainers silently ignore them."
+            )
+    refuse_leftovers(hp, LABELS["hf"])
+
+    schedule = rec.schedule
+    steps, ratio = warmup_of(schedule)
+    schedule_free = optim.startswith("schedule_free_")
+    if schedule_free:
+        _hf_schedule_free_warmup(name, schedule, notes)
+    kind = _HF_SCHEDULES.get(schedule.name)
+    if kind is None:
+        why = "lr_scheduler_type has no such decay"
+        if schedule.name == "cosine_restarts":
+            why = (
+                "cosine_with_restarts restarts at equal intervals, while the recommended warm restarts double "
+                "each cycle (T_mult=2)"
+            )
+        raise Unsupported(f"the {schedule.name!r} schedule", why)
+    if kind == "constant" and has_warmup(schedule) and not schedule_free:
+        kind = "constant_with_warmup"  # (a schedule-free optimizer warms up itself: the scheduler stays constant)
+    final = schedule.final_lr_fraction or 0.0
+    if kind == "cosine" and final:
+        kind = "cosine_with_min_lr"
+        out["lr_scheduler_kwargs"] = {"min_lr_rate": final}
+    elif (kind == "linear" and final) or kind == "polynomial":
+        # polynomial decay to lr_end (an absolute lr); linear decay to a fraction is its power-1 case
+        power = 1.0 if kind == "linear" else (schedule.power if schedule.power is not None else 1.0)
+        kind = "polynomial"
+        out["lr_scheduler_kwargs"] = {"power": power, "lr_end": final * out["learning_rate"]}
+    out["lr_scheduler_type"] = kind
+    if steps is not None:
+        out["warmup_steps"] = steps
+    else:
+        out["warmup_steps"] = ratio if ratio > 0 else 0
+        if ratio > 0:
+            notes.append(
+                f"warmup_steps={ratio} is a ratio of the total steps (transformers >= 5); "
+                f"on transformers 4.x pass warmup_ratio={ratio} instead."
+            )
+    if schedule.total_steps is not None:
+        out["max_steps"] = schedule.total_steps
+    else:
+        notes.append("total_steps is unknown: set max_steps or num_train_epochs for the schedule's length.")
+    out["max_grad_norm"] = rec.gradient_clipping.max_norm if rec.gradient_clipping is not None else 0.0
+    if rec.batch_size is not None:
+        out["per_device_train_batch_size"] = rec.batch_size
+        notes.append(
+            f"per_device_train_batch_size={rec.batch_size} is the recommended global batch: on several devices "
+            "divide it by their number (or use gradient_accumulation_steps)."
+        )
+    advice_notes(rec, "hf", notes)
+    return out
+
+
+def _hf_schedule_free_warmup(name: str, schedule: ScheduleSpec, notes: list[str]) -> None:
+    """The Trainer hands ``warmup_steps`` to a schedule-free optimizer as its own warmup, in steps."""
+    notes.append(
+        "optim=schedule_free_* runs facebookresearch's schedulefree implementation (pip install schedulefree), "
+        "the same algorithm as pytorch_optimizer's; the Trainer calls optimizer.train() and optimizer.eval() itself."
+    )
+    if not has_warmup(schedule):
+        return
+    if schedule.name != "constant":
+        raise Unsupported(
+            f"a warmup before the {schedule.name!r} schedule of the optimizer {optimizer_label(name)}",
+            "the Trainer passes warmup_steps to the optimizer (its own warmup) as well as to the scheduler, so the "
+            "warmup would be applied twice",
+        )
+    if schedule.warmup_steps is None:
+        raise Unsupported(
+            f"a warmup of {schedule.warmup_ratio:g} of the steps for the optimizer {optimizer_label(name)}",
+            "the Trainer passes warmup_steps to the optimizer unconverted, which counts it in steps, not as a ratio; "
+            "give total_steps in the profile",
+        )
+    notes.append(
+        f"warmup_steps={schedule.warmup_steps} is the schedule-free optimizer's own linear warmup (the Trainer "
+        "passes it there); lr_scheduler_type stays constant."
+    )
