@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import training_plan as plan
+from .companion import agreed_details
 from .construct import new as _new
 from .job_length import job_batch, job_steps
 from .loader import CompiledRule, Rulebook, default_rulebook
@@ -469,6 +470,7 @@ class _Run:
         if batch is None:
             batch = train.get("batch_size")
         total = self._total_steps(batch)
+        companion = self._fill_silent(train, chosen) if recipe is None else None
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
@@ -522,7 +524,7 @@ class _Run:
             param_groups=param_groups,
             alternatives=alternatives,
             avoid=list(avoid.values()),
-            rationale=list(decision.rationale),
+            rationale=[*decision.rationale, *([companion] if companion else [])],
             warnings=self.warnings,
             memory=memory,
             search_space=search_space,
@@ -533,6 +535,39 @@ class _Run:
             profile=profile_echo,
             rulebook=self._rulebook_info(),
             recipe=info,
+        )
+
+    def _fill_silent(self, train: dict[str, Any], chosen: str) -> RationaleEntry | None:
+        """Details the deciding rules leave unsaid (clipping) that the recipes of the same architecture, phase and
+        optimizer family agree on (rules/companion.py); the rationale entry that says so, or None."""
+        book = self.book
+        family = book.optimizers[chosen].family
+        key = ("agreed", self.p.architecture, self._phase(), family, self.exclude)
+        agreed = book.cache.get(key)
+        if agreed is None:
+            if len(book.cache) > _CACHE_LIMIT:
+                book.cache.clear()
+            kept = [e for e in book.recipes.values() if e.id not in self.exclude]  # held out: not consulted
+            agreed = book.cache[key] = agreed_details(kept, self.p.architecture, self._phase(), family)
+        filled = [a for a in agreed if a.key not in train and a.value]
+        if not filled:
+            return None
+        for a in filled:
+            train[a.key] = a.value
+        what = ", ".join(f"{a.key} {a.value:g}" for a in filled)
+        ids = sorted({e.id for a in filled for e in a.recipes})
+        sources = "; ".join(sorted({e.citation for a in filled for e in a.recipes}))
+        self.notes.append(f"{what}: the deciding rules are silent on it; the published recipes of this job agree "
+                          f"({', '.join(ids)}).")  # fmt: skip
+        return _new(
+            RationaleEntry,
+            rule=book.recipe_rules[ids[0]].id,
+            source=sources,
+            level="recipe",
+            status="applied",
+            effect=f"Every published recipe of this architecture and phase with this optimizer family trains with "
+            f"{what}; the seed row says nothing of it.",
+            detail=f"agreed by {', '.join(ids)} (rules/companion.py)",
         )
 
     def _avoid(self, decision: _Decision, newton_refused: bool) -> dict[str, AvoidEntry]:

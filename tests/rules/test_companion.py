@@ -1,0 +1,71 @@
+"""Details the deciding rules leave unsaid, filled from the recipes of the same job (rules/companion.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from optirec import recommend
+from optirec.rules import default_rulebook
+from optirec.rules.companion import agreed_details
+
+
+def _bert_finetune_recipes() -> frozenset[str]:
+    book = default_rulebook()
+    return frozenset(
+        e.id
+        for e in book.recipes.values()
+        if e.recipe.job.architecture == "bert" and e.recipe.job.phase == "fine_tuning"
+    )
+
+
+@pytest.mark.parametrize(
+    ("profile", "clip"),
+    [
+        # 004's BERT row decides (AdamW 5e-5) and is silent on clipping; every BERT fine-tuning recipe clips at 1.0
+        ({"architecture": "bert", "phase": "fine_tuning", "total_steps": 1000}, 1.0),
+        ({"architecture": "bert", "goal": "transfer_learning"}, 1.0),
+        # a rule that states clipping keeps its own value (LSTM: 004 clips recurrent nets)
+        ({"architecture": "lstm"}, 1.0),
+        # no phase: no job to take recipes from
+        ({"architecture": "bert"}, None),
+        # ResNet recipes do not state clipping: nothing is filled
+        ({"architecture": "resnet", "phase": "from_scratch"}, None),
+    ],
+    ids=["bert-finetune", "bert-transfer", "lstm-own-rule", "bert-no-phase", "resnet"],
+)
+def test_clipping_from_agreeing_recipes(profile: dict[str, object], clip: float | None) -> None:
+    rec = recommend(profile)
+    assert (rec.gradient_clipping.max_norm if rec.gradient_clipping else None) == clip
+
+
+def test_the_fill_is_cited_and_explained() -> None:
+    rec = recommend({"architecture": "bert", "phase": "fine_tuning"})
+    entry = next(e for e in rec.rationale if e.detail and "rules/companion.py" in e.detail)
+    assert entry.level == "recipe" and entry.status == "applied"
+    assert "optimization.py" in entry.source  # google-research/bert's clip_by_global_norm
+    assert any(n.startswith("clip_norm 1: the deciding rules are silent") for n in rec.notes)
+
+
+def test_held_out_recipes_are_not_consulted() -> None:
+    """Leave-one-out benchmarks exclude recipes: those must not fill anything either."""
+    rec = recommend({"architecture": "bert", "phase": "fine_tuning"}, exclude_recipes=_bert_finetune_recipes())
+    assert rec.gradient_clipping is None
+
+
+def test_disagreeing_recipes_fill_nothing() -> None:
+    book = default_rulebook()
+    entries = [e for e in book.recipes.values() if e.id in _bert_finetune_recipes()]
+    assert agreed_details(entries, "bert", "fine_tuning", "adaptive")[0].value == 1.0
+    # a copy of one recipe that states another value breaks the agreement
+    first = entries[0]
+    other_cfg = first.recipe.config.model_copy(update={"clip_norm": 5.0})
+    other = type(first)(
+        **{
+            **{f: getattr(first, f) for f in first.__dataclass_fields__},
+            "recipe": first.recipe.model_copy(update={"config": other_cfg}),
+        }
+    )
+    assert agreed_details([*entries, other], "bert", "fine_tuning", "adaptive") == ()
+    # another optimizer family or phase: none of these recipes counts
+    assert agreed_details(entries, "bert", "fine_tuning", "sgd") == ()
+    assert agreed_details(entries, "bert", "pretraining", "adaptive") == ()
