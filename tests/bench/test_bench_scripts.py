@@ -96,3 +96,21 @@ def test_the_gap_table_says_diverged_in_words(
     monkeypatch.setitem(sys.modules, spec.name, quality)  # its dataclasses look their module up there
     spec.loader.exec_module(quality)
     assert quality._shown_gap(value, reference, 14) == f"{shown:>14}"
+
+
+def test_the_export_table_lists_every_profile_and_format(repo_root: Path) -> None:
+    done = _bench(repo_root, "exports.py", "--no-run", "--formats", "hf,torch")
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines()[1:] if line.strip()]
+    table = {(r[0], r[1]): r[2] for r in rows if len(r) >= 3 and r[1] in ("hf", "torch")}
+    assert table[("wrn-step", "hf")] == "refused"  # the Trainer has no multi-step schedule
+    assert table[("resnet-b1024", "torch")] == "works"
+    assert len({pid for pid, _ in table}) >= 12
+    assert "cells (" in done.stdout and " refused with the reason" in done.stdout
+
+
+def test_the_export_table_refuses_an_unknown_format(repo_root: Path) -> None:
+    done = _bench(repo_root, "exports.py", "--formats", "hf,keras")
+    assert done.returncode == 2
+    assert "--formats" in done.stderr and "keras" in done.stderr and "valid values: hf, lightning" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
