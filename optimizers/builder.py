@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from optirec.rules import Recommendation, Rulebook, default_rulebook
 
 from .errors import BuildError
-from .groups import FREEZE_FRACTION, plan_groups
+from .groups import FREEZE_FRACTION, Depth, plan_groups
 from .hybrid import HybridOptimizer
 from .registry import make_optimizer
 from .schedulers import build_scheduler
@@ -31,6 +31,7 @@ class BuildResult:
     recommendation: Recommendation
     needs_closure: bool  # step() needs a closure that recomputes the loss (LBFGS, SAM, Newton, ...)
     frozen: tuple[str, ...]  # parameter names frozen for transfer learning
+    depth: Depth  # how the model's depth was read for freezing and layer-wise lr (``depth.describe()``)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.optimizer, self.scheduler, self.clipping))
@@ -58,8 +59,9 @@ def build(
 ) -> BuildResult:
     """Turn a Recommendation into torch objects.
 
-    ``model_or_params`` is preferably the model (needed for embedding/norm detection, freezing and
-    K-FAC); a parameter iterable or list of param-group dicts also works. ``total_steps`` overrides
+    ``model_or_params`` is preferably the model (needed for embedding/norm detection, the model's own
+    ``no_weight_decay()`` lists, freezing and layer-wise lr over its real blocks, and K-FAC; see
+    optimizers/depth.py); a parameter iterable or list of param-group dicts also works. ``total_steps`` overrides
     the recommendation's (schedules other than constant need one of them).
     """
     book = rulebook or default_rulebook()
@@ -82,7 +84,7 @@ def build(
         lr_scheduler = build_scheduler(optimizer, rec.schedule, total_steps=total_steps, warmup_steps=warmup_steps)
     clipping = rec.gradient_clipping.max_norm if rec.gradient_clipping else None
     needs_closure = any(book.optimizers[name].needs_closure for name in optimizers)
-    return BuildResult(optimizer, lr_scheduler, clipping, rec, needs_closure, tuple(plan.frozen))
+    return BuildResult(optimizer, lr_scheduler, clipping, rec, needs_closure, tuple(plan.frozen), plan.depth)
 
 
 def _canonical(book: Rulebook, rec: Recommendation) -> Recommendation:

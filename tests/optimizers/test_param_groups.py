@@ -310,3 +310,302 @@ def test_no_freezing_without_transfer_learning() -> None:
     result = build(model, recommend({"architecture": "vit", "total_steps": 50}))
     assert result.frozen == ()
     assert len({g["lr"] for g in result.optimizer.param_groups}) == 1
+
+
+# ------------------------------------------------------------------- the model's own structure and lists
+# Hand-built stand-ins with the module layout of the real libraries (timm and torchvision are not installable
+# here): timm's VisionTransformer (timm/models/vision_transformer.py: patch_embed, cls_token, pos_embed,
+# blocks = nn.Sequential of Block, norm, head; no_weight_decay() and group_matcher() as timm defines them), Swin
+# (microsoft/Swin-Transformer models/swin_transformer.py: layers = stages of blocks, absolute_pos_embed,
+# relative_position_bias_table) and torchvision's ResNet (conv1, bn1, layer1..layer4 of BasicBlock, fc).
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.ModuleDict({"qkv": nn.Linear(dim, 3 * dim), "proj": nn.Linear(dim, dim)})
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+
+class TimmViT(nn.Module):
+    """timm's VisionTransformer layout, 12 blocks; ``nwd`` is what its no_weight_decay() returns."""
+
+    def __init__(self, dim: int = 8, depth: int = 12, nwd: tuple[str, ...] = ("pos_embed", "cls_token")) -> None:
+        super().__init__()
+        self.nwd = set(nwd)
+        self.patch_embed = nn.Sequential(nn.Conv2d(3, dim, 4, stride=4))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 5, dim))
+        self.blocks = nn.Sequential(*(TimmBlock(dim) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 3)
+
+    def no_weight_decay(self) -> set[str]:
+        return self.nwd
+
+
+class MatcherViT(TimmViT):
+    """The same with timm's own VisionTransformer.group_matcher (vision_transformer.py): norm joins the last
+    block ((99999,) suffix), the head is unmatched (after everything)."""
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {
+            "stem": r"^cls_token|reg_token|pos_embed|patch_embed",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
+
+
+class SwinAttention(nn.Module):
+    def __init__(self, dim: int, window: int = 2, heads: int = 2) -> None:
+        super().__init__()
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SwinAttention(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+
+
+class SwinStage(nn.Module):
+    """Swin-Transformer's BasicLayer: blocks, then (except the last stage) PatchMerging."""
+
+    def __init__(self, dim: int, depth: int, downsample: bool) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(SwinBlock(dim) for _ in range(depth))
+        merge = nn.Sequential(nn.LayerNorm(4 * dim), nn.Linear(4 * dim, dim, bias=False))
+        self.downsample = merge if downsample else None
+
+
+class SwinLike(nn.Module):
+    def __init__(self, dim: int = 8) -> None:
+        super().__init__()
+        self.patch_embed = nn.Sequential(nn.Conv2d(3, dim, 4, stride=4), nn.LayerNorm(dim))
+        self.absolute_pos_embed = nn.Parameter(torch.zeros(1, 4, dim))
+        self.layers = nn.Sequential(SwinStage(dim, 2, True), SwinStage(dim, 2, False))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 3)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"absolute_pos_embed"}
+
+    def no_weight_decay_keywords(self) -> set[str]:
+        return {"relative_position_bias_table"}
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if cin != cout else None
+        )
+
+
+class TorchvisionResNet(nn.Module):
+    """torchvision resnet18's layout (models/resnet.py): two BasicBlocks per stage."""
+
+    def __init__(self, width: int = 4) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False), nn.BatchNorm2d(width)
+        self.relu, self.maxpool = nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1)
+        widths = [width, width, 2 * width, 2 * width, 4 * width]
+        for stage in range(1, 5):
+            cin, cout = widths[stage - 1], widths[stage]
+            self.add_module(f"layer{stage}", nn.Sequential(BasicBlock(cin, cout), BasicBlock(cout, cout)))
+        self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(4 * width, 3)
+
+
+def _bert() -> nn.Module:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=32, num_labels=2,
+    )  # fmt: skip
+    return transformers.BertForSequenceClassification(config)
+
+
+def _lightning_vit() -> nn.Module:
+    lightning = pytest.importorskip("lightning")
+
+    class Classifier(lightning.LightningModule):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = TimmViT()
+            self.loss = nn.CrossEntropyLoss()
+
+    module: nn.Module = Classifier()
+    return module
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def _vit_depth(prefix: str = "", norm_with_last_block: bool = False) -> Any:
+    """decay exponent per name for the 12-block ViT: stem 13, blocks.i 12 - i, norm and head 0 (timm's matcher:
+    norm with block 11, 1)."""
+
+    def exponent(name: str) -> int:
+        name = name.removeprefix(prefix)
+        if name.startswith(("cls_token", "pos_embed", "patch_embed")):
+            return 13
+        if name.startswith("blocks."):
+            return 12 - int(name.split(".")[1])
+        return 1 if norm_with_last_block and name.startswith("norm.") else 0
+
+    return exponent
+
+
+def _bert_depth(name: str) -> int:
+    if name.startswith("bert.embeddings."):
+        return 5
+    if name.startswith("bert.encoder.layer."):
+        return 4 - int(name.split(".")[3])
+    return 0  # pooler, classifier
+
+
+def _resnet_depth(name: str) -> int:
+    if name.startswith(("conv1.", "bn1.")):
+        return 9
+    if name.startswith("layer"):
+        stage, block = int(name[5]), int(name.split(".")[1])
+        return 8 - (2 * (stage - 1) + block)
+    return 0  # fc
+
+
+def _swin_depth(name: str) -> int:
+    if name.startswith(("patch_embed.", "absolute_pos_embed")):
+        return 5
+    if name.startswith("layers.0.downsample."):
+        return 2  # between the stages: with the block after it (layers.1.blocks.0)
+    if name.startswith("layers."):
+        return 4 - (2 * int(name.split(".")[1]) + int(name.split(".")[3]))
+    return 0
+
+
+def _mlp_depth(name: str) -> int:
+    return {"0": 2, "2": 1, "4": 0}[name.split(".")[0]]
+
+
+SWIN_BLOCKS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (stage, block) of SwinLike
+
+#: id -> (model factory, kind, decay exponent per parameter name, extra names exempt from decay (beyond 1-D and
+#: biases), names frozen by transfer learning (a prefix tuple: the stem and the first half of the blocks))
+STRUCTURES: dict[str, tuple[Any, str, Any, set[str], tuple[str, ...]]] = {
+    "timm_vit": (
+        TimmViT, "blocks", _vit_depth(), {"cls_token", "pos_embed"},
+        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
+    ),
+    "timm_vit_without_no_weight_decay": (  # the tokens are 3-D: only the model's list exempts them
+        lambda: TimmViT(nwd=()), "blocks", _vit_depth(), set(),
+        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
+    ),
+    "timm_vit_group_matcher": (
+        MatcherViT, "group_matcher", _vit_depth(norm_with_last_block=True), {"cls_token", "pos_embed"},
+        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
+    ),
+    "swin_keywords": (
+        SwinLike, "blocks", _swin_depth,
+        {"absolute_pos_embed", *(f"layers.{s}.blocks.{b}.attn.relative_position_bias_table" for s, b in SWIN_BLOCKS)},
+        ("patch_embed.", "absolute_pos_embed", "layers.0.blocks."),
+    ),
+    "hf_bert": (
+        _bert, "blocks", _bert_depth, set(), ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."),
+    ),
+    "torchvision_resnet": (TorchvisionResNet, "blocks", _resnet_depth, set(), ("conv1.", "bn1.", "layer1.", "layer2.")),
+    "lightning_vit": (
+        _lightning_vit, "blocks", _vit_depth("model."), {"model.cls_token", "model.pos_embed"},
+        tuple(f"model.{p}" for p in ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6)))),
+    ),
+    "mlp_top_level_children": (_mlp, "children", _mlp_depth, set(), ("0.", "2.")),
+}  # fmt: skip
+
+
+def _bert_transfer() -> tuple[dict[str, Any], float, float, float]:
+    rec = recommend({"architecture": "bert", "goal": "transfer_learning", "total_steps": 50}).model_dump()
+    hp = rec["optimizer"]["hyperparameters"]
+    assert hp["weight_decay"] > 0
+    return rec, hp["lr"], hp["weight_decay"], _layer_decay(rec)
+
+
+@pytest.mark.parametrize("case", list(STRUCTURES), ids=list(STRUCTURES))
+def test_decay_follows_the_models_own_lists(case: str) -> None:
+    factory, _, _, listed, _ = STRUCTURES[case]
+    rec, _, wd, _ = _bert_transfer()
+    model = factory()
+    groups = _group_of(build(model, rec, freeze_fraction=0.0, scheduler=False).optimizer)
+    named = dict(model.named_parameters())
+    assert listed <= set(named), "a listed name that the model does not have"
+    exempt = {n for n, p in named.items() if p.ndim <= 1 or n.endswith(".bias")} | listed
+    decayed = {n for n, p in named.items() if groups[id(p)]["weight_decay"] == wd}
+    not_decayed = {n for n, p in named.items() if groups[id(p)]["weight_decay"] == 0.0}
+    assert not_decayed == exempt
+    assert decayed == set(named) - exempt
+
+
+@pytest.mark.parametrize("case", list(STRUCTURES), ids=list(STRUCTURES))
+def test_layerwise_lr_follows_the_real_blocks(case: str) -> None:
+    factory, kind, exponent, _, _ = STRUCTURES[case]
+    rec, lr, _, decay = _bert_transfer()
+    model = factory()
+    result = build(model, rec, freeze_fraction=0.0, scheduler=False)
+    assert result.depth.kind == kind, result.depth.describe()
+    groups = _group_of(result.optimizer)
+    named = dict(model.named_parameters())
+    for name, p in named.items():
+        assert groups[id(p)]["lr"] == pytest.approx(lr * decay ** exponent(name)), name
+    expected = {exponent(n) for n in named}
+    assert len({g["lr"] for g in result.optimizer.param_groups}) == len(expected)
+    assert expected == set(range(max(expected) + 1)), "a layer without parameters"
+
+
+@pytest.mark.parametrize("case", list(STRUCTURES), ids=list(STRUCTURES))
+def test_freezing_counts_the_real_blocks(case: str) -> None:
+    factory, _, exponent, _, frozen_prefixes = STRUCTURES[case]
+    rec, lr, _, decay = _bert_transfer()
+    model = factory()
+    named = dict(model.named_parameters())
+    result = build(model, rec, scheduler=False)
+    expected_frozen = [n for n in named if n.startswith(frozen_prefixes)]
+    assert list(result.frozen) == expected_frozen
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == sum(p.numel() for n, p in named.items() if n not in expected_frozen) > 0
+    assert {id(p) for g in result.optimizer.param_groups for p in g["params"]} == {
+        id(p) for n, p in named.items() if n not in expected_frozen
+    }
+    # the trainable layers keep their own lrs
+    lrs = {round(g["lr"] / lr, 12) for g in result.optimizer.param_groups}
+    assert lrs == {round(decay ** exponent(n), 12) for n in named if n not in expected_frozen}
+
+
+def test_no_weight_decay_must_return_names() -> None:
+    class Bad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def no_weight_decay(self) -> set[Any]:
+            return {self.fc.weight}  # the tensor, not its name
+
+    with pytest.raises(BuildError, match=r"no_weight_decay\(\) must return parameter names"):
+        build(Bad(), _forced("adamw", weight_decay=0.1), scheduler=False)
+
+
+def test_a_wildcard_in_no_weight_decay_matches_as_in_timm() -> None:
+    """timm matches the names with fnmatch (timm/optim/_param_groups.py _matches_pattern): "blocks.*.attn.qkv.weight"
+    covers every block, a bare "qkv.weight" names nothing (no prefix or substring matching)."""
+    rec = _forced("adamw", weight_decay=0.1)
+    model = TimmViT(depth=3, nwd=("blocks.*.attn.qkv.weight", "qkv.weight"))
+    groups = _group_of(build(model, rec, scheduler=False).optimizer)
+    for name, p in model.named_parameters():
+        expected = 0.0 if p.ndim <= 1 or name.endswith(".bias") or name.endswith("attn.qkv.weight") else 0.1
+        assert groups[id(p)]["weight_decay"] == expected, name
