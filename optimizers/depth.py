@@ -49,7 +49,7 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["FREEZE_FRACTION", "frozen_layer_count", "layers", "no_decay_ids", "unwrap"]
+__all__ = ["FREEZE_FRACTION", "frozen_layer_count", "model_layers", "no_decay_ids", "unwrap_model"]
 
 #: Transfer learning freezes this fraction of the blocks (of the top-level children for a model without blocks).
 FREEZE_FRACTION = 0.5
@@ -62,7 +62,7 @@ def _holds_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters())
 
 
-def unwrap(model: nn.Module) -> tuple[str, nn.Module]:
+def unwrap_model(model: nn.Module) -> tuple[str, nn.Module]:
     """(name prefix, module) under single-child wrappers: descend while a module has no parameters of its own
     and exactly one child holding parameters."""
     prefix, module = "", model
@@ -176,13 +176,13 @@ def _repeated_blocks(root: nn.Module) -> list[str]:
     return best if len(best) >= 2 else []
 
 
-def layers(model: nn.Module) -> tuple[str, dict[int, int], int, list[str]]:
+def model_layers(model: nn.Module) -> tuple[str, dict[int, int], int, list[str]]:
     """(kind, layer id per parameter id, number of layers, the modules counted) for every parameter of model.
 
     kind is "group_matcher", "blocks" or "children"; the modules counted are the repeated blocks or the
     top-level children (full names), [] for a group_matcher.
     """
-    prefix, root = unwrap(model)
+    prefix, root = unwrap_model(model)
     named = list(root.named_parameters())
     group_matcher = getattr(root, "group_matcher", None)
     if callable(group_matcher):

@@ -22,7 +22,7 @@ from torch import nn
 
 from optirec.rules import Recommendation
 
-from .depth import FREEZE_FRACTION, frozen_layer_count, layers, no_decay_ids
+from .depth import FREEZE_FRACTION, frozen_layer_count, model_layers, no_decay_ids
 from .errors import BuildError
 
 __all__ = ["FREEZE_FRACTION", "Depth", "GroupPlan", "ParamInfo", "describe_model", "describe_parameters", "plan_groups"]
@@ -107,7 +107,7 @@ def describe_model(model_or_params: nn.Module | Iterable[Any]) -> tuple[list[Par
         listed = no_decay_ids(model)
     except TypeError as exc:
         raise BuildError("model", str(exc)) from None
-    kind, layer_of, n_layers, units = layers(model)
+    kind, layer_of, n_layers, units = model_layers(model)
     owner: dict[int, nn.Module] = {}
     for module in model.modules():
         for p in module.parameters(recurse=False):

@@ -1,8 +1,18 @@
-"""Plain PyTorch: a snippet with the optimizer, LR scheduler, clipping and ``training_step(compute_loss)``."""
+"""Plain PyTorch: a snippet with the optimizer, LR scheduler, clipping and ``training_step(compute_loss)``.
+
+Parameter groups are made the way ``build()`` makes them, by the same code: the snippet carries the functions
+of optimizers/depth.py (copied by their source, read as text so that this module stays free of torch) and a
+``_param_groups`` helper over them. Weight decay spares 1-D parameters, biases and what the model's own
+``no_weight_decay()`` / ``no_weight_decay_keywords()`` name; transfer learning freezes the stem and the first
+half of the model's real blocks and gives each layer ``lr * decay ** depth`` (the head the full lr).
+"""
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from optirec.rules import Recommendation
@@ -23,6 +33,108 @@ from .common import (
     split_groups,
 )
 
+#: optimizers/depth.py, whose functions the snippet carries (read as text: importing it would import torch)
+_DEPTH_SOURCE = Path(__file__).resolve().parent.parent / "depth.py"
+#: what the snippet needs of it: for the weight-decay split, and for freezing / layer-wise lr as well
+_DECAY_NAMES = ("_listed", "no_decay_ids")
+_DEPTH_NAMES = (
+    "FREEZE_FRACTION",
+    "_MATCH_PREV_GROUP",
+    "_holds_params",
+    "unwrap_model",
+    "_timm_groups",
+    "_repeated_blocks",
+    "model_layers",
+    "frozen_layer_count",
+)
+_DECAY_IMPORTS = ("import fnmatch", "from torch import nn")
+_DEPTH_IMPORTS = ("import math", "import re", "from typing import Any")
+
+
+def _param_groups_helper(layered: bool) -> list[str]:
+    """``_param_groups(model, parameters, weight_decay=None[, lr=None, layer_decay=None])`` for the snippet."""
+    signature = ", lr=None, layer_decay=None" if layered else ""
+    doc_layers = (
+        [
+            "    With layer_decay: layer i of model_layers() gets lr * layer_decay ** (num_layers - 1 - i), the head",
+            "    lr.",
+        ]
+        if layered
+        else []
+    )
+    return [
+        f"def _param_groups(model, parameters, weight_decay=None{signature}):",
+        '    """The trainable parameters in groups, as optirec\'s build() makes them. With weight_decay: none on 1-D',
+        "    parameters, biases and what the model's no_weight_decay() / no_weight_decay_keywords() name.",
+        *doc_layers,
+        '    """',
+        "    names = {id(p): name for name, p in model.named_parameters()}",
+        "    exempt = no_decay_ids(model) if weight_decay is not None else set()",
+        *(
+            [
+                "    layer_of, num_layers = {}, 1",
+                "    if layer_decay is not None:",
+                "        _, layer_of, num_layers, _ = model_layers(model)",
+            ]
+            if layered
+            else []
+        ),
+        "    groups = {}",
+        "    for p in parameters:",
+        "        if not p.requires_grad:",
+        "            continue",
+        f"        layer = {'layer_of.get(id(p), 0)' if layered else '0'}",
+        "        spared = weight_decay is not None and (",
+        '            p.ndim <= 1 or names.get(id(p), "").endswith(".bias") or id(p) in exempt',
+        "        )",
+        '        group = groups.setdefault((layer, spared), {"params": []})',
+        '        group["params"].append(p)',
+        "        if weight_decay is not None:",
+        '            group["weight_decay"] = 0.0 if spared else weight_decay',
+        *(
+            [
+                "        if layer_decay is not None:",
+                '            group["lr"] = lr * layer_decay ** (num_layers - 1 - layer)',
+            ]
+            if layered
+            else []
+        ),
+        "    return [groups[key] for key in sorted(groups)]",
+    ]
+
+
+@cache
+def _depth_definitions() -> dict[str, str]:
+    """name -> source of each top-level function and assignment of optimizers/depth.py."""
+    text = _DEPTH_SOURCE.read_text(encoding="utf-8")
+    out: dict[str, str] = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef):
+            name = node.name
+        elif isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+        else:
+            continue
+        segment = ast.get_source_segment(text, node)
+        assert segment is not None
+        out[name] = segment
+    return out
+
+
+def _depth_helpers(names: tuple[str, ...]) -> list[str]:
+    """The snippet lines defining ``names`` from optimizers/depth.py, in that module's order."""
+    definitions = _depth_definitions()
+    missing = set(names) - set(definitions)
+    assert not missing, f"optimizers/depth.py lost {sorted(missing)}"
+    lines: list[str] = []
+    for name, source in definitions.items():
+        if name in names:
+            function = source.startswith("def ")
+            if function and lines:
+                lines += ["", ""]
+            lines += source.splitlines()
+    return lines
+
 
 class _TorchCode:
     """Builds the PyTorch snippet: header comments, imports, optimizers, schedulers, training_step."""
@@ -35,7 +147,12 @@ class _TorchCode:
         self.body: list[str] = []
         #: (optimizer variable, scheduler variable, catalog name), the main optimizer first
         self.optimizers: list[tuple[str, str, str]] = []
-        self.needs_decay_helper = False
+        self.needs_groups_helper = False  # _param_groups and no_decay_ids
+        self.needs_depth = False  # model_layers and the rest of optimizers/depth.py
+        by_name = {g.name: g for g in rec.param_groups}
+        self.freezes = "frozen" in by_name
+        self.layer_decay = by_name["layerwise"].layerwise_lr_decay if "layerwise" in by_name else None
+        self.layer_decay_applied = False
 
     # -------------------------------------------------------------- pieces
     def _import(self, line: str) -> None:
@@ -55,12 +172,22 @@ class _TorchCode:
         return spec
 
     def _params(self, name: str, hp: Mapping[str, Any], params: str) -> str:
-        """The parameter expression, split for weight decay where the recommendation asks for it."""
+        """The parameter expression: split for weight decay where the recommendation asks for it, in layers for
+        layer-wise lr decay, the frozen parameters left out (build()'s groups, optimizers/groups.py)."""
         has_no_decay = any(g.name == "no_decay" for g in self.rec.param_groups)
-        if has_no_decay and hp.get("weight_decay") and self._spec(name).family != "second_order":
-            self.needs_decay_helper = True
-            return f"_decay_groups({params}, {py_literal(hp['weight_decay'])})"
-        return params
+        second_order = self._spec(name).family == "second_order"
+        decays = has_no_decay and bool(hp.get("weight_decay")) and not second_order
+        layered = self.layer_decay is not None and hp.get("lr") is not None and not second_order
+        if not (decays or layered or self.freezes):
+            return params
+        self.needs_groups_helper = True
+        args = [f"model, {params}"]
+        if decays:
+            args.append(f"weight_decay={py_literal(hp['weight_decay'])}")
+        if layered:
+            self.needs_depth = self.layer_decay_applied = True
+            args.append(f"lr={py_literal(hp['lr'])}, layer_decay={py_literal(self.layer_decay)}")
+        return f"_param_groups({', '.join(args)})"
 
     def construct(self, var: str, name: str, hp: Mapping[str, Any], params: str) -> None:
         """``var = <class>(...)`` for catalog optimizer ``name``; wrappers get their base built too."""
@@ -164,6 +291,19 @@ class _TorchCode:
         rec = self.rec
         name = rec.optimizer.name
         spec = self._spec(name)
+        if self.freezes:
+            self.needs_depth = True
+            self.body += [
+                "# transfer learning (004 §2.5), as optirec's build(): freeze the stem and the first half of the",
+                "# model's blocks (model_layers: its group_matcher(), repeated blocks or top-level children), never",
+                "# the head",
+                "_kind, _layer_of, _num_layers, _ = model_layers(model)",
+                "_frozen_layers = frozen_layer_count(_kind, _layer_of, _num_layers, FREEZE_FRACTION)",
+                "for _p in model.parameters():",
+                "    if _layer_of[id(_p)] < _frozen_layers:",
+                "        _p.requires_grad_(False)",
+                "",
+            ]
         groups = split_groups(rec)
         if groups:
             self._hybrid_optimizers(groups)
@@ -365,8 +505,11 @@ class _TorchCode:
         for g in rec.param_groups:
             if g.frozen or g.layerwise_lr_decay is not None:
                 header.append(f"# {g.name} ({', '.join(g.match)}): {g.why}")
+            if g.layerwise_lr_decay is not None and not self.layer_decay_applied:
                 self.notes.append(
-                    f"param_groups.{g.name}: described in a comment, not coded (it depends on the model)."
+                    f"param_groups.{g.name}: layer-wise lr decay {g.layerwise_lr_decay} is not coded: the "
+                    f"optimizer {rec.optimizer.name} takes no lr per parameter group here (lr-free, second-order "
+                    "or built from the model)."
                 )
         if rec.phases:
             header.append("# phases (004 §6.4.2):")
@@ -376,20 +519,21 @@ class _TorchCode:
                     call = _call(path, "model.parameters()", py_kwargs(p.optimizer.hyperparameters))
                     header.append(f"#   {p.name}: {call}  # {p.trigger}")
             self.notes.append("phases: the snippet builds the first phase; switch optimizers yourself.")
-        lines = [*header, *sorted(self.imports, key=lambda i: (i != "import torch", i))]
-        if self.needs_decay_helper:
+        if self.needs_groups_helper or self.needs_depth:
+            for line in _DECAY_IMPORTS + (_DEPTH_IMPORTS if self.needs_depth else ()):
+                self._import(line)
+        lines = [*header, *sorted(self.imports, key=lambda i: (i != "import torch", i.startswith("from "), i))]
+        if self.needs_groups_helper or self.needs_depth:
+            names = _DECAY_NAMES + (_DEPTH_NAMES if self.needs_depth else ())
             lines += [
                 "",
                 "",
-                "def _decay_groups(parameters, weight_decay):",
-                '    """Weight decay on matrices and kernels only: biases and normalisation weights get none."""',
-                "    parameters = [p for p in parameters if p.requires_grad]",
-                "    return [",
-                '        {"params": [p for p in parameters if p.ndim > 1], "weight_decay": weight_decay},',
-                '        {"params": [p for p in parameters if p.ndim <= 1], "weight_decay": 0.0},',
-                "    ]",
-                "",
+                "# parameter groups as optirec's build() makes them (copied from optirec's optimizers/depth.py)",
+                *_depth_helpers(names),
             ]
+            if self.needs_groups_helper:
+                lines += ["", "", *_param_groups_helper(self.layer_decay_applied)]
+            lines.append("")
         lines += ["", *self.body]
         return "\n".join(lines) + "\n"
 
@@ -402,4 +546,26 @@ def torch_source(rec: Recommendation, notes: list[str]) -> str:
     code = _TorchCode(rec, notes).build()
     if rec.schedule.total_steps is None:
         notes.append(f"total_steps is unknown: the snippet uses a placeholder of {PLACEHOLDER_TOTAL_STEPS} steps.")
+    _loop_notes(rec, notes)
     return code
+
+
+def _loop_notes(rec: Recommendation, notes: list[str]) -> None:
+    """What the answer says about the loop around training_step, which the snippet leaves to the user."""
+    devices = int(rec.profile.get("num_devices") or 1)
+    ddp = f" over {devices} devices (DistributedDataParallel and the per-device loaders are yours)"
+    if rec.batch_size is not None:
+        notes.append(
+            f"batch_size: the lr is for {rec.batch_size} samples per optimizer step{ddp if devices > 1 else ''}; "
+            "the snippet does not build the data loader."
+        )
+    elif devices > 1:
+        notes.append(f"num_devices: the answer is for training{ddp}.")
+    precision = rec.profile.get("precision")
+    if rec.profile.get("mixed_precision") or precision in ("bf16", "fp16"):
+        half = "float16" if precision == "fp16" else "bfloat16"
+        scaler = ", with a torch.amp.GradScaler (unscale_ before clipping)" if half == "float16" else ""
+        notes.append(
+            f"precision: {precision or 'mixed'} mixed precision is not coded: run compute_loss under "
+            f"torch.autocast(device_type, dtype=torch.{half}){scaler}."
+        )
