@@ -609,3 +609,28 @@ def test_a_wildcard_in_no_weight_decay_matches_as_in_timm() -> None:
     for name, p in model.named_parameters():
         expected = 0.0 if p.ndim <= 1 or name.endswith(".bias") or name.endswith("attn.qkv.weight") else 0.1
         assert groups[id(p)]["weight_decay"] == expected, name
+
+
+@pytest.mark.parametrize("case", list(STRUCTURES), ids=list(STRUCTURES))
+def test_the_torch_export_groups_each_model_as_build_does(case: str) -> None:
+    """The torch snippet carries optimizers/depth.py's functions: on every model of the table it freezes the same
+    parameters and gives each the same lr and weight decay as build()."""
+    from optirec.optimizers.exporters import to_torch_code
+
+    factory = STRUCTURES[case][0]
+    rec, *_ = _bert_transfer()
+    torch.manual_seed(0)
+    model = factory()
+    namespace: dict[str, Any] = {"model": model}
+    exec(compile(to_torch_code(rec), "<torch export>", "exec"), namespace)
+    reference = factory()
+    built = build(reference, rec, scheduler=False)
+    snippet_groups, built_groups = _group_of(namespace["optimizer"]), _group_of(built.optimizer)
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == list(built.frozen)
+    built_params = dict(reference.named_parameters())
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            mine, theirs = snippet_groups[id(p)], built_groups[id(built_params[name])]
+            assert (mine["initial_lr"], mine["weight_decay"]) == (theirs["lr"], theirs["weight_decay"]), name
+        else:
+            assert id(p) not in snippet_groups, name
