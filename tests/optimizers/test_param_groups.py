@@ -357,19 +357,12 @@ class MatcherViT(TimmViT):
         }
 
 
-class SwinAttention(nn.Module):
+class SwinBlock(nn.Module):
     def __init__(self, dim: int, window: int = 2, heads: int = 2) -> None:
         super().__init__()
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-
-class SwinBlock(nn.Module):
-    def __init__(self, dim: int) -> None:
-        super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = SwinAttention(dim)
+        self.attn = nn.ModuleDict({"qkv": nn.Linear(dim, 3 * dim), "proj": nn.Linear(dim, dim)})
+        self.attn.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
 
@@ -436,13 +429,8 @@ def _bert() -> nn.Module:
 def _lightning_vit() -> nn.Module:
     lightning = pytest.importorskip("lightning")
 
-    class Classifier(lightning.LightningModule):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = TimmViT()
-            self.loss = nn.CrossEntropyLoss()
-
-    module: nn.Module = Classifier()
+    module: nn.Module = lightning.LightningModule()  # as a LightningModule subclass holds its network
+    module.model, module.loss = TimmViT(), nn.CrossEntropyLoss()
     return module
 
 
@@ -493,38 +481,31 @@ def _swin_depth(name: str) -> int:
 
 
 def _mlp_depth(name: str) -> int:
-    return {"0": 2, "2": 1, "4": 0}[name.split(".")[0]]
+    return {"0": 2, "2": 1, "4": 0}[name.split(".")[0]]  # the three Linear layers: top-level children
 
 
 SWIN_BLOCKS = [(0, 0), (0, 1), (1, 0), (1, 1)]  # (stage, block) of SwinLike
+VIT_FROZEN = ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6)))  # stem, blocks 0-5
 
 #: id -> (model factory, kind, decay exponent per parameter name, extra names exempt from decay (beyond 1-D and
 #: biases), names frozen by transfer learning (a prefix tuple: the stem and the first half of the blocks))
 STRUCTURES: dict[str, tuple[Any, str, Any, set[str], tuple[str, ...]]] = {
-    "timm_vit": (
-        TimmViT, "blocks", _vit_depth(), {"cls_token", "pos_embed"},
-        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
-    ),
-    "timm_vit_without_no_weight_decay": (  # the tokens are 3-D: only the model's list exempts them
-        lambda: TimmViT(nwd=()), "blocks", _vit_depth(), set(),
-        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
-    ),
+    "timm_vit": (TimmViT, "blocks", _vit_depth(), {"cls_token", "pos_embed"}, VIT_FROZEN),
+    # the tokens are 3-D: only the model's list exempts them
+    "timm_vit_without_no_weight_decay": (lambda: TimmViT(nwd=()), "blocks", _vit_depth(), set(), VIT_FROZEN),
     "timm_vit_group_matcher": (
-        MatcherViT, "group_matcher", _vit_depth(norm_with_last_block=True), {"cls_token", "pos_embed"},
-        ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6))),
+        MatcherViT, "group_matcher", _vit_depth(norm_with_last_block=True), {"cls_token", "pos_embed"}, VIT_FROZEN,
     ),
     "swin_keywords": (
         SwinLike, "blocks", _swin_depth,
         {"absolute_pos_embed", *(f"layers.{s}.blocks.{b}.attn.relative_position_bias_table" for s, b in SWIN_BLOCKS)},
         ("patch_embed.", "absolute_pos_embed", "layers.0.blocks."),
     ),
-    "hf_bert": (
-        _bert, "blocks", _bert_depth, set(), ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1."),
-    ),
+    "hf_bert": (_bert, "blocks", _bert_depth, set(), ("bert.embeddings.", *(f"bert.encoder.layer.{i}." for i in "01"))),
     "torchvision_resnet": (TorchvisionResNet, "blocks", _resnet_depth, set(), ("conv1.", "bn1.", "layer1.", "layer2.")),
     "lightning_vit": (
         _lightning_vit, "blocks", _vit_depth("model."), {"model.cls_token", "model.pos_embed"},
-        tuple(f"model.{p}" for p in ("cls_token", "pos_embed", "patch_embed.", *(f"blocks.{i}." for i in range(6)))),
+        tuple(f"model.{p}" for p in VIT_FROZEN),
     ),
     "mlp_top_level_children": (_mlp, "children", _mlp_depth, set(), ("0.", "2.")),
 }  # fmt: skip
@@ -588,16 +569,9 @@ def test_freezing_counts_the_real_blocks(case: str) -> None:
 
 
 def test_no_weight_decay_must_return_names() -> None:
-    class Bad(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(2, 2)
-
-        def no_weight_decay(self) -> set[Any]:
-            return {self.fc.weight}  # the tensor, not its name
-
-    with pytest.raises(BuildError, match=r"no_weight_decay\(\) must return parameter names"):
-        build(Bad(), _forced("adamw", weight_decay=0.1), scheduler=False)
+    model = TimmViT(depth=2, nwd=(0,))  # type: ignore[arg-type]  # not a name
+    with pytest.raises(BuildError, match=r"TimmViT.no_weight_decay\(\) must return parameter names, got 0"):
+        build(model, _forced("adamw", weight_decay=0.1), scheduler=False)
 
 
 def test_a_wildcard_in_no_weight_decay_matches_as_in_timm() -> None:
