@@ -10,7 +10,7 @@ format     what comes out
 json       the Recommendation itself (``model_dump(mode="json")``)
 hf         keyword arguments for ``transformers.TrainingArguments``
 lightning  the source of a LightningModule ``configure_optimizers(self)`` that calls ``optirec``'s build
-timm       keyword arguments for ``timm.optim.create_optimizer_v2(model, **kwargs)``
+timm       kwargs of ``create_optimizer_v2`` / ``create_scheduler_v2`` and train.py's ``train_args``
 torch      a plain PyTorch snippet: optimizer, LR scheduler, clipping and a ``training_step(compute_loss)``
 optuna     an HPO search space centred on the recommendation, for Optuna and Ray Tune
 =========  ===========================================================================================
@@ -146,7 +146,14 @@ def to_lightning(rec: RecommendationLike) -> str:
 
 
 def to_timm(rec: RecommendationLike) -> dict[str, Any]:
-    """Keyword arguments for ``timm.optim.create_optimizer_v2(model, **kwargs)``."""
+    """The arguments of each timm call, keyed by the call (optimizers/exporters/timm.py)::
+
+        kw = to_timm(rec)
+        optimizer = timm.optim.create_optimizer_v2(model, **kw["create_optimizer_v2"])
+        lr_scheduler, num_updates = timm.scheduler.create_scheduler_v2(optimizer, **kw["create_scheduler_v2"])
+        # after each optimizer step: lr_scheduler.step_update(num_updates=step); clipping, EMA, batch and
+        # AMP in kw["train_args"] (timm train.py's argument names: clip_grad, clip_mode, model_ema, ...)
+    """
     result: dict[str, Any] = _run(rec, "timm", None)
     return result
 

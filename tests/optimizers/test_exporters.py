@@ -136,8 +136,15 @@ TIMM_OPT = {
 TIMM_KWARGS = {
     "opt", "lr", "weight_decay", "momentum", "foreach", "filter_bias_and_bn", "layer_decay", "betas", "eps", "alpha",
     "nesterov", "dampening", "decay_rate", "centered", "amsgrad", "momentum_decay", "lr_decay",
-    "initial_accumulator_value",
+    "initial_accumulator_value", "max_grad_norm", "always_adapt", "decoupled_decay",
 }  # fmt: skip
+#: timm create_scheduler_v2's arguments (timm/scheduler/scheduler_factory.py) and the schedules timm cannot run
+TIMM_SCHEDULER_KWARGS = {
+    "sched", "num_epochs", "decay_epochs", "decay_milestones", "cooldown_epochs", "patience_epochs", "decay_rate",
+    "min_lr", "warmup_lr", "warmup_epochs", "warmup_prefix", "noise", "noise_pct", "noise_std", "noise_seed",
+    "cycle_mul", "cycle_decay", "cycle_limit", "k_decay", "plateau_mode", "step_on_epochs", "updates_per_epoch",
+}  # fmt: skip
+TIMM_NO_SCHEDULE = {"one_cycle", "inverse_sqrt"}
 
 #: which catalog optimizers each format can run (the rest must raise ExportError naming them)
 HF_CAN = {
@@ -246,7 +253,8 @@ def _hf_expected(rec: Recommendation) -> bool:
 def _timm_expected(rec: Recommendation) -> bool:
     hp = rec.optimizer.hyperparameters
     lookahead_ok = rec.optimizer.name == "lookahead" and hp.get("k", 5) == 6 and hp.get("lookahead_alpha") == 0.5
-    return (rec.optimizer.name in TIMM_CAN or lookahead_ok) and not _hybrid(rec)
+    optimizer_ok = rec.optimizer.name in TIMM_CAN or lookahead_ok
+    return optimizer_ok and not _hybrid(rec) and rec.schedule.name not in TIMM_NO_SCHEDULE
 
 
 # ------------------------------------------------------------------------------------------- basics
@@ -421,10 +429,17 @@ def _timm_case(rec: Recommendation) -> None:
         message = str(info.value)
         assert message.startswith("format: timm ")
         assert "\n" not in message
-        if not _hybrid(rec):
+        if _hybrid(rec):
+            assert "parameter split" in message
+        elif rec.optimizer.name in TIMM_CAN:
+            assert repr(rec.schedule.name) in message
+        else:
             assert repr(rec.optimizer.name) in message
         return
-    kw = to_timm(rec)
+    out = to_timm(rec)
+    assert set(out) == {"create_optimizer_v2", "create_scheduler_v2", "train_args"}
+    assert set(out["create_scheduler_v2"]) <= TIMM_SCHEDULER_KWARGS
+    kw = out["create_optimizer_v2"]
     hp = rec.optimizer.hyperparameters
     assert set(kw) <= TIMM_KWARGS, set(kw) - TIMM_KWARGS
     opt = kw["opt"]
@@ -458,13 +473,16 @@ def test_timm_lookahead_needs_timms_fixed_k() -> None:
     six = _with(
         rec, optimizer=OptimizerChoice(name="lookahead", hyperparameters={**BOOK.defaults["lookahead"], "k": 6})
     )
-    assert to_timm(six)["opt"] == "lookahead_adam"
+    assert to_timm(six)["create_optimizer_v2"]["opt"] == "lookahead_adam"
 
 
 def test_timm_layerwise_decay() -> None:
     group = ParamGroup(name="layerwise", match=["layers"], layerwise_lr_decay=0.75, why="test")
     rec = _with(RECS["arch-vit"], param_groups=[*RECS["arch-vit"].param_groups, group])
-    assert to_timm(rec)["layer_decay"] == 0.75
+    out = to_timm(rec)
+    assert out["create_optimizer_v2"]["layer_decay"] == 0.75
+    assert out["create_scheduler_v2"]["sched"] == "cosine"  # lr_scale only reaches the lr through timm's scheduler
+    assert any("lr_scale" in n for n in export_notes(rec, "timm"))
 
 
 def _timm_module() -> Any:
@@ -481,7 +499,7 @@ def test_timm_creates_real_optimizers() -> None:
         if not _timm_expected(rec):
             continue
         model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
-        optimizer = timm_optim.create_optimizer_v2(model, **to_timm(rec))
+        optimizer = timm_optim.create_optimizer_v2(model, **to_timm(rec)["create_optimizer_v2"])
         model(torch.randn(3, 4)).pow(2).mean().backward()
         optimizer.step()
 
@@ -777,7 +795,7 @@ def test_notes_name_what_a_format_leaves_out() -> None:
     rec = RECS["best-accuracy-phases"]
     assert rec.ema is not None and rec.phases
     notes = export_notes(rec, "timm")
-    assert any(n.startswith("ema:") for n in notes)
+    assert to_timm(rec)["train_args"]["model_ema_decay"] == rec.ema.decay  # timm exports the EMA (train.py)
     assert any(n.startswith("phases:") for n in notes)
     collected: list[str] = []
     export(rec, "timm", collected)
