@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,7 +16,7 @@ import optirec
 from optirec.rules import default_rulebook
 
 from .answers import AnswerCache, AnswerCacheMiddleware
-from .handlers import install_error_handlers
+from .handlers import error_response, install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
 from .routers import catalog, health, recommend, web
 from .routers import diagnose as diagnose_routes
@@ -23,9 +24,11 @@ from .routers import metrics as metrics_routes
 from .routers import trials as trial_routes
 from .settings import Settings, get_settings
 from .trials.runner import TrialRunner
-from .trials.store import TrialStore
+from .trials.store import StoreFullError, TrialStore
 
 __all__ = ["BodyLimit", "SecurityHeaders", "create_app"]
+
+log = logging.getLogger("optirec.service")
 
 
 class SecurityHeaders:
@@ -143,6 +146,25 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
     return lifespan
 
 
+#: Retry-After seconds of a 507 (the dispatcher itself retries its writes every second).
+STORE_FULL_RETRY_AFTER = 30
+
+
+async def _store_full(request: Request, exc: Exception) -> Response:
+    """A write the trial store refused for a full disk: 507 Insufficient Storage (RFC 4918 §11.5), nothing changed.
+
+    The store's path goes to the log, not to the client.
+    """
+    log.warning("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(
+        507,
+        "insufficient_storage",
+        "the disk holding the trial store is full, so nothing was queued or changed; retry once space is freed "
+        "(trials already queued or running are kept and resume by themselves)",
+        headers={"Retry-After": str(STORE_FULL_RETRY_AFTER)},
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. Loads (and so validates) the knowledge base before serving anything."""
     settings = settings or get_settings()
@@ -160,6 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics.watch_answers(app.state.answers.stats)
     app.state.trials = None
     install_error_handlers(app)
+    app.add_exception_handler(StoreFullError, _store_full)
     app.include_router(recommend.router)
     app.include_router(diagnose_routes.router)
     app.include_router(catalog.router)

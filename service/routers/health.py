@@ -45,6 +45,12 @@ async def readyz(request: Request) -> JSONResponse:
     runner = getattr(request.app.state, "trials", None)
     if isinstance(runner, TrialRunner):
         checks["trial_store"] = "ok" if runner.store.ping() else "failed: the store does not answer"
+        full_since = runner.store.full_since
+        if checks["trial_store"] == "ok" and full_since is not None and not runner.store.writable():
+            checks["trial_store"] = (
+                f"failed: the disk holding the store is full (since {full_since}); trials cannot be queued "
+                "until space is freed (they resume by themselves)"
+            )
         checks["trial_dispatcher"] = "ok" if runner.alive() else "failed: the dispatcher is not running"
     else:
         checks["trial_store"] = "failed: not opened (the app's lifespan has not run)"

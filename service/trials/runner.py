@@ -11,6 +11,14 @@ signal; the slot starts a fresh worker for the next trial and the server keeps s
 ``trial_max_memory_mb`` set, the slot reads its running worker's resident memory from /proc (every
 MEMORY_POLL s, from this process: a worker stuck in C code cannot dodge it) and kills a worker that passes
 the limit; that trial fails with a reason naming the limit.
+
+A store that cannot be written (a full disk: ``StoreFullError``, or any other SQLite error) never stops the
+dispatcher. A progress update that cannot be stored is skipped (the next one carries the same numbers); the
+end of a trial (its result, or why it failed) is kept in memory and written again every STORE_RETRY s until
+the store takes it, so a trial that finishes on a full disk keeps its result and reads succeeded once space
+returns; meanwhile its slot claims nothing else. A claim that fails waits STORE_RETRY s and tries again, so
+the queue resumes by itself once space returns: nothing submitted is lost and no restart is needed. While the
+disk is full, POST /trials answers 507 (nothing is queued) and /readyz says the store cannot be written.
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable
@@ -31,7 +41,7 @@ from optirec.rules.errors import OptirecError
 
 from ..settings import Settings
 from .models import FINISHED
-from .store import INTERRUPTED, TrialRecord, TrialStore
+from .store import INTERRUPTED, StoreError, TrialRecord, TrialStore
 from .worker import PARENT_ENV
 
 __all__ = ["QueueFullError", "TrialFinishedError", "TrialRunner", "memory_reason", "resident_mb"]
@@ -46,6 +56,10 @@ CANCEL_GRACE = 10.0
 LINE_LIMIT = 64 * 1024 * 1024
 #: Seconds between two reads of a running worker's resident memory (when trial_max_memory_mb is set).
 MEMORY_POLL = 0.05
+#: Seconds between two tries of a store write that failed (a full disk) in the dispatcher.
+STORE_RETRY = 1.0
+#: Seconds between two log lines about the same store trouble.
+STORE_LOG_EVERY = 30.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -119,6 +133,7 @@ class TrialRunner:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._started = False
         self._stopping = False
+        self._last_store_log: dict[str, float] = {}  # kind of store trouble -> when it was last logged
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -141,7 +156,10 @@ class TrialRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for slot in self._slots:
             await self._drop_worker(slot)
-        self.store.fail_running(INTERRUPTED)
+        try:
+            self.store.fail_running(INTERRUPTED)
+        except (StoreError, sqlite3.Error) as exc:  # the next start-up's recovery marks it instead
+            log.warning("trial store: cannot mark the running trial interrupted at shutdown: %s", exc)
         for trial_id in list(self._waiters):
             self._notify(trial_id)
 
@@ -223,7 +241,12 @@ class TrialRunner:
 
     async def _slot_loop(self, slot: _Slot) -> None:
         while True:
-            record = self.store.claim_next()
+            try:
+                record = self.store.claim_next()
+            except (StoreError, sqlite3.Error) as exc:  # a full disk: wait and claim again
+                self._store_trouble("claim", "cannot claim the next queued trial", exc)
+                await asyncio.sleep(STORE_RETRY)
+                continue
             if record is None:
                 self._work.clear()
                 await self._work.wait()
@@ -237,9 +260,48 @@ class TrialRunner:
                 log.exception("trial %s: dispatcher error", record.id)
                 await self._drop_worker(slot)
                 reason = f"internal error while running the trial ({type(exc).__name__})"
-                self._finish(record.id, "failed", error=reason)
+                await self._finish_durably(record.id, "failed", error=reason)
             finally:
                 slot.trial_id = None
+
+    def _store_trouble(self, kind: str, what: str, exc: BaseException) -> None:
+        """Log a store write the dispatcher could not make (each ``kind`` at most once per STORE_LOG_EVERY s)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._last_store_log.get(kind, -math.inf) >= STORE_LOG_EVERY:
+            self._last_store_log[kind] = now
+            log.warning("trial store: %s: %s", what, exc)
+
+    def _record_quietly(self, write: Callable[..., object], *args: Any) -> bool:
+        """A store write that may be skipped (progress, the worker's pid): False (and logged) when it failed."""
+        try:
+            write(*args)
+        except (StoreError, sqlite3.Error) as exc:
+            self._store_trouble("progress", "skipped a progress update", exc)
+            return False
+        return True
+
+    async def _finish_durably(
+        self,
+        trial_id: str,
+        status: str,
+        *,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        progress: tuple[int, int, float | None] | None = None,
+    ) -> None:
+        """``_finish``, tried again every STORE_RETRY s until the store takes it (the result waits in memory);
+        ``progress`` is the last progress update the store missed, written first."""
+        while True:
+            try:
+                if progress is not None:
+                    self.store.progress(trial_id, *progress)
+                    progress = None
+                self._finish(trial_id, status, result=result, error=error)
+                return
+            except (StoreError, sqlite3.Error) as exc:
+                what = f"cannot record the end of trial {trial_id} ({status}); retrying"
+                self._store_trouble(f"end {trial_id}", what, exc)
+                await asyncio.sleep(STORE_RETRY)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
@@ -285,12 +347,13 @@ class TrialRunner:
             try:
                 slot.proc = await self._spawn()
             except OSError as exc:
-                self._finish(record.id, "failed", error=f"cannot start a trial worker: {exc.strerror or exc}")
+                reason = f"cannot start a trial worker: {exc.strerror or exc}"
+                await self._finish_durably(record.id, "failed", error=reason)
                 return
         proc = slot.proc
         assert proc is not None and proc.stdout is not None and proc.stdin is not None
         slot.trial_id = record.id
-        self.store.set_worker(record.id, proc.pid)
+        self._record_quietly(self.store.set_worker, record.id, proc.pid)
         self._notify(record.id)
         if self._send(proc, {"type": "job", "id": record.id, "job": record.job}):
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -330,23 +393,25 @@ class TrialRunner:
         """Copy the worker's messages about ``record`` into the store until the trial ends."""
         assert proc.stdout is not None
         loop = asyncio.get_running_loop()
+        missed: tuple[int, int, float | None] | None = None  # the last progress the store could not take
         while True:
             try:
                 line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(0.0, deadline - loop.time()))
             except TimeoutError:
                 await self._drop_worker(slot)
-                self._finish(record.id, "failed", error=f"the trial did not finish within the server's {limit:g} s")
+                reason = f"the trial did not finish within the server's {limit:g} s"
+                await self._finish_durably(record.id, "failed", error=reason)
                 return
             except ValueError:  # a line over LINE_LIMIT
                 await self._drop_worker(slot)
-                self._finish(record.id, "failed", error="the trial's result was too large to store")
+                await self._finish_durably(record.id, "failed", error="the trial's result was too large to store")
                 return
             if not line:  # the worker died
                 returncode = await proc.wait()
                 slot.proc = None
                 reason = memory_reason(over[0], self.settings.trial_max_memory_mb) if over else exit_reason(returncode)
                 log.warning("trial %s: %s", record.id, reason)
-                self._finish(record.id, "failed", error=reason)
+                await self._finish_durably(record.id, "failed", error=reason, progress=missed)
                 return
             try:
                 message = json.loads(line)
@@ -357,18 +422,18 @@ class TrialRunner:
             kind = message.get("type")
             if kind == "progress":
                 loss = message.get("loss")
-                self.store.progress(
-                    record.id,
-                    int(message.get("steps_done", 0)),
-                    int(message.get("steps_total", record.steps_total)),
-                    float(loss) if isinstance(loss, int | float) else None,
-                )
+                done, total = int(message.get("steps_done", 0)), int(message.get("steps_total", record.steps_total))
+                value = float(loss) if isinstance(loss, int | float) else None
+                stored = self._record_quietly(self.store.progress, record.id, done, total, value)
+                missed = None if stored else (done, total, value)
                 self._notify(record.id)
             elif kind == "result":
                 result = message.get("result")
                 status = "cancelled" if message.get("cancelled") else "succeeded"
-                self._finish(record.id, status, result=result if isinstance(result, dict) else None)
+                kept = result if isinstance(result, dict) else None
+                await self._finish_durably(record.id, status, result=kept, progress=missed)
                 return
             elif kind == "error":
-                self._finish(record.id, "failed", error=str(message.get("message") or "the trial failed"))
+                why = str(message.get("message") or "the trial failed")
+                await self._finish_durably(record.id, "failed", error=why, progress=missed)
                 return

@@ -3,11 +3,28 @@
 Only the API process touches it; workers send progress and results over their pipe. Requests and results
 are stored as JSON text (never pickles). At start-up ``recover()`` marks a trial that was running when the
 server stopped as failed ("interrupted") and leaves queued ones queued, so nothing submitted is lost.
+
+**One server per store.** Opening a file store takes an exclusive ``flock`` on ``<store>.lock`` (which holds the
+owner's pid, host and start time) for as long as the store is open. A second server on the same file gets
+``StoreOwnedError`` naming the store and the owner pid, so its start-up recovery can never mark the first
+server's live trial "interrupted", nor its graceful stop the other's running trial. A lock rather than an
+owner column: the kernel drops it when the owner exits, even by SIGKILL, so there is no stale lease to expire
+and no pid liveness to guess (pids are not comparable across containers sharing a volume). ``flock`` is
+advisory and local: it holds between processes of one kernel (containers on one host with a shared volume
+included), not across NFS clients.
+
+**A full disk.** A write SQLite refuses with SQLITE_FULL raises ``StoreFullError`` (the statement is rolled
+back, nothing half-written); ``full_since`` says since when, and the next write that succeeds clears it.
+Reads keep working on a full disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -17,7 +34,16 @@ from typing import Any
 
 from optirec.rules.errors import OptirecError
 
-__all__ = ["INTERRUPTED", "SCHEMA_VERSION", "StoreError", "TrialRecord", "TrialStore", "utcnow"]
+__all__ = [
+    "INTERRUPTED",
+    "SCHEMA_VERSION",
+    "StoreError",
+    "StoreFullError",
+    "StoreOwnedError",
+    "TrialRecord",
+    "TrialStore",
+    "utcnow",
+]
 
 #: The error of a trial that was running when the server stopped.
 INTERRUPTED = "interrupted: the server stopped while this trial was running"
@@ -51,6 +77,36 @@ class StoreError(OptirecError):
         self.path = path
         self.reason = reason
         super().__init__(f"trial store {path!r}: {reason}")
+
+
+class StoreOwnedError(StoreError):
+    """Another process (an optirec server) has this store open: one store is owned by one server at a time."""
+
+    def __init__(self, path: str, owner: str, pid: int | None) -> None:
+        self.owner_pid = pid
+        super().__init__(
+            path,
+            f"it is in use by another optirec server ({owner}); two servers on one store would corrupt each "
+            "other's trials: stop that server or give this one another path",
+        )
+
+
+class StoreFullError(StoreError):
+    """SQLite could not write: the disk (or file system) holding the store is full. Nothing was changed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "the disk holding it is full; nothing was written: free space and retry")
+
+
+#: SQLite's primary result code for "database or disk is full" (sqlite3.h SQLITE_FULL).
+_SQLITE_FULL = 13
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+: the extended result code
+    if isinstance(code, int):
+        return code & 0xFF == _SQLITE_FULL
+    return "disk is full" in str(exc)
 
 
 #: The columns of optirec's ``trials`` table (a file whose table lacks one is another application's).
@@ -88,6 +144,8 @@ def _setup_reason(exc: sqlite3.Error) -> str:
     if isinstance(exc, _ForeignSchemaError):
         return f"not an optirec trial store: {text}; give a new path or move the file away"
     lowered = text.lower()
+    if _is_full(exc):
+        return "the disk holding it is full; free space and start again"
     if "readonly" in lowered or "unable to open" in lowered or "permission" in lowered:
         return f"cannot write it ({text}){_UNWRITABLE_HINT}"
     if "locked" in lowered:
@@ -143,6 +201,9 @@ class TrialStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.Lock()
+        self._owner_fd: int | None = None
+        #: When the last write failed for a full disk (ISO time); None once a write succeeds again.
+        self.full_since: str | None = None
         memory = self.path == ":memory:"
         if not memory:
             target = Path(self.path)
@@ -161,7 +222,45 @@ class TrialStore:
             self._setup(memory)
         except sqlite3.Error as exc:
             self._db.close()
+            self._release()
             raise StoreError(self.path, _setup_reason(exc)) from None
+        except StoreError:
+            self._db.close()
+            self._release()
+            raise
+
+    @property
+    def lock_path(self) -> str | None:
+        """The owner lock file next to the store (None for ':memory:')."""
+        return None if self.path == ":memory:" else f"{self.path}.lock"
+
+    def _own(self) -> None:
+        """Take the exclusive owner lock, or raise StoreOwnedError naming the owner (its pid, host, start)."""
+        lock = self.lock_path
+        assert lock is not None
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            reason = f"cannot create its lock file {lock!r} ({exc.strerror}){_UNWRITABLE_HINT}"
+            raise StoreError(self.path, reason) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            pid_text = owner.split()[1] if owner.startswith("pid ") and len(owner.split()) > 1 else ""
+            pid = int(pid_text) if pid_text.isdigit() else None
+            raise StoreOwnedError(self.path, owner or "pid unknown", pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {utcnow()}\n".encode(), 0)
+        self._owner_fd = fd
+
+    def _release(self) -> None:
+        fd, self._owner_fd = self._owner_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the last descriptor drops the flock
 
     def _setup(self, memory: bool) -> None:
         db = self._db
@@ -175,6 +274,7 @@ class TrialStore:
             )
         _check_schema(db)  # before any write: a foreign file stays as it was
         if not memory:
+            self._own()  # before the first write and before recovery: one server per store
             mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
@@ -220,10 +320,42 @@ class TrialStore:
 
     # -- transitions -------------------------------------------------------------------------------------
 
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Run one write statement to completion (its rows, for RETURNING); StoreFullError on a full disk.
+
+        Caller holds ``self._lock``. Every statement is its own transaction (autocommit), so a refused write
+        leaves the row as it was.
+        """
+        try:
+            rows: list[sqlite3.Row] = self._db.execute(sql, params).fetchall()  # fetchall: the commit happens here
+        except sqlite3.OperationalError as exc:
+            if _is_full(exc):
+                if self.full_since is None:
+                    self.full_since = utcnow()
+                raise StoreFullError(self.path) from None
+            raise
+        self.full_since = None
+        return rows
+
+    def _changes(self, sql: str, params: tuple[Any, ...]) -> int:
+        """Run one write statement; the number of rows it changed. Caller holds ``self._lock``."""
+        before = self._db.total_changes
+        self._write(sql, params)
+        return self._db.total_changes - before
+
+    def writable(self) -> bool:
+        """True when a write reaches the disk now (a real, tiny write: the schema version, unchanged)."""
+        try:
+            with self._lock:
+                self._write(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (StoreFullError, sqlite3.Error):
+            return False
+        return True
+
     def create(self, trial_id: str, request: dict[str, Any], job: dict[str, Any], steps_total: int) -> TrialRecord:
-        """Queue a new trial."""
+        """Queue a new trial (StoreFullError on a full disk: then nothing was queued)."""
         with self._lock:
-            self._db.execute(
+            self._write(
                 "INSERT INTO trials (id, status, request, job, steps_total, created_at) "
                 "VALUES (?, 'queued', ?, ?, ?, ?)",
                 (trial_id, json.dumps(request), json.dumps(job), steps_total, utcnow()),
@@ -234,21 +366,23 @@ class TrialStore:
 
     def claim_next(self) -> TrialRecord | None:
         """The oldest queued trial, now marked running; None when the queue is empty."""
-        return self._one(
-            "UPDATE trials SET status = 'running', started_at = ? "
-            "WHERE seq = (SELECT seq FROM trials WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING *",
-            (utcnow(),),
-        )
+        with self._lock:
+            rows = self._write(
+                "UPDATE trials SET status = 'running', started_at = ? "
+                "WHERE seq = (SELECT seq FROM trials WHERE status = 'queued' ORDER BY seq LIMIT 1) RETURNING *",
+                (utcnow(),),
+            )
+        return _record(rows[0]) if rows else None
 
     def set_worker(self, trial_id: str, pid: int | None) -> None:
         """Record the worker process running the trial."""
         with self._lock:
-            self._db.execute("UPDATE trials SET worker_pid = ? WHERE id = ?", (pid, trial_id))
+            self._write("UPDATE trials SET worker_pid = ? WHERE id = ?", (pid, trial_id))
 
     def progress(self, trial_id: str, steps_done: int, steps_total: int, loss: float | None) -> None:
         """Record progress of a running trial."""
         with self._lock:
-            self._db.execute(
+            self._write(
                 "UPDATE trials SET steps_done = ?, steps_total = ?, loss = ? WHERE id = ? AND status = 'running'",
                 (steps_done, steps_total, loss, trial_id),
             )
@@ -262,14 +396,16 @@ class TrialStore:
         """
         encoded = json.dumps(result) if result is not None else None
         with self._lock:
-            cur = self._db.execute(
-                "UPDATE trials SET status = ?, result = ?, error = ?, finished_at = ?, worker_pid = NULL "
-                "WHERE id = ? AND status IN ('queued', 'running')",
-                (status, encoded, error, utcnow(), trial_id),
+            changed = (
+                self._changes(
+                    "UPDATE trials SET status = ?, result = ?, error = ?, finished_at = ?, worker_pid = NULL "
+                    "WHERE id = ? AND status IN ('queued', 'running')",
+                    (status, encoded, error, utcnow(), trial_id),
+                )
+                > 0
             )
-            changed = cur.rowcount > 0
             if not changed and encoded is not None:
-                self._db.execute(
+                self._write(
                     "UPDATE trials SET result = ?, worker_pid = NULL WHERE id = ? AND result IS NULL",
                     (encoded, trial_id),
                 )
@@ -278,18 +414,18 @@ class TrialStore:
     def fail_running(self, error: str) -> int:
         """Mark every running trial failed with ``error``; the number changed."""
         with self._lock:
-            cur = self._db.execute(
+            return self._changes(
                 "UPDATE trials SET status = 'failed', error = ?, finished_at = ?, worker_pid = NULL "
                 "WHERE status = 'running'",
                 (error, utcnow()),
             )
-        return cur.rowcount
 
     def recover(self) -> tuple[int, int]:
         """At start-up: running trials -> failed ("interrupted"); returns (interrupted, still queued)."""
         return self.fail_running(INTERRUPTED), self.count("queued")
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connection and give up the owner lock (idempotent)."""
         with self._lock:
             self._db.close()
+            self._release()
