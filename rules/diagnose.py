@@ -40,6 +40,7 @@ from .engine import recommend
 from .errors import FieldIssue, ProfileError, suggest
 from .loader import Rulebook, default_rulebook
 from .lr_terms import lr_range_holding, lr_search_range
+from .numbers import BEYOND_FLOAT, beyond_float, first_beyond_float
 from .profile import Profile, issues_from_errors, parse_profile
 from .recommendation import RationaleEntry, Recommendation, RulebookInfo
 from .schema import DiagnosisSettings, Symptom
@@ -147,6 +148,8 @@ def _curve(name: str, value: Any, limit: int) -> list[float] | None:
         elif isinstance(v, bool) or not isinstance(v, numbers.Real):
             shown = repr(v)[:40]
             raise _issue(f"{name}[{i}]", f"must be a number or null (got {shown})", value=shown)
+        elif beyond_float(v):
+            raise _issue(f"{name}[{i}]", BEYOND_FLOAT)
         else:
             out.append(float(v))
     if not out:
@@ -211,10 +214,15 @@ def _base_recommendation(
         except ProfileError as exc:
             raise _prefixed(exc, "profile") from None
     if recommendation is not None:
+        if not isinstance(recommendation, Recommendation | Mapping):
+            raise _issue("recommendation", "must be a Recommendation (the JSON of POST /recommend)")
+        # the fixes divide and scale its numbers as floats: one no float can hold is refused, naming it
+        document = recommendation.model_dump() if isinstance(recommendation, Recommendation) else recommendation
+        huge = first_beyond_float(document, "recommendation")
+        if huge is not None:
+            raise _issue(huge, BEYOND_FLOAT)
         if isinstance(recommendation, Recommendation):
             return recommendation, parsed, "recommendation"
-        if not isinstance(recommendation, Mapping):
-            raise _issue("recommendation", "must be a Recommendation (the JSON of POST /recommend)")
         try:
             rec = Recommendation.model_validate(recommendation)
         except ValidationError as exc:

@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request
 
 from optirec.rules import Rulebook, default_rulebook
 from optirec.rules.errors import FieldIssue, ProfileError
+from optirec.rules.numbers import BEYOND_FLOAT, beyond_float
 
 from .answers import AnswerCache
 from .settings import Settings, get_settings
@@ -32,7 +33,8 @@ __all__ = [
 #: The deepest nesting of arrays and objects a request body may have (a Recommendation needs about 6).
 MAX_JSON_DEPTH = 32
 #: Bytes that may parse to a non-finite float: the NaN/Infinity literals, or a number too big for a float
-#: (Python's json turns ``1e400`` into inf). A cheap scan; a match only means the parsed body is walked.
+#: (Python's json turns ``1e400`` into inf, and 309 digits or more into an int beyond float range). A cheap
+#: scan; a match only means the parsed body is walked.
 _MAYBE_NOT_FINITE = re.compile(rb"NaN|Infinity|[eE]\+?\d{3}|\d{300}")
 #: A ``\uD800``-``\uDFFF`` escape: maybe a lone UTF-16 surrogate, which is no Unicode text at all.
 _MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -105,8 +107,8 @@ def _unicode(text: str) -> bool:
 
 
 def json_issue(document: Any, max_depth: int = MAX_JSON_DEPTH, *, strings: bool = True) -> FieldIssue | None:
-    """The first NaN/Infinity number, too-deep nesting or (``strings``) text with a lone UTF-16 surrogate
-    in a parsed JSON document, naming where it is.
+    """The first NaN/Infinity number, integer beyond float range (rules/numbers.py), too-deep nesting or
+    (``strings``) text with a lone UTF-16 surrogate in a parsed JSON document, naming where it is.
 
     Python's json module accepts the non-standard literals ``NaN``, ``Infinity`` and ``-Infinity`` and escapes
     such as ``"\ud800"`` that decode to no Unicode text; the service does not. Iterative, so a hostile document
@@ -127,6 +129,8 @@ def json_issue(document: Any, max_depth: int = MAX_JSON_DEPTH, *, strings: bool 
             else:
                 what = f"{'' if value > 0 else '-'}Infinity (or a number beyond ±1.8e308) is not a valid JSON number"
             return FieldIssue(where or "body", f"{what}; send null where a value is not finite")
+        if isinstance(value, int) and beyond_float(value):
+            return FieldIssue(where or "body", BEYOND_FLOAT)
         if isinstance(value, dict | list):
             if depth >= max_depth:
                 return FieldIssue(where or "body", f"nested too deeply: at most {max_depth} levels of arrays/objects")

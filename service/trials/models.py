@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, suggest
+from optirec.rules.numbers import BEYOND_FLOAT, beyond_float, finite_float
 from optirec.rules.profile import issues_from_errors
 
 __all__ = [
@@ -170,9 +171,10 @@ _RANGES: dict[str, tuple[float, bool, float, bool]] = {
 
 def _in_range(value: Any, bounds: tuple[float, bool, float, bool]) -> bool:
     low, low_ok, high, high_ok = bounds
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    x = finite_float(value)
+    if x is None:
         return False
-    return (low < value or (low_ok and value == low)) and (value < high or (high_ok and value == high))
+    return (low < x or (low_ok and x == low)) and (x < high or (high_ok and x == high))
 
 
 def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
@@ -191,6 +193,8 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
             issues.append(
                 FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
             )
+        elif name in _RANGES and beyond_float(value):
+            issues.append(FieldIssue(where, BEYOND_FLOAT))
         elif name in _RANGES and not (name == "lr" and value is None) and not _in_range(value, _RANGES[name]):
             low, low_ok, high, high_ok = _RANGES[name]
             if math.isinf(high):
@@ -204,7 +208,9 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
                 issues.append(FieldIssue(where, "must be a list of 2 (or 3) numbers in [0, 1)"))
             else:
                 for i, beta in enumerate(betas):
-                    if beta is not None and not _in_range(beta, (0.0, True, 1.0, False)):
+                    if beyond_float(beta):
+                        issues.append(FieldIssue(f"{where}[{i}]", BEYOND_FLOAT))
+                    elif beta is not None and not _in_range(beta, (0.0, True, 1.0, False)):
                         issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
     return issues
 
