@@ -148,11 +148,11 @@ def to_lightning(rec: RecommendationLike) -> str:
 def to_timm(rec: RecommendationLike) -> dict[str, Any]:
     """The arguments of each timm call, keyed by the call (optimizers/exporters/timm.py)::
 
-        kw = to_timm(rec)
-        optimizer = timm.optim.create_optimizer_v2(model, **kw["create_optimizer_v2"])
-        lr_scheduler, num_updates = timm.scheduler.create_scheduler_v2(optimizer, **kw["create_scheduler_v2"])
-        # after each optimizer step: lr_scheduler.step_update(num_updates=step); clipping, EMA, batch and
-        # AMP in kw["train_args"] (timm train.py's argument names: clip_grad, clip_mode, model_ema, ...)
+    kw = to_timm(rec)
+    optimizer = timm.optim.create_optimizer_v2(model, **kw["create_optimizer_v2"])
+    lr_scheduler, num_updates = timm.scheduler.create_scheduler_v2(optimizer, **kw["create_scheduler_v2"])
+    # after each optimizer step: lr_scheduler.step_update(num_updates=step); clipping, EMA, batch and
+    # AMP in kw["train_args"] (timm train.py's argument names: clip_grad, clip_mode, model_ema, ...)
     """
     result: dict[str, Any] = _run(rec, "timm", None)
     return result
@@ -165,7 +165,9 @@ def to_torch_code(rec: RecommendationLike) -> str:
 
 
 def to_optuna(rec: RecommendationLike) -> dict[str, Any]:
-    """The search space (``params``), the recommended values (``first_trial``, for ``study.enqueue_trial``)
-    and the same space for Ray Tune (``ray_tune``: ``tune.<call>`` expressions as strings)."""
+    """The search space (``params``; ``distributions``: Optuna's distribution JSON), the recommended values
+    (``first_trial``, for ``study.enqueue_trial``) and the same space for Ray Tune (``ray_tune``: JSON objects
+    such as ``{"type": "loguniform", "lower": .., "upper": ..}``; ``exporters.optuna.ray_tune_space`` makes them
+    ``ray.tune`` samplers)."""
     result: dict[str, Any] = _run(rec, "optuna", None)
     return result
