@@ -146,14 +146,10 @@ def to_lightning(rec: RecommendationLike) -> str:
 
 
 def to_timm(rec: RecommendationLike) -> dict[str, Any]:
-    """The arguments of each timm call, keyed by the call (optimizers/exporters/timm.py)::
-
-    kw = to_timm(rec)
-    optimizer = timm.optim.create_optimizer_v2(model, **kw["create_optimizer_v2"])
-    lr_scheduler, num_updates = timm.scheduler.create_scheduler_v2(optimizer, **kw["create_scheduler_v2"])
-    # after each optimizer step: lr_scheduler.step_update(num_updates=step); clipping, EMA, batch and
-    # AMP in kw["train_args"] (timm train.py's argument names: clip_grad, clip_mode, model_ema, ...)
-    """
+    """The arguments of each timm call, keyed by the call (optimizers/exporters/timm.py):
+    ``create_optimizer_v2(model, **kw["create_optimizer_v2"])``, ``create_scheduler_v2(optimizer,
+    **kw["create_scheduler_v2"])`` (then ``lr_scheduler.step_update(num_updates)`` after every optimizer step)
+    and ``kw["train_args"]``, timm train.py's names for clipping, EMA, batch size and AMP."""
     result: dict[str, Any] = _run(rec, "timm", None)
     return result
 
