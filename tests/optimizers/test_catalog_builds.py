@@ -46,6 +46,11 @@ FAST = {
 }
 #: stop as soon as the loss is below this fraction of the initial one (converged, or enough for the slow ones)
 STOP_AT = {"newton": 0.9}
+#: Newton's method takes the exact Hessian's step at lr 1: it is meant for small convex problems (004's
+#: second-order row), where one step lands on the minimum. On the tanh MLP its Hessian is indefinite and the
+#: trajectory depends on the CPU's linear-algebra kernels (it rose on one machine and fell on another), so it
+#: is tested on least squares, the convex problem the data are drawn from.
+CONVEX_ONLY = {"newton"}
 TOTAL_STEPS = 200
 
 
@@ -58,6 +63,11 @@ def _require_module(name: str) -> None:
 def _mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+
+
+def _linear() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Linear(8, 1)
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +107,7 @@ def _loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
 @pytest.mark.parametrize("name", NAMES, ids=NAMES)
 def test_every_catalog_optimizer_builds_and_reduces_the_loss(name: str) -> None:
     _require_module(name)
-    model = _mlp()
+    model = _mlp() if name not in CONVEX_ONLY else _linear()
     result = build(model, _forced(name, own_schedule=True))
     assert isinstance(result, BuildResult)
     optimizer, scheduler, clipping = result  # unpacks as the README says
