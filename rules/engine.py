@@ -343,13 +343,14 @@ class _Run:
         return _Facts(values, flags, data, inferred)
 
     def _phase(self) -> str | None:
-        """The stated phase, or the one the goal implies (with a note)."""
+        """The stated phase, or the one the goal implies (with a note, once)."""
         p = self.p
         if p.phase is not None:
             return p.phase
         implied = _GOAL_PHASE.get(p.goal or "")
-        if implied is not None:
-            self.notes.append(f"goal {p.goal} implies phase {implied}: recipes of that phase are matched.")
+        note = f"goal {p.goal} implies phase {implied}: recipes of that phase are matched."
+        if implied is not None and note not in self.notes:
+            self.notes.append(note)
         return implied
 
     def _total_steps(self, batch: int | None) -> int | None:
@@ -541,14 +542,14 @@ class _Run:
         """Details the deciding rules leave unsaid (clipping) that the recipes of the same architecture, phase and
         optimizer family agree on (rules/companion.py); the rationale entry that says so, or None."""
         book = self.book
-        family = book.optimizers[chosen].family
-        key = ("agreed", self.p.architecture, self._phase(), family, self.exclude)
+        family, phase = book.optimizers[chosen].family, self._phase()
+        key = ("agreed", self.p.architecture, phase, family, self.exclude)
         agreed = book.cache.get(key)
         if agreed is None:
             if len(book.cache) > _CACHE_LIMIT:
                 book.cache.clear()
             kept = [e for e in book.recipes.values() if e.id not in self.exclude]  # held out: not consulted
-            agreed = book.cache[key] = agreed_details(kept, self.p.architecture, self._phase(), family)
+            agreed = book.cache[key] = agreed_details(kept, self.p.architecture, phase, family)
         filled = [a for a in agreed if a.key not in train and a.value]
         if not filled:
             return None

@@ -15,7 +15,7 @@ LABELS: Final = {
     "json": "JSON",
     "hf": "Hugging Face TrainingArguments",
     "lightning": "Lightning configure_optimizers",
-    "timm": "timm create_optimizer_v2",
+    "timm": "timm create_optimizer_v2, create_scheduler_v2 and train.py arguments",
     "torch": "PyTorch code",
     "optuna": "Optuna/Ray Tune search space",
 }

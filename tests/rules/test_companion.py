@@ -69,3 +69,10 @@ def test_disagreeing_recipes_fill_nothing() -> None:
     # another optimizer family or phase: none of these recipes counts
     assert agreed_details(entries, "bert", "fine_tuning", "sgd") == ()
     assert agreed_details(entries, "bert", "pretraining", "adaptive") == ()
+
+
+def test_a_goal_implied_phase_is_noted_once_and_answers_repeat() -> None:
+    profile = {"architecture": "bert", "goal": "fine_tuning", "batch_size": 32}
+    first, second = recommend(profile), recommend(profile)  # the second is answered from the engine's caches
+    assert first == second
+    assert sum(n.startswith("goal fine_tuning implies phase") for n in first.notes) == 1
