@@ -33,6 +33,7 @@ from optirec.optimizers.exporters import (
     to_timm,
     to_torch_code,
 )
+from optirec.optimizers.exporters import lightning as lightning_exporter
 from optirec.optimizers.schedulers import SCHEDULES
 from optirec.rules import OptirecError, Recommendation, default_rulebook, profile_field_options, recommend
 from optirec.rules.recommendation import OptimizerChoice, ParamGroup, ScheduleSpec
@@ -680,6 +681,21 @@ def test_torch_code_wrappers_compose_their_base() -> None:
 
 
 # ---------------------------------------------------------------------------------------- lightning
+#: what a Lightning export may define at its top level: LightningModule methods only (helpers are nested)
+LIGHTNING_METHODS = {
+    "configure_optimizers",
+    "configure_gradient_clipping",
+    "configure_callbacks",
+    "_schedule_free",
+    "on_train_batch_start",
+    "on_validation_epoch_start",
+    "on_test_epoch_start",
+    "on_predict_epoch_start",
+    "on_train_epoch_end",
+    "on_train_end",
+}
+
+
 def _embedded_json(source: str) -> Any:
     tree = ast.parse(source)
     for node in ast.walk(tree):
@@ -690,43 +706,177 @@ def _embedded_json(source: str) -> Any:
     raise AssertionError("no RECOMMENDATION_JSON in the source")
 
 
+def _imports_optirec(source: str) -> bool:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "optirec" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "optirec":
+            return True
+    return False
+
+
+def _methods(source: str) -> list[str]:
+    return [n.name for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]
+
+
 @pytest.mark.parametrize("pid", list(RECS))
-def test_lightning_source_embeds_the_recommendation(pid: str) -> None:
+def test_lightning_build_form_embeds_the_recommendation(pid: str) -> None:
     rec = RECS[pid]
-    source = to_lightning(rec)
-    tree = ast.parse(source)
-    assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == ["configure_optimizers"]
+    source = lightning_exporter.to_lightning(rec, standalone=False)
+    methods = _methods(source)
+    assert methods[0] == "configure_optimizers" and set(methods) <= LIGHTNING_METHODS
+    assert ("configure_gradient_clipping" in methods) == (rec.gradient_clipping is not None)
+    assert ("configure_callbacks" in methods) == (rec.ema is not None)
     assert Recommendation.model_validate(_embedded_json(source)) == rec
     assert "from optirec.optimizers import build" in source
     assert '"interval": "step"' in source
 
 
+@pytest.mark.parametrize("pid", list(RECS))
+def test_lightning_default_form_is_standalone_unless_refused(pid: str) -> None:
+    """export(rec, "lightning") is torch-only wherever standalone_refusal() finds nothing, else the build() form
+    with a note naming why; standalone=True refuses that with the same reason."""
+    rec = RECS[pid]
+    notes: list[str] = []
+    source = export(rec, "lightning", notes=notes)
+    assert isinstance(source, str)
+    assert set(_methods(source)) <= LIGHTNING_METHODS
+    assert to_lightning(rec) == source == lightning_exporter.to_lightning(rec)
+    refusal = lightning_exporter.standalone_refusal(rec)
+    if refusal is None:
+        assert not _imports_optirec(source) and "RECOMMENDATION_JSON" not in source
+        assert source == lightning_exporter.to_lightning(rec, standalone=True)
+        assert not any(n.startswith("standalone:") for n in notes)
+    else:
+        assert _imports_optirec(source)
+        assert any(n.startswith("standalone:") and refusal.what in n for n in notes), notes
+        with pytest.raises(ExportError) as info:
+            lightning_exporter.to_lightning(rec, standalone=True)
+        assert refusal.what in str(info.value) and "standalone=False" in str(info.value)
+
+
 def test_lightning_json_with_awkward_text_survives() -> None:
-    rec = _with(RECS["arch-gpt"], warnings=["quotes ''' and \"\"\" and a backslash \\ and ü"])
-    assert Recommendation.model_validate(_embedded_json(to_lightning(rec))) == rec
+    rec = _with(RECS["arch-gpt"], warnings=["quotes ''' and \"\"\" and a backslash \\ and \u00fc"])
+    source = lightning_exporter.to_lightning(rec, standalone=False)
+    assert Recommendation.model_validate(_embedded_json(source)) == rec
+    ast.parse(lightning_exporter.to_lightning(rec))  # the warnings go into the header comments
 
 
-@pytest.mark.parametrize("pid", ["arch-resnet", "arch-gpt", "recommender-hybrid", "domain-nlp"])
-def test_lightning_method_runs_with_optirec_build(pid: str) -> None:
+class _FakeTrainer:
+    """What configure_optimizers may ask of self.trainer: the run's length."""
+
+    def __init__(self, steps: float) -> None:
+        self.estimated_stepping_batches = steps
+
+
+def _lightning_module(source: str, trainer_steps: float = 100) -> Any:
     import torch
 
-    rec = RECS[pid]
     namespace: dict[str, Any] = {}
-    exec(to_lightning(rec), namespace)
+    exec(source, namespace)
 
     class Module(torch.nn.Module):
-        configure_optimizers = namespace["configure_optimizers"]
+        locals().update({name: namespace[name] for name in _methods(source)})
 
         def __init__(self) -> None:
             super().__init__()
             self.emb = torch.nn.Embedding(10, 4)
             self.fc = torch.nn.Linear(4, 2)
+            self.trainer = _FakeTrainer(trainer_steps)
 
-    config = Module().configure_optimizers()
+    return Module()
+
+
+#: (profile, form) pairs: every form each profile can take (standalone=True only where nothing refuses it)
+RUN_CASES = [
+    (pid, form)
+    for pid in ("arch-resnet", "arch-gpt", "recommender-hybrid", "domain-nlp")
+    for form in (False, True, None)
+    if not (form and lightning_exporter.standalone_refusal(RECS[pid]) is not None)
+]
+
+
+@pytest.mark.parametrize(("pid", "standalone"), RUN_CASES, ids=[f"{p}-{f}" for p, f in RUN_CASES])
+def test_lightning_method_runs(pid: str, standalone: bool | None) -> None:
+    import torch
+
+    rec = RECS[pid]
+    config = _lightning_module(lightning_exporter.to_lightning(rec, standalone=standalone)).configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.Optimizer)
-    if "lr_scheduler" in config:
-        assert config["lr_scheduler"]["interval"] == "step"
-        assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.LRScheduler)
+    assert config["lr_scheduler"]["interval"] == "step"
+    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.LRScheduler)
+
+
+LIGHTNING_SCHEDULES = [(n, f) for n in SCHEDULE_NAMES for f in ({},)] + SHAPES
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["total-known", "total-from-trainer"])
+@pytest.mark.parametrize("warmup", [False, True], ids=["no-warmup", "warmup"])
+@pytest.mark.parametrize(
+    ("name", "fields"), LIGHTNING_SCHEDULES, ids=[f"{n}-{sorted(f.items())}" for n, f in LIGHTNING_SCHEDULES]
+)
+def test_lightning_standalone_schedule_is_the_built_curve(
+    name: str, fields: dict[str, Any], warmup: bool, known: bool
+) -> None:
+    """The standalone scheduler and build_scheduler's give the same lr at every step; without total_steps in the
+    answer both take the length from the Trainer (estimated_stepping_batches, here 37: warmup 4 by the ratio)."""
+    import torch
+
+    from optirec.optimizers import build_scheduler
+
+    spec = _schedule(name, total=40 if known else None, warmup=warmup, **fields)
+    if name == "exponential" and fields:
+        spec = spec.model_copy(update={"gamma": None})
+    rec = _with(RECS["arch-resnet"], schedule=spec)
+    source = lightning_exporter.to_lightning(rec, standalone=True)
+    assert not _imports_optirec(source)
+    steps = 40 if known else 37
+    config = _lightning_module(source, trainer_steps=37).configure_optimizers()
+    opt, sched = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    built_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    built_sched = build_scheduler(built_opt, spec, total_steps=None if known else 37)
+    peak = rec.optimizer.hyperparameters["lr"]
+    for step in range(steps if name == "one_cycle" else steps + 3):  # (OneCycleLR refuses to step past its end)
+        want = built_opt.param_groups[0]["lr"]
+        for g in opt.param_groups:  # (one-cycle's initial_lr is max_lr / div_factor: compare with the peak)
+            assert g["lr"] / peak == pytest.approx(want, rel=1e-9), step
+        opt.step()
+        sched.step()
+        built_opt.step()
+        built_sched.step()
+
+
+@pytest.mark.parametrize("steps", [float("inf"), -1, 0], ids=["endless", "iterable-without-max-steps", "none"])
+def test_lightning_standalone_refuses_a_run_without_length(steps: float) -> None:
+    rec = _with(RECS["arch-resnet"], schedule=_schedule("cosine", total=None, warmup=True))
+    module = _lightning_module(lightning_exporter.to_lightning(rec), trainer_steps=steps)
+    with pytest.raises(ValueError, match="length of the run"):
+        module.configure_optimizers()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lightning_every_catalog_optimizer(name: str) -> None:
+    """Each catalog optimizer: the standalone form builds its class (as the torch export does), or the default is
+    the build() form with the reason in a note."""
+    import torch
+
+    rec = _catalog_rec(name)
+    notes: list[str] = []
+    source = export(rec, "lightning", notes=notes)
+    assert isinstance(source, str)
+    refusal = lightning_exporter.standalone_refusal(rec)
+    if refusal is not None:
+        assert any(n.startswith("standalone:") for n in notes)
+        assert _imports_optirec(source)
+        return
+    assert not _imports_optirec(source)
+    if importlib.util.find_spec(BOOK.optimizers[name].class_path.split(".")[0]) is None:
+        pytest.skip(f"{BOOK.optimizers[name].class_path} is not installed")
+    optimizer = _lightning_module(source).configure_optimizers()["optimizer"]
+    path = BOOK.optimizers[name].class_path
+    module, _, cls = path.rpartition(".")
+    assert type(optimizer) is getattr(importlib.import_module(module), cls)
+    assert isinstance(optimizer, torch.optim.Optimizer)
 
 
 # ------------------------------------------------------------------------------------------- optuna
