@@ -325,11 +325,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         TrialStore(settings.trial_store).close()  # a bad path or a corrupt file: one line now, not a traceback
     except StoreError as exc:
         raise UsageError(f"trial_store: {exc} (set with OPTIREC_TRIAL_STORE)") from None
-    import uvicorn
+    from optirec.service.server import serve
 
-    from optirec.service.app import create_app
-
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    serve(settings)  # uvicorn with the header limit and read deadlines of Settings (service/server.py)
     return 0
 
 

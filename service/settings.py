@@ -5,6 +5,7 @@ A bad value refuses to start the service with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cache
 from typing import Literal
 
@@ -27,7 +28,47 @@ class Settings(BaseSettings):
         default=1024,
         ge=0,
         le=1_000_000,
-        description="Rendered /recommend answers kept for repeated profiles (about 6 KB each); 0 turns the cache off.",
+        description="Rendered /recommend answers kept for repeated profiles (about 6 KB each; at most "
+        "recommend_cache_bytes in all); 0 turns the cache off.",
+    )
+    recommend_cache_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        le=16 * 1024**3,
+        description="Most bytes of rendered answers the /recommend cache holds (least recently used go first); "
+        "0 turns the cache off.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request line + headers; a larger head is a 431 and the connection is closed.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a whole request head (from connecting, or from its first byte "
+        "on a kept-alive connection); then 408 and disconnected.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds a client has to send a whole request body after its head, however it trickles in; "
+        "then 408 and disconnected.",
+    )
+    keep_alive_timeout: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="Seconds an idle kept-alive connection stays open (uvicorn config.py timeout_keep_alive, "
+        "whose default this is).",
+    )
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="Proxies (IP addresses or networks, JSON list) whose X-Forwarded-For/-Proto are believed; "
+        "empty: none, the client is the peer address.",
     )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list).")
     api_key: SecretStr | None = Field(
@@ -47,14 +88,36 @@ class Settings(BaseSettings):
     trial_max_seconds: float = Field(default=300.0, gt=0, le=86_400, description="Wall-clock budget of one trial.")
     trial_max_parameters: int = Field(default=50_000_000, ge=1, description="Largest proxy model a trial may build.")
     trial_max_size: int = Field(default=8, ge=1, le=64, description="Largest workload size a trial may ask for.")
-    trial_max_memory_mb: int = Field(
-        default=0,
+    trial_max_memory_mb: int | None = Field(
+        default=None,
         ge=0,
         le=16_777_216,
         description="Most resident memory (MiB) a trial worker process may hold while it runs a trial, torch and "
-        "the workload's libraries included (a CPU worker holds about 250-450 MiB before any big tensor); "
-        "over it the worker is killed and the trial fails naming the limit. 0 = no limit (Linux: read from /proc).",
+        "the workload's libraries included (a CPU worker holds about 300-650 MiB before any big tensor). A trial "
+        "whose estimated peak (service/trials/envelope.py) is over it is refused with a 422 naming both; a worker "
+        "that passes it anyway is killed and its trial fails naming the limit (Linux: read from /proc). "
+        "Unset: trial_memory_fraction of this machine's memory (RAM, or the cgroup limit) over trial_concurrency "
+        "workers. 0 = no limit.",
     )
+    trial_memory_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of the machine's memory the trial workers may use together when trial_max_memory_mb "
+        "is unset.",
+    )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        """Addresses uvicorn's ProxyHeadersMiddleware can match (uvicorn/middleware/proxy_headers.py
+        _TrustedHosts): IPs or networks; its "*" (trust everyone) is refused, as any client could then lie."""
+        for item in value:
+            try:
+                ipaddress.ip_network(item)  # strict, as _TrustedHosts parses a network
+            except ValueError:
+                raise ValueError(f"{item[:80]!r} is not an IP address or network (host bits clear)") from None
+        return value
 
     @field_validator("api_key", mode="before")
     @classmethod
