@@ -1,11 +1,12 @@
 """The /recommend answer cache: rendered JSON bytes of recent answers, keyed by the validated Profile.
 
-The engine is a pure function of (rulebook, profile), and pipelines ask about the same few jobs again and again,
-so a bounded LRU (``OPTIREC_RECOMMEND_CACHE_SIZE`` entries, 0 turns it off) of the
-*rendered* answer lets a repeated request skip the rules and the serialisation. The key is the profile after
-validation and canonicalisation (aliases resolved, data characteristics de-duplicated), so two spellings of
-one job share an entry. The cache holds the rulebook it answers from (loaded once per process, never changed
-under a running app); its hash is part of the key only as a guard. Errors (a 422 from an exporter) are not cached.
+The engine is a pure function of (rulebook, profile), and pipelines ask about the same few jobs again and again, so
+a bounded LRU (at most ``OPTIREC_RECOMMEND_CACHE_SIZE`` entries and ``OPTIREC_RECOMMEND_CACHE_BYTES`` bytes; 0 in
+either turns it off) of the *rendered* answer lets a repeated request skip the rules and the serialisation. The key
+is the profile after validation and canonicalisation (aliases resolved, data characteristics de-duplicated), so two
+spellings of one job share an entry. The cache holds the rulebook it answers from (loaded once per process, never
+changed under a running app); its hash is part of the key only as a guard. Errors (a 422 from an exporter) are not
+cached.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from optirec.optimizers.exporters.formats import ExportFormat
 from optirec.rules import Profile, Recommendation, Rulebook, default_rulebook, recommend
 
-__all__ = ["AnswerCache", "AnswerCacheMiddleware", "CacheStats", "Export", "render_answer"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "AnswerCache",
+    "AnswerCacheMiddleware",
+    "CacheStats",
+    "Export",
+    "entry_bytes",
+    "render_answer",
+]
 
 
 class Export(BaseModel):
@@ -57,23 +66,43 @@ def render_answer(profile: Profile, book: Rulebook, format: str) -> bytes:
     return Export(format=format, export=rendered, notes=notes, recommendation=rec).model_dump_json().encode()
 
 
+#: The default byte bound: about 5,000 typical answers (6 KB), or 32 of the largest (a 1 MB body keys its entry).
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+Key = tuple[str | bytes, ...]
+
+
+def entry_bytes(key: Key, body: bytes) -> int:
+    """What an entry pins, as the cache counts it: the answer's bytes and its key's (a raw entry's key holds the
+    request body, up to the body limit). Python's object headers (some 100 bytes an entry) are not counted."""
+    return len(body) + sum(len(part) for part in key)
+
+
 class AnswerCache:
-    """A bounded LRU in front of :func:`render_answer` (``capacity`` 0: every request is rendered afresh).
+    """A bounded LRU in front of :func:`render_answer`: at most ``capacity`` entries and ``max_bytes`` bytes
+    (:func:`entry_bytes`), the least recently used evicted first; an answer larger than ``max_bytes`` alone is
+    served but not kept. ``capacity`` or ``max_bytes`` 0: every request is rendered afresh.
 
     Used from the event loop only (one handler runs at a time between awaits), so it needs no lock.
     """
 
-    def __init__(self, capacity: int, book: Rulebook | None = None) -> None:
+    def __init__(self, capacity: int, book: Rulebook | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.book = book if book is not None else default_rulebook()
-        self._entries: OrderedDict[tuple[str | bytes, ...], bytes] = OrderedDict()
+        self._entries: OrderedDict[Key, bytes] = OrderedDict()
+        self.bytes = 0  # entry_bytes() of everything held
         self.hits = 0
         self.misses = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.capacity > 0 and self.max_bytes > 0
 
     def get(self, profile: Profile, format: str) -> bytes:
         """The rendered answer, from the cache when the same (canonical) profile was answered before."""
         book = self.book
-        if self.capacity == 0:
+        if not self.enabled:
             return render_answer(profile, book, format)
         key = (book.hash, profile.model_dump_json(), format)
         body = self.lookup(key)
@@ -83,7 +112,7 @@ class AnswerCache:
             self.store(key, body)
         return body
 
-    def lookup(self, key: tuple[str | bytes, ...]) -> bytes | None:
+    def lookup(self, key: Key) -> bytes | None:
         """The answer stored under ``key`` (a hit is counted), or None. A miss counts only when the rules
         then run (in :meth:`get`), so hits + misses is the number of answers served."""
         body = self._entries.get(key)
@@ -93,13 +122,18 @@ class AnswerCache:
         self._entries.move_to_end(key)
         return body
 
-    def store(self, key: tuple[str | bytes, ...], body: bytes) -> None:
-        if self.capacity == 0:
+    def store(self, key: Key, body: bytes) -> None:
+        size = entry_bytes(key, body)
+        if not self.enabled or size > self.max_bytes:
             return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.bytes -= entry_bytes(key, old)
         self._entries[key] = body
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+        self.bytes += size
+        while len(self._entries) > self.capacity or self.bytes > self.max_bytes:
+            evicted, answer = self._entries.popitem(last=False)
+            self.bytes -= entry_bytes(evicted, answer)
 
     def stats(self) -> CacheStats:
         return CacheStats(self.hits, self.misses, len(self._entries), self.capacity)
@@ -128,7 +162,7 @@ class AnswerCacheMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         mine = scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path
-        if not mine or self.cache.capacity == 0:
+        if not mine or not self.cache.enabled:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

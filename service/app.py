@@ -178,7 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.answers = AnswerCache(settings.recommend_cache_size, book)
+    app.state.answers = AnswerCache(settings.recommend_cache_size, book, settings.recommend_cache_bytes)
     metrics.watch_answers(app.state.answers.stats)
     app.state.trials = None
     install_error_handlers(app)
