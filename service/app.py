@@ -18,6 +18,7 @@ from optirec.rules import default_rulebook
 from .answers import AnswerCache, AnswerCacheMiddleware
 from .handlers import error_response, install_error_handlers
 from .metrics import Metrics, MetricsMiddleware
+from .middleware import HeadAsGet, RelativeRedirects
 from .routers import catalog, health, recommend, web
 from .routers import diagnose as diagnose_routes
 from .routers import metrics as metrics_routes
@@ -190,7 +191,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(trial_routes.router)
     app.include_router(metrics_routes.router)
     web.install(app)  # GET / (the web form), /static, GET /profile/fields
-    # innermost of ours: a repeated POST /recommend is answered after the body limit, CORS and metrics
+    app.add_middleware(HeadAsGet)  # innermost: HEAD is routed as GET; the metrics and logs still say HEAD
+    app.add_middleware(RelativeRedirects)  # the slash redirects' Location: a path, never the client's Host
+    # a repeated POST /recommend is answered after the body limit, CORS and metrics
     app.add_middleware(AnswerCacheMiddleware, cache=app.state.answers)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
