@@ -23,6 +23,7 @@ from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
 from ..settings import Settings
+from ..trials.envelope import MemoryEstimate, estimate_trial_memory, resolve_workload
 from ..trials.models import (
     FINISHED,
     VALIDATE_RUNS,
@@ -145,6 +146,55 @@ def _limit_issues(body: TrialRequest, settings: Settings) -> list[FieldIssue]:
     return issues
 
 
+def _state_multiplier(book: Rulebook, rec: Recommendation, race: int, search: bool) -> float:
+    """The most optimizer-state values per parameter any candidate of the trial keeps (the rulebook's)."""
+    names = [rec.optimizer.name] + [g.optimizer for g in rec.param_groups if g.optimizer]
+    if race > 1 or search:
+        names += [alt.name for alt in (rec.alternatives if search else rec.alternatives[: race - 1])]
+    values = []
+    for name in names:
+        try:
+            values.append(book.state_multiplier(book.optimizer(name).name))
+        except (UnknownNameError, KeyError):
+            continue  # an unknown name is reported by _catalog_issues
+    return max(values, default=2.0)
+
+
+def _memory_estimate(body: TrialRequest, rec: Recommendation, book: Rulebook, size: int) -> MemoryEstimate:
+    workload = resolve_workload(body.workload, rec.profile)
+    traits = [t for t in rec.profile.get("data") or () if isinstance(t, str)]
+    return estimate_trial_memory(
+        workload,
+        size,
+        traits=traits,
+        state_multiplier=_state_multiplier(book, rec, body.race, body.search),
+        validate=body.search,
+        steps=body.steps,
+    )
+
+
+def _memory_issues(
+    body: TrialRequest, rec: Recommendation, book: Rulebook, limit_mb: int, max_size: int
+) -> list[FieldIssue]:
+    """A trial whose estimated peak memory is over the per-worker limit, refused before it starts."""
+    if not limit_mb:
+        return []
+    estimate = _memory_estimate(body, rec, book, body.size)
+    if estimate.total_mb <= limit_mb:
+        return []
+    smaller = range(1, min(body.size, max_size + 1))
+    fits = [s for s in smaller if _memory_estimate(body, rec, book, s).total_mb <= limit_mb]
+    hint = f"size {fits[-1]} fits" if fits else "no size of this workload fits"
+    return [
+        FieldIssue(
+            "size",
+            f"the trial would need {estimate.describe()}; that is over the server's limit of {limit_mb:,} MiB per "
+            f"trial worker (trial_max_memory_mb): {hint}",
+            value=body.size,
+        )
+    ]
+
+
 def _request_json(body: TrialRequest) -> dict[str, Any]:
     out = body.model_dump(mode="json", exclude={"profile", "recommendation"})
     if body.profile is not None:
@@ -171,6 +221,8 @@ async def submit_trial(
     issues = _limit_issues(body, settings)
     rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
     issues += _catalog_issues(book, rec, body.race)
+    if not issues:
+        issues = _memory_issues(body, rec, book, runner.memory_limit_mb, settings.trial_max_size)
     if issues:
         raise ProfileError(issues)
     candidates = 1 + min(max(0, body.race - 1), len(rec.alternatives)) if body.race > 0 else 1

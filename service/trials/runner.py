@@ -8,9 +8,10 @@ happens in the worker, and the store's writes are single-row SQLite statements.
 
 A worker that dies mid-trial (segfault, OOM kill, ``kill -9``) fails that trial with the exit code or
 signal; the slot starts a fresh worker for the next trial and the server keeps serving. With
-``trial_max_memory_mb`` set, the slot reads its running worker's resident memory from /proc (every
-MEMORY_POLL s, from this process: a worker stuck in C code cannot dodge it) and kills a worker that passes
-the limit; that trial fails with a reason naming the limit.
+a memory limit (``trial_max_memory_mb``, by default derived from the machine: envelope.memory_limit_mb), the
+slot reads its running worker's resident memory from /proc (every MEMORY_POLL s, from this process: a worker
+stuck in C code cannot dodge it) and kills a worker that passes the limit; that trial fails with a reason
+naming the limit. (POST /trials refuses up front a trial whose estimated peak is over it.)
 
 A store that cannot be written (a full disk: ``StoreFullError``, or any other SQLite error) never stops the
 dispatcher. A progress update that cannot be stored is skipped (the next one carries the same numbers); the
@@ -40,6 +41,7 @@ from typing import Any
 from optirec.rules.errors import OptirecError
 
 from ..settings import Settings
+from .envelope import memory_limit_mb
 from .models import FINISHED
 from .store import INTERRUPTED, StoreError, TrialRecord, TrialStore
 from .worker import PARENT_ENV
@@ -54,7 +56,7 @@ STARTUP_GRACE = 120.0
 CANCEL_GRACE = 10.0
 #: Longest line a worker may send (a race's result with its curves).
 LINE_LIMIT = 64 * 1024 * 1024
-#: Seconds between two reads of a running worker's resident memory (when trial_max_memory_mb is set).
+#: Seconds between two reads of a running worker's resident memory (under a memory limit).
 MEMORY_POLL = 0.05
 #: Seconds between two tries of a store write that failed (a full disk) in the dispatcher.
 STORE_RETRY = 1.0
@@ -128,6 +130,10 @@ class TrialRunner:
         self.settings = settings
         self._on_finish = on_finish
         self._slots = [_Slot(i) for i in range(settings.trial_concurrency)]
+        #: The most resident MiB a worker may hold while it runs a trial (0: no limit).
+        self.memory_limit_mb = memory_limit_mb(
+            settings.trial_max_memory_mb, settings.trial_memory_fraction, settings.trial_concurrency
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._work = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -139,8 +145,8 @@ class TrialRunner:
 
     async def start(self) -> None:
         """Recover the store (running -> failed "interrupted"; queued stay queued) and start the slots."""
-        if self.settings.trial_max_memory_mb and resident_mb(os.getpid()) is None:
-            log.warning("trial_max_memory_mb is set, but this platform has no /proc: the limit is not enforced")
+        if self.memory_limit_mb and resident_mb(os.getpid()) is None:
+            log.warning("a trial memory limit is set, but this platform has no /proc: the limit is not enforced")
         interrupted, queued = self.store.recover()
         if interrupted or queued:
             log.warning("trial store: %d interrupted trial(s) marked failed, %d queued resumed", interrupted, queued)
@@ -360,7 +366,7 @@ class TrialRunner:
                 await proc.stdin.drain()
         limit = self.settings.trial_max_seconds + STARTUP_GRACE * (2 if fresh else 1)
         over: list[float] = []  # the worker's resident MiB when the memory watch killed it
-        memory_limit = self.settings.trial_max_memory_mb
+        memory_limit = self.memory_limit_mb
         watch = asyncio.create_task(self._watch_memory(proc, memory_limit, over)) if memory_limit else None
         try:
             await self._follow(slot, record, proc, loop.time() + limit, limit, over)
@@ -409,7 +415,7 @@ class TrialRunner:
             if not line:  # the worker died
                 returncode = await proc.wait()
                 slot.proc = None
-                reason = memory_reason(over[0], self.settings.trial_max_memory_mb) if over else exit_reason(returncode)
+                reason = memory_reason(over[0], self.memory_limit_mb) if over else exit_reason(returncode)
                 log.warning("trial %s: %s", record.id, reason)
                 await self._finish_durably(record.id, "failed", error=reason, progress=missed)
                 return

@@ -27,6 +27,7 @@ import os
 import socket
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -320,14 +321,14 @@ class TrialStore:
 
     # -- transitions -------------------------------------------------------------------------------------
 
-    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _write(self, sql: str, params: tuple[Any, ...] = ()) -> Sequence[sqlite3.Row]:
         """Run one write statement to completion (its rows, for RETURNING); StoreFullError on a full disk.
 
         Caller holds ``self._lock``. Every statement is its own transaction (autocommit), so a refused write
         leaves the row as it was.
         """
         try:
-            rows: list[sqlite3.Row] = self._db.execute(sql, params).fetchall()  # fetchall: the commit happens here
+            rows: Sequence[sqlite3.Row] = self._db.execute(sql, params).fetchall()  # the commit happens here
         except sqlite3.OperationalError as exc:
             if _is_full(exc):
                 if self.full_since is None:

@@ -115,9 +115,7 @@ def test_a_full_disk_refuses_new_trials_with_507_and_everything_resumes_once_spa
     with TestClient(create_app(settings)) as client:
         running_id = client.post("/trials", json=long).json()["id"]
         queued_id = client.post("/trials", json=short).json()["id"]
-        _until(
-            lambda: _trial(client, running_id)["progress"]["steps_done"] > 0, 60, "the first trial makes progress"
-        )
+        _until(lambda: _trial(client, running_id)["progress"]["steps_done"] > 0, 60, "the first trial makes progress")
 
         _reset_wal(store)
         filler = _fill(small_disk)

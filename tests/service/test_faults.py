@@ -44,7 +44,10 @@ def _wait(client: TestClient, trial_id: str, timeout: float = 60.0) -> dict[str,
 
 
 @pytest.fixture
-def limited(tmp_path: Path) -> Iterator[TestClient]:
+def limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    # POST /trials refuses a trial whose estimate is over the limit (tests/faults/test_trial_memory.py); here the
+    # estimate is made wrong on purpose (no worker baseline), so that the trial starts and the kill backstop runs
+    monkeypatch.setattr("optirec.service.trials.envelope.WORKER_BASE_MB", 0.0)
     settings = Settings(trial_store=str(tmp_path / "t.sqlite3"), trial_concurrency=1, trial_max_memory_mb=TINY_MB)
     with TestClient(create_app(settings)) as client:
         yield client
