@@ -50,6 +50,7 @@ _CODES = {
     415: "unsupported_media",
     429: "too_many_requests",
     503: "unavailable",
+    507: "insufficient_storage",
 }
 
 
@@ -67,6 +68,7 @@ _DESCRIPTIONS = {
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "Bearer challenge", "schema": {"type": "string"}}},
     429: {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
+    507: {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}},
 }
 
 

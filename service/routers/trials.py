@@ -76,6 +76,12 @@ _UNAVAILABLE = "The trial dispatcher is not running"
 _ALWAYS = error_responses(401, 503, e503=_UNAVAILABLE)
 #: Endpoints of one trial, by id.
 _ERRORS = {**_ALWAYS, **error_responses(404, e404="No trial with this id")}
+#: Endpoints that write to the trial store.
+_FULL = error_responses(
+    507,
+    e507="Insufficient Storage: the disk holding the trial store is full; nothing was queued or changed (retry after "
+    "the Retry-After header's seconds; queued and running trials are kept and resume by themselves)",
+)
 
 
 def to_status(record: TrialRecord) -> TrialStatus:
@@ -212,6 +218,7 @@ def _request_json(body: TrialRequest) -> dict[str, Any]:
     responses={
         **_ALWAYS,
         **error_responses(413, 415, 422, 429, e429="The queue is full; retry after the Retry-After header's seconds"),
+        **_FULL,
     },
 )
 async def submit_trial(
@@ -338,7 +345,7 @@ async def trial_events(trial_id: str, runner: RunnerDep) -> StreamingResponse:
     response_model=TrialStatus,
     dependencies=_AUTH,
     summary="Cancel a queued or running trial",
-    responses={**_ERRORS, **error_responses(409, 422, e409="The trial has already finished")},
+    responses={**_ERRORS, **error_responses(409, 422, e409="The trial has already finished"), **_FULL},
 )
 async def cancel_trial(trial_id: str, runner: RunnerDep) -> TrialStatus:
     try:
