@@ -181,6 +181,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._head_bytes += len(data)
         super().data_received(data)
 
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the connection now belongs to the WebSocket protocol, with its own ping timeouts
+        super().handle_websocket_upgrade()
+
     # -- httptools parser callbacks
     def on_message_begin(self) -> None:
         super().on_message_begin()
