@@ -442,3 +442,36 @@ def test_lightning_clipping_cannot_disagree_with_the_trainer(clip_val: float, ra
     else:
         _fit(module, probe, gradient_clip_val=clip_val)
         assert max(probe.clipped) <= 1.0 * (1 + 1e-5) < min(probe.raw)
+
+
+@QUIET[0]
+@QUIET[1]
+@QUIET[2]
+def test_lightning_schedule_free_hooks_switch_the_optimizer_in_a_real_fit() -> None:
+    """Schedule-Free (not in the table): the exported hooks put the optimizer in train mode for every training
+    batch and in eval mode (the averaged weights) when fit ends, as Lightning calls them."""
+    from optirec.rules.recommendation import OptimizerChoice, ScheduleSpec
+
+    base = recommendation("lstm")
+    name = "schedulefree_adamw"
+    choice = OptimizerChoice(name=name, hyperparameters=dict(BOOK.defaults[name]))
+    rec = base.model_copy(
+        update={
+            "optimizer": choice,
+            "schedule": ScheduleSpec(name="constant", warmup_steps=0, warmup_ratio=0.0, total_steps=3),
+        }
+    )
+    source = export(rec, "lightning")
+    assert isinstance(source, str) and not _imports_optirec(source)
+    module = _module_class(source)()
+
+    modes: list[bool] = []
+
+    class Modes(Probe):
+        def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
+            modes.append(all(g["train_mode"] for g in trainer.optimizers[0].param_groups))
+
+    trainer = _fit(module, Modes())
+    assert type(trainer.optimizers[0]) is _resolve(BOOK.optimizers[name].class_path)
+    assert modes == [True, True, True]
+    assert not any(g["train_mode"] for g in trainer.optimizers[0].param_groups)  # on_train_end: eval()
