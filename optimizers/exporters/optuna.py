@@ -25,7 +25,6 @@ tune/api/search_space.html; ``randint`` / ``lograndint`` exclude their upper bou
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from typing import Any, Final
 from optirec.rules import Recommendation
 from optirec.rules.lr_terms import lr_search_range
 
+from ..errors import ExportError
 from .common import rulebook, split_groups
 
 __all__ = ["optuna_space", "ray_tune_space"]
@@ -175,13 +175,23 @@ def optuna_space(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
     return {"params": params, "distributions": distributions, "first_trial": first, "ray_tune": ray}
 
 
+#: the Ray Tune samplers the export names (ray.tune.search.sample, docs.ray.io "Search Space API")
+RAY_SAMPLERS: Final = ("loguniform", "uniform", "lograndint", "randint")
+
+
 def ray_tune_space(export: Mapping[str, Any]) -> dict[str, Any]:
     """``ray.tune`` sampler objects for ``to_optuna(rec)["ray_tune"]`` (or the whole export): ``tune.loguniform``,
-    ``tune.uniform``, ``tune.lograndint``, ``tune.randint`` with the same bounds (Ray Tune is imported here only)."""
-    tune = importlib.import_module("ray.tune")  # optional: needed by this function alone
-
+    ``tune.uniform``, ``tune.lograndint``, ``tune.randint`` with the same bounds (Ray Tune is imported here only).
+    Raises :class:`ExportError` (field ``ray_tune``) for a sampler type that is none of those, before importing Ray."""
     space = export.get("ray_tune", export)
+    for name, spec in space.items():
+        kind = spec.get("type") if isinstance(spec, Mapping) else None
+        if kind not in RAY_SAMPLERS:
+            raise ExportError("ray_tune", f"{name}: unknown sampler {kind!r}; valid values: {', '.join(RAY_SAMPLERS)}")
+    from ray import tune  # optional: needed by this function alone
+
+    samplers = {"loguniform": tune.loguniform, "uniform": tune.uniform, "lograndint": tune.lograndint}
+    samplers["randint"] = tune.randint
     return {
-        name: getattr(tune, spec["type"])(**{k: v for k, v in spec.items() if k != "type"})
-        for name, spec in space.items()
+        name: samplers[spec["type"]](**{k: v for k, v in spec.items() if k != "type"}) for name, spec in space.items()
     }

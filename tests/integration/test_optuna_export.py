@@ -15,6 +15,7 @@ import pytest
 from export_profiles import PROFILES, recommendation
 
 from optirec import Recommendation
+from optirec.optimizers.errors import ExportError
 from optirec.optimizers.exporters import export
 from optirec.optimizers.exporters.common import split_groups
 from optirec.optimizers.exporters.optuna import ray_tune_space
@@ -129,3 +130,15 @@ def test_ray_tune_space_builds_ray_samplers(pid: str) -> None:
         spec = out["ray_tune"][name]
         assert (sampler.lower, sampler.upper) == (spec["lower"], spec["upper"])
         assert spec["lower"] <= sampler.sample() <= spec["upper"]
+
+
+@pytest.mark.parametrize(
+    "space",
+    [{"lr": {"type": "run", "lower": 1e-4, "upper": 1e-2}}, {"lr": {"lower": 1e-4}}, {"lr": "loguniform(1e-4, 1e-2)"}],
+    ids=["not-a-sampler", "no-type", "old-string-form"],
+)
+def test_ray_tune_space_refuses_what_is_not_a_sampler(space: dict[str, object]) -> None:
+    with pytest.raises(ExportError) as err:
+        ray_tune_space({"ray_tune": space})
+    assert err.value.field == "ray_tune" and "lr: unknown sampler" in str(err.value)
+    assert "valid values: loguniform, uniform, lograndint, randint" in str(err.value)
