@@ -9,7 +9,8 @@ format     what comes out
 =========  ===========================================================================================
 json       the Recommendation itself (``model_dump(mode="json")``)
 hf         keyword arguments for ``transformers.TrainingArguments``
-lightning  the source of a LightningModule ``configure_optimizers(self)`` that calls ``optirec``'s build
+lightning  LightningModule methods (``configure_optimizers``, clipping, callbacks) in plain torch; optirec's build()
+           only where plain torch cannot express the answer (``to_lightning(rec, standalone=False)`` always)
 timm       kwargs of ``create_optimizer_v2`` / ``create_scheduler_v2`` and train.py's ``train_args``
 torch      a plain PyTorch snippet: optimizer, LR scheduler, clipping and a ``training_step(compute_loss)``
 optuna     an HPO search space centred on the recommendation, for Optuna and Ray Tune
@@ -55,6 +56,7 @@ from .common import RecommendationLike, Unsupported, coerce
 from .formats import FORMATS, LABELS
 from .hf import hf_args
 from .lightning import lightning_source
+from .lightning import to_lightning as _lightning_methods
 from .optuna import optuna_space
 from .timm import timm_args
 from .torch_code import torch_source
@@ -139,10 +141,11 @@ def to_hf(rec: RecommendationLike) -> dict[str, Any]:
     return result
 
 
-def to_lightning(rec: RecommendationLike) -> str:
-    """Source of a ``configure_optimizers(self)`` method that builds the recommendation with optirec."""
-    result: str = _run(rec, "lightning", None)
-    return result
+def to_lightning(rec: RecommendationLike, *, standalone: bool | None = None) -> str:
+    """Source of LightningModule methods for the recommendation: plain torch where it can express it
+    (``standalone=None``, the default, and ``True``, which refuses otherwise); ``False``: the form that calls
+    optirec's build() (see :func:`optirec.optimizers.exporters.lightning.to_lightning`)."""
+    return _lightning_methods(rec, standalone=standalone)
 
 
 def to_timm(rec: RecommendationLike) -> dict[str, Any]:
