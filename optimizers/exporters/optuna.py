@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from optirec.rules import Recommendation
@@ -190,7 +190,11 @@ def ray_tune_space(export: Mapping[str, Any]) -> dict[str, Any]:
             raise ExportError("ray_tune", f"{name}: unknown sampler {kind!r}; valid values: {', '.join(RAY_SAMPLERS)}")
     from ray import tune  # optional: needed by this function alone
 
-    samplers = {"loguniform": tune.loguniform, "uniform": tune.uniform, "lograndint": tune.lograndint}
+    samplers: dict[str, Callable[..., Any]] = {
+        "loguniform": tune.loguniform,
+        "uniform": tune.uniform,
+        "lograndint": tune.lograndint,
+    }
     samplers["randint"] = tune.randint
     return {
         name: samplers[spec["type"]](**{k: v for k, v in spec.items() if k != "type"}) for name, spec in space.items()
