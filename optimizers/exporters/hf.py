@@ -122,6 +122,12 @@ def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
                 "cosine_with_restarts restarts at equal intervals, while the recommended warm restarts double "
                 "each cycle (T_mult=2)"
             )
+        if schedule.name in ("step", "exponential"):
+            why = (
+                f"lr_scheduler_type has no {'multi-step' if schedule.name == 'step' else 'exponential'} decay "
+                "(transformers trainer_utils.py SchedulerType; none of its curves is this one); for the exact curve "
+                "give the Trainer optirec's scheduler: Trainer(optimizers=tuple(build(model, rec))[:2])"
+            )
         raise Unsupported(f"the {schedule.name!r} schedule", why)
     if kind == "constant" and has_warmup(schedule) and not schedule_free:
         kind = "constant_with_warmup"  # (a schedule-free optimizer warms up itself: the scheduler stays constant)
@@ -142,18 +148,27 @@ def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
         if ratio > 0:
             notes.append(
                 f"warmup_steps={ratio} is a ratio of the total steps (transformers >= 5); "
-                f"on transformers 4.x pass warmup_ratio={ratio} instead."
+                f"on transformers 4.x pass warmup_ratio={ratio} instead. The Trainer rounds it up "
+                "(TrainingArguments.get_warmup_steps: ceil(ratio x steps)) where optirec rounds to the nearest step, "
+                "so its warmup may be one step longer."
             )
     if schedule.total_steps is not None:
         out["max_steps"] = schedule.total_steps
     else:
         notes.append("total_steps is unknown: set max_steps or num_train_epochs for the schedule's length.")
     out["max_grad_norm"] = rec.gradient_clipping.max_norm if rec.gradient_clipping is not None else 0.0
-    if rec.batch_size is not None:
-        out["per_device_train_batch_size"] = rec.batch_size
+    if rec.gradient_clipping is None:
         notes.append(
-            f"per_device_train_batch_size={rec.batch_size} is the recommended global batch: on several devices "
-            "divide it by their number (or use gradient_accumulation_steps)."
+            "max_grad_norm=0.0: the answer does not clip, so the Trainer's own default clipping at 1.0 is switched off."
+        )
+    _batch(rec, out, notes)
+    _precision(rec, out, notes)
+    if out["weight_decay"] and any(g.name == "no_decay" for g in rec.param_groups):
+        notes.append(
+            "weight decay: the Trainer chooses the decayed parameters itself (Trainer.get_decay_parameter_names: "
+            "none for nn.LayerNorm modules and names containing bias, layernorm, rmsnorm or norm), so BatchNorm "
+            "weights named like bn1 and other 1-D parameters are decayed, unlike the answer; for its exact split "
+            "give the Trainer optirec's optimizer: Trainer(optimizers=tuple(build(model, rec))[:2])."
         )
     advice_notes(rec, "hf", notes)
     return out
@@ -183,3 +198,36 @@ def _hf_schedule_free_warmup(name: str, schedule: ScheduleSpec, notes: list[str]
         f"warmup_steps={schedule.warmup_steps} is the schedule-free optimizer's own linear warmup (the Trainer "
         "passes it there); lr_scheduler_type stays constant."
     )
+
+
+def _batch(rec: Recommendation, out: dict[str, Any], notes: list[str]) -> None:
+    """per_device_train_batch_size x devices x gradient_accumulation_steps = the answer's global batch."""
+    if rec.batch_size is None:
+        notes.append("batch_size: the answer states none, so per_device_train_batch_size stays the Trainer's default.")
+        return
+    devices = int(rec.profile.get("num_devices") or 1)
+    if rec.batch_size % devices:
+        raise Unsupported(
+            f"the global batch {rec.batch_size} over {devices} devices",
+            "per_device_train_batch_size x devices x gradient_accumulation_steps must equal it, and it does not "
+            "divide by the number of devices",
+        )
+    out["per_device_train_batch_size"] = rec.batch_size // devices
+    out["gradient_accumulation_steps"] = 1
+    notes.append(
+        f"per_device_train_batch_size={rec.batch_size // devices} on each of {devices} device(s) makes the answer's "
+        f"global batch of {rec.batch_size}; where that does not fit in memory, divide it by k and set "
+        "gradient_accumulation_steps=k."
+    )
+
+
+def _precision(rec: Recommendation, out: dict[str, Any], notes: list[str]) -> None:
+    """bf16 / fp16 mixed precision where the profile trains in it (TrainingArguments.bf16 / .fp16)."""
+    precision = rec.profile.get("precision")
+    if precision in ("bf16", "fp16"):
+        out[precision] = True
+    elif rec.profile.get("mixed_precision"):
+        notes.append(
+            "mixed_precision: the profile does not say bf16 or fp16; set bf16=True on hardware that has it, else "
+            "fp16=True."
+        )
