@@ -102,8 +102,8 @@ def _build_parser() -> _Parser:
         metavar="{" + ",".join(_EXPORT_FORMATS) + "}",
         default="json",
         help="output format: json (the Recommendation), hf (TrainingArguments kwargs), lightning "
-        "(configure_optimizers source), timm (create_optimizer_v2 kwargs), torch (PyTorch code), "
-        "optuna (search space)",
+        "(LightningModule methods), timm (create_optimizer_v2, create_scheduler_v2 and train.py kwargs), "
+        "torch (PyTorch code), optuna (search space)",
     )
     rec.add_argument("--compact", action="store_true", help="one-line JSON")
     rec.add_argument("--url", help="ask the optirec service at URL instead of the embedded engine")
