@@ -2,6 +2,7 @@
 
     from optirec.service.client import OptirecClient
     rec = OptirecClient("http://127.0.0.1:8000").recommend({"architecture": "resnet"})
+    hf = OptirecClient(url).recommend({"architecture": "bert"}, format="hf")  # an Export: .export, .notes
 
     with OptirecClient(url, api_key=key) as client:
         trial = client.submit_trial(profile={"architecture": "resnet"}, workload="cnn", steps=100)
@@ -17,19 +18,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
+from optirec.optimizers.exporters.formats import FORMATS
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 
+from .answers import Export
 from .errors import Conflict, NotFound, QueueFull, ServiceError, ServiceUnavailable, TrialTimeout, Unauthorized
 from .trials.models import TrialRequest, TrialStatus, WorkloadInfo
 
 __all__ = ["AsyncOptirecClient", "OptirecClient", "trial_body"]
 
 DEFAULT_TIMEOUT = 10.0
+_Framework = Literal["hf", "lightning", "timm", "torch", "optuna"]
+
+
+def _recommend_request(format: str, profile: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The POST /recommend arguments; an unknown format is refused here, before any request."""
+    if format not in FORMATS:
+        raise ProfileError(
+            [FieldIssue(field="format", message=f"unknown format {format!r}; valid values: {', '.join(FORMATS)}")]
+        )
+    return {"json": {**(profile or {}), **fields}, "params": {} if format == "json" else {"format": format}}
+
+
+def _recommend_result(format: str, data: Any) -> Recommendation | Export:
+    return Recommendation.model_validate(data) if format == "json" else Export.model_validate(data)
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -122,8 +139,19 @@ class OptirecClient:
         _raise_for(response)
         return response.json()
 
-    def recommend(self, profile: Mapping[str, Any] | None = None, **fields: Any) -> Recommendation:
-        return Recommendation.model_validate(self._request("POST", "/recommend", json={**(profile or {}), **fields}))
+    @overload
+    def recommend(
+        self, profile: Mapping[str, Any] | None = None, *, format: Literal["json"] = "json", **fields: Any
+    ) -> Recommendation: ...
+    @overload
+    def recommend(self, profile: Mapping[str, Any] | None = None, *, format: _Framework, **fields: Any) -> Export: ...
+    def recommend(
+        self, profile: Mapping[str, Any] | None = None, *, format: str = "json", **fields: Any
+    ) -> Recommendation | Export:
+        """The Recommendation; with ``format`` one of hf, lightning, timm, torch, optuna, the service's Export of it
+        (``.export``, ``.notes``, ``.recommendation``)."""
+        data = self._request("POST", "/recommend", **_recommend_request(format, profile, fields))
+        return _recommend_result(format, data)
 
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/healthz")
@@ -226,9 +254,20 @@ class AsyncOptirecClient:
         _raise_for(response)
         return response.json()
 
-    async def recommend(self, profile: Mapping[str, Any] | None = None, **fields: Any) -> Recommendation:
-        data = await self._request("POST", "/recommend", json={**(profile or {}), **fields})
-        return Recommendation.model_validate(data)
+    @overload
+    async def recommend(
+        self, profile: Mapping[str, Any] | None = None, *, format: Literal["json"] = "json", **fields: Any
+    ) -> Recommendation: ...
+    @overload
+    async def recommend(
+        self, profile: Mapping[str, Any] | None = None, *, format: _Framework, **fields: Any
+    ) -> Export: ...
+    async def recommend(
+        self, profile: Mapping[str, Any] | None = None, *, format: str = "json", **fields: Any
+    ) -> Recommendation | Export:
+        """As :meth:`OptirecClient.recommend`."""
+        data = await self._request("POST", "/recommend", **_recommend_request(format, profile, fields))
+        return _recommend_result(format, data)
 
     async def health(self) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("GET", "/healthz")

@@ -58,3 +58,56 @@ def test_a_format_that_cannot_express_the_answer_is_a_422_naming_the_ones_that_c
     issue = resp.json()["error"]["issues"][0]
     assert issue["field"] == "format"
     assert "step" in issue["message"] and "torch" in issue["message"]
+
+
+# ------------------------------------------------------------------------------ the clients' format=
+_PROFILE = {"architecture": "bert", "phase": "fine_tuning", "total_steps": 1000}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_client_asks_for_a_format_and_gets_a_model(client: TestClient, fmt: str) -> None:
+    from optirec import Recommendation
+    from optirec.service.answers import Export
+    from optirec.service.client import OptirecClient
+
+    remote = OptirecClient("http://testserver")
+    remote._client = client  # type: ignore[assignment]  # the same requests, served in-process
+    got = remote.recommend(_PROFILE, format=fmt)  # type: ignore[call-overload]
+    if fmt == "json":
+        assert isinstance(got, Recommendation)
+        assert got == remote.recommend(_PROFILE)
+    else:
+        assert isinstance(got, Export) and got.format == fmt and got.export
+        assert got.recommendation == remote.recommend(_PROFILE)
+
+
+def test_the_async_client_asks_for_a_format(client: TestClient) -> None:
+    import asyncio
+
+    import httpx
+
+    from optirec.service.answers import Export
+    from optirec.service.client import AsyncOptirecClient
+
+    async def ask() -> Export:
+        remote = AsyncOptirecClient("http://testserver")
+        remote._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=client.app), base_url="http://testserver")
+        try:
+            return await remote.recommend(_PROFILE, format="hf")
+        finally:
+            await remote.aclose()
+
+    got = asyncio.run(ask())
+    assert got.format == "hf" and got.export["optim"] == "adamw_torch"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("fmt", ["keras", "HF", ""], ids=["unknown", "wrong-case", "empty"])
+def test_the_client_refuses_an_unknown_format_before_any_request(fmt: str) -> None:
+    from optirec.rules.errors import ProfileError
+    from optirec.service.client import OptirecClient
+
+    remote = OptirecClient("http://127.0.0.1:9")  # nothing listens there: a request would fail differently
+    with pytest.raises(ProfileError) as err:
+        remote.recommend(_PROFILE, format=fmt)  # type: ignore[call-overload]
+    assert err.value.issues[0].field == "format"
+    assert "valid values: json, hf, lightning, timm, torch, optuna" in str(err.value)
