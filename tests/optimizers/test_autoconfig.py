@@ -139,6 +139,9 @@ def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
     env["OPTIREC_LOG_LEVEL"] = "warning"
+    # its own store beside its log: one store belongs to one server at a time (the store lock), and the
+    # repository's default path would be shared with the other server of this module and with `make run`
+    env["OPTIREC_TRIAL_STORE"] = str(log.with_suffix(".sqlite3"))
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "optirec", "serve", "--host", "127.0.0.1", "--port", str(port)],
