@@ -135,10 +135,20 @@ def export_notes(rec: RecommendationLike, fmt: str) -> list[str]:
     return notes
 
 
-def to_hf(rec: RecommendationLike) -> dict[str, Any]:
-    """Keyword arguments for ``transformers.TrainingArguments`` (add ``output_dir`` and the rest yourself)."""
-    result: dict[str, Any] = _run(rec, "hf", None)
-    return result
+def to_hf(rec: RecommendationLike, *, transformers_major: int | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``transformers.TrainingArguments`` (add ``output_dir`` and the rest yourself), written
+    for the installed transformers, or for ``transformers_major`` (4: ``warmup_ratio`` instead of a fractional
+    ``warmup_steps``, and no ``optim_args``, which 4.x drops)."""
+    if transformers_major is None:
+        result: dict[str, Any] = _run(rec, "hf", None)
+        return result
+    r = coerce(rec)
+    try:
+        return hf_args(r, [], major=transformers_major)
+    except Unsupported as exc:
+        raise ExportError(
+            "format", f"hf ({LABELS['hf']}, transformers {transformers_major}.x) cannot express {exc.what}: {exc.why}"
+        ) from None
 
 
 def to_lightning(rec: RecommendationLike, *, standalone: bool | None = None) -> str:

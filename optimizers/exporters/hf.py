@@ -52,7 +52,25 @@ _HF_SCHEDULES: Final = {
 _TORCH_NAMES: Final = {"sgd": "SGD", "adagrad": "Adagrad", "rmsprop": "RMSprop"}
 
 
-def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
+def installed_major() -> int | None:
+    """The major version of the installed transformers (read from its metadata, never imported), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("transformers").split(".", 1)[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+
+
+def hf_args(rec: Recommendation, notes: list[str], *, major: int | None = None) -> dict[str, Any]:
+    """TrainingArguments kwargs for transformers ``major`` (default: the installed one; 5 when none is)."""
+    if major is None:
+        major = installed_major()
+        if major is None:
+            major = 5
+            notes.append("transformers is not installed here: the arguments are written for transformers 5.")
+    if major < 5:
+        notes.append(f"written for transformers {major}.x (the installed major version).")
     name = rec.optimizer.name
     hp = dict(rec.optimizer.hyperparameters)
     optim = _HF_OPTIM.get(name)
@@ -101,6 +119,12 @@ def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
         defaults = _HF_OPTIM_ARGS[optim]
         args = {k: hp.pop(k) for k in list(hp) if k in defaults}
         changed = {k: v for k, v in args.items() if v != defaults[k]}
+        if changed and major < 5:
+            raise Unsupported(
+                f"the hyperparameters {', '.join(f'{k}={v!r}' for k, v in changed.items())} on transformers {major}.x",
+                f"its Trainer builds torch.optim.{_TORCH_NAMES[optim]} from the lr alone and drops optim_args "
+                "(huggingface/transformers#44075, fixed in 5.x by #44203)",
+            )
         if changed:
             out["optim_args"] = ",".join(f"{k}={py_literal(v)}" for k, v in changed.items())
             notes.append(
@@ -143,6 +167,10 @@ def hf_args(rec: Recommendation, notes: list[str]) -> dict[str, Any]:
     out["lr_scheduler_type"] = kind
     if steps is not None:
         out["warmup_steps"] = steps
+    elif major < 5:  # 4.x: warmup_steps is an int; the ratio has its own field
+        out["warmup_steps"] = 0
+        if ratio > 0:
+            out["warmup_ratio"] = ratio
     else:
         out["warmup_steps"] = ratio if ratio > 0 else 0
         if ratio > 0:

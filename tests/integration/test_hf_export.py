@@ -175,3 +175,36 @@ def test_clipping_reaches_the_gradients(tiny_bert: Any, tmp_path: Any) -> None:
     trainer.train()
     assert norms and math.isfinite(norms[0])
     assert norms[0] <= rec.gradient_clipping.max_norm * (1 + 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("pid", "major", "expected"),
+    [
+        # no total_steps: the warmup is a ratio; 5.x takes it in warmup_steps, 4.x only in warmup_ratio
+        ("llm-7b-memory", 5, {"warmup_steps": pytest.approx(0.010486)}),
+        ("llm-7b-memory", 4, {"warmup_steps": 0, "warmup_ratio": pytest.approx(0.010486)}),
+        # a known length: integer warmup steps, the same for both
+        ("bert-finetune", 4, {"warmup_steps": 100}),
+        ("bert-finetune", 5, {"warmup_steps": 100}),
+    ],
+    ids=["ratio-5x", "ratio-4x", "steps-4x", "steps-5x"],
+)
+def test_the_export_is_written_for_the_transformers_version(pid: str, major: int, expected: dict[str, Any]) -> None:
+    from optirec.optimizers.exporters import to_hf
+
+    out = to_hf(recommendation(pid), transformers_major=major)
+    for key, value in expected.items():
+        assert out[key] == value
+    if major < 5:
+        assert "warmup_ratio" in out or not isinstance(out["warmup_steps"], float)
+
+
+def test_optim_args_are_refused_on_4x_which_drops_them() -> None:
+    """transformers 4.x builds torch SGD from the lr alone (huggingface/transformers#44075): momentum would be lost."""
+    from optirec.optimizers.exporters import to_hf
+
+    rec = recommendation("resnet-b1024")  # SGD, momentum 0.9
+    assert to_hf(rec, transformers_major=5)["optim_args"] == "momentum=0.9"
+    with pytest.raises(ExportError) as err:
+        to_hf(rec, transformers_major=4)
+    assert "transformers 4.x" in str(err.value) and "momentum=0.9" in str(err.value) and "#44075" in str(err.value)
