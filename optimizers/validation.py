@@ -27,9 +27,10 @@ from torch import nn
 from optirec.rules import Recommendation, default_rulebook
 from optirec.rules.recommendation import AdaptedValue, Alternative
 
-from . import halving
 from .builder import BuildResult, as_recommendation, build
 from .errors import BuildError
+from .halving import Plan, halve, minimum_budget
+from .halving import plan as halving_plan
 from .lr_finder import LRRangeTest, lr_range_test, preserved
 from .racing import at_catalog_defaults, with_optimizer
 from .training import evaluation_mode, train_step
@@ -260,7 +261,7 @@ def validate(
     if range_steps != 0 and range_steps < 5:
         raise BuildError("range_steps", f"the LR range test needs at least 5 steps (0 turns it off), got {range_steps}")
     budget = DEFAULT_RUNS * steps if budget is None else budget
-    least = halving.minimum_budget(steps) + range_steps
+    least = minimum_budget(steps) + range_steps
     if budget < least:
         raise BuildError(
             "budget",
@@ -269,7 +270,7 @@ def validate(
         )
 
     specs, skipped = _candidates(rec)
-    the_plan = halving.plan(len(specs), steps, budget - range_steps)
+    the_plan = halving_plan(len(specs), steps, budget - range_steps)
     assert the_plan is not None  # the budget holds the minimum plan
     skipped += [
         f"{s.label}: the budget of {budget} steps runs {the_plan.candidates} candidates"
@@ -297,7 +298,7 @@ def validate(
             optimizers=optimizers,
         )
         try:
-            scores = halving.halve(the_plan, runner, protected=0, release=runner.release)
+            scores = halve(the_plan, runner, protected=0, release=runner.release)
         except _Cancelled:
             raise BuildError("cancel", "the search was cancelled") from None
     return _report(rec, specs, skipped, scores, the_plan, runner, test, budget, range_steps, scored_on)
@@ -380,7 +381,7 @@ def _report(
     specs: list[_Spec],
     skipped: list[str],
     scores: list[list[float | None]],
-    the_plan: halving.Plan,
+    the_plan: Plan,
     runner: _Runner,
     test: LRRangeTest | None,
     budget: int,

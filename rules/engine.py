@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import training_plan as plan
 from .companion import agreed_details
 from .construct import new as _new
 from .job_length import job_batch, job_steps
@@ -55,6 +54,10 @@ from .recommendation import (
     ScheduleSpec,
     TuningHint,
 )
+from .training_plan import TRAIN_NOTES, hybrid_excluded, tuning_hints
+from .training_plan import param_groups as plan_param_groups
+from .training_plan import phases as plan_phases
+from .training_plan import schedule as plan_schedule
 
 __all__ = ["derive_hyperparameters", "recommend"]
 
@@ -475,20 +478,20 @@ class _Run:
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
-        schedule = plan.schedule(book, spec.schedule, spec.warmup, train, total, self.notes)
-        for flag, note in plan.TRAIN_NOTES:
+        schedule = plan_schedule(book, spec.schedule, spec.warmup, train, total, self.notes)
+        for flag, note in TRAIN_NOTES:
             if train.get(flag):
                 self.notes.append(note)
         clip = train.get("clip_norm")
         clipping = _new(Clipping, max_norm=clip) if clip else None
         ema = _new(EMA, decay=train["ema_decay"]) if "ema_decay" in train else None
-        param_groups = plan.param_groups(
+        param_groups = plan_param_groups(
             book,
             chosen,
             hp,
             train,
             lambda name: derive_hyperparameters(book, name, matched)[0],
-            plan.hybrid_excluded(avoid, self.over_budget),
+            hybrid_excluded(avoid, self.over_budget),
             self.notes,
         )
         memory = _new(MemoryEstimate, **self.memory.estimate(self._multiplier(chosen), p.device_memory_gb))
@@ -497,7 +500,7 @@ class _Run:
             for name, score, why, rule, alt_hp in decision.alternatives
         ]
         search_space, tuning = self._search_space(chosen, hp, batch, train)
-        phases = plan.phases(
+        phases = plan_phases(
             book,
             p,
             chosen,
@@ -902,7 +905,7 @@ class _Run:
         if hints is None:
             if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
                 cache.clear()
-            hints = cache[key] = plan.tuning_hints(self.book, *args)
+            hints = cache[key] = tuning_hints(self.book, *args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)
 
     def _rationale(
