@@ -1,7 +1,7 @@
-"""``python -m optirec.rules [--sources FILE] RECIPES.toml ...``: check recipe files (see rules/recipes.py)."""
+"""``python -m optirec.rules [--sources FILE] RECIPES.toml ...``: check recipe files (see rules/recipe_tools.py)."""
 
 import sys
 
-from .recipes import main
+from .recipe_tools import main
 
 sys.exit(main())

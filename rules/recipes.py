@@ -3,17 +3,15 @@
 Each recipe becomes a :class:`RecipeEntry`: the validated :class:`~optirec.rules.recipe_schema.Recipe`,
 the values converted to the engine's units (warmup ratio, milestone fractions, final-lr fraction), and
 a synthetic rule of level ``recipe`` that the engine votes and derives hyperparameters with, exactly as
-it does with the seed tables' rows. Matching a profile to recipes is :mod:`optirec.rules.matching`.
-
-    python -m optirec.rules [--sources EXTRA.toml ...] FILE.toml ...
-
-checks recipe files against the live vocabulary, catalog and bibliography and prints one line per problem.
+it does with the seed tables' rows. Matching a profile to recipes is :mod:`optirec.rules.matching`;
+selecting them by architecture, domain and phase, and the recipe-file checker behind
+``python -m optirec.rules``, are :mod:`optirec.rules.recipe_tools` (they need the loaded rulebook and the
+profile's vocabulary, which themselves import this module).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from .recipe_schema import Recipe
 from .schema import ReferenceModel, Rule, Term
 from .sources import Bibliography, SourceEntry
 
-__all__ = ["RecipeEntry", "compile_recipe", "load_bibliography", "load_recipe_file", "main", "select_recipes"]
+__all__ = ["RecipeEntry", "compile_recipe", "load_bibliography", "load_recipe_file"]
 
 #: recipe schedule -> the schedule the engine answers with ("plateau": the lr drops when validation stalls,
 #: which a fixed-length plan approximates with step decay)
@@ -280,60 +278,3 @@ def load_recipe_file(
             )
         )
     return out
-
-
-def select_recipes(
-    book: Any, architecture: str | None = None, domain: str | None = None, phase: str | None = None
-) -> list[RecipeEntry]:
-    """The recipes of ``book`` for an architecture, domain and phase (aliases accepted; raises ProfileError)."""
-    from .profile import parse_profile
-
-    p = parse_profile({"architecture": architecture, "domain": domain, "phase": phase})
-    return [
-        e
-        for e in sorted(book.recipes.values(), key=lambda e: e.id)
-        if (p.architecture is None or e.recipe.job.architecture == p.architecture)
-        and (p.domain is None or e.recipe.job.domain == p.domain)
-        and (p.phase is None or e.recipe.job.phase == p.phase)
-    ]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Check recipe files (and extra bibliography files) against the live knowledge base."""
-    import argparse
-
-    from .loader import DATA_DIR, load_rulebook
-
-    parser = argparse.ArgumentParser(prog="python -m optirec.rules", description=main.__doc__)
-    parser.add_argument("--sources", action="append", default=[], metavar="FILE", help="extra [[source]] file")
-    parser.add_argument("files", nargs="+", metavar="FILE")
-    args = parser.parse_args(argv)
-    book = load_rulebook(DATA_DIR, recipes=False)
-    try:
-        bibliography = load_bibliography([DATA_DIR / "sources.toml", *map(Path, args.sources)])
-    except RulebookError as exc:
-        print(f"error: {exc}")
-        return 1
-    families = {name: spec.family for name, spec in book.optimizers.items()}
-    status = 0
-    ids: dict[str, str] = {}
-    for file in args.files:
-        try:
-            entries = load_recipe_file(
-                Path(file), vocabulary=book.terms, optimizer_families=families, bibliography=bibliography
-            )
-        except RulebookError as exc:
-            print(f"error: {exc}")
-            status = 1
-            continue
-        for e in entries:
-            if e.id in ids:
-                print(f"error: {file}: recipe {e.id!r} duplicates one in {ids[e.id]}")
-                status = 1
-            ids[e.id] = file
-        print(f"ok: {file}: {len(entries)} recipes")
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

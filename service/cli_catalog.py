@@ -63,7 +63,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
 
 def cmd_recipes(args: argparse.Namespace) -> int:
     from optirec.rules import default_rulebook
-    from optirec.rules.recipes import select_recipes
+    from optirec.rules.recipe_tools import select_recipes
 
     selected = select_recipes(default_rulebook(), args.architecture, args.domain, args.phase)
     if args.as_json:

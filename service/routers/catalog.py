@@ -7,7 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from optirec.rules.recipes import RecipeEntry, select_recipes
+from optirec.rules.recipe_tools import select_recipes
+from optirec.rules.recipes import RecipeEntry
 from optirec.rules.schema import OptimizerSpec, Rule
 
 from ..deps import RulebookDep
