@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .cli_catalog import add_catalog_parsers, cmd_recipes, cmd_sources
+from .cli_profile import UsageError, add_profile_arguments, number, profile_from_args, read_json_object
 
 __all__ = ["main"]
 
@@ -33,61 +34,10 @@ EXIT_USAGE = 2
 #: imports only the standard library at start-up (tests/optimizers/test_exporters.py keeps the two equal)
 _EXPORT_FORMATS = ("json", "hf", "lightning", "timm", "torch", "optuna")
 
-# Profile flags: (flag, profile field, type)
-_PROFILE_FLAGS: list[tuple[str, str, Any]] = [
-    ("--domain", "domain", str),
-    ("--architecture", "architecture", str),
-    ("--rl-method", "rl_method", str),
-    ("--goal", "goal", str),
-    ("--num-parameters", "num_parameters", int),
-    ("--batch-size", "batch_size", int),
-    ("--total-steps", "total_steps", int),
-    ("--epochs", "epochs", int),
-    ("--steps-per-epoch", "steps_per_epoch", int),
-    ("--dataset-size", "dataset_size", int),
-    ("--device-memory-gb", "device_memory_gb", float),
-]
-_PROFILE_SWITCHES = [
-    ("--memory-limited", "memory_limited"),
-    ("--on-device", "on_device"),
-    ("--mixed-precision", "mixed_precision"),
-]
-
-
-class UsageError(Exception):
-    """Bad command-line input: printed as one line, exit code 2."""
-
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-def _number(kind: Any, flag: str) -> Any:
-    def convert(text: str) -> Any:
-        try:
-            return kind(text)
-        except ValueError:
-            what = "an integer" if kind is int else "a number"
-            raise argparse.ArgumentTypeError(f"{flag.lstrip('-').replace('-', '_')}: {text!r} is not {what}") from None
-
-    return convert
-
-
-def _add_profile_arguments(parser: argparse.ArgumentParser) -> None:
-    for flag, field, kind in _PROFILE_FLAGS:
-        parser.add_argument(flag, dest=field, type=kind if kind is str else _number(kind, flag), default=None)
-    parser.add_argument(
-        "--data",
-        dest="data",
-        action="append",
-        default=None,
-        metavar="CHARACTERISTIC",
-        help="data characteristic (repeatable, or comma-separated)",
-    )
-    for flag, field in _PROFILE_SWITCHES:
-        parser.add_argument(flag, dest=field, action="store_true", default=None)
-    parser.add_argument("--json", dest="json_file", metavar="FILE", help="read the profile from FILE ('-' = stdin)")
 
 
 def _build_parser() -> _Parser:
@@ -95,7 +45,7 @@ def _build_parser() -> _Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     rec = sub.add_parser("recommend", help="recommend an optimizer for a profile (flags or JSON on stdin)")
-    _add_profile_arguments(rec)
+    add_profile_arguments(rec)
     rec.add_argument(
         "--format",
         dest="fmt",
@@ -111,15 +61,15 @@ def _build_parser() -> _Parser:
     trial = sub.add_parser(
         "trial", help="prove a recommendation on a short proxy training run (here, or on a service with --url)"
     )
-    _add_profile_arguments(trial)
+    add_profile_arguments(trial)
     trial.add_argument("--recommendation", metavar="FILE", help="run this Recommendation JSON ('-' = stdin)")
     trial.add_argument("--workload", default="auto", help="auto (matches the profile) or a name of `GET /workloads`")
-    trial.add_argument("--steps", type=_number(int, "--steps"), default=200, help="optimizer steps (default 200)")
+    trial.add_argument("--steps", type=number(int, "--steps"), default=200, help="optimizer steps (default 200)")
     trial.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    trial.add_argument("--seed", type=_number(int, "--seed"), default=0)
-    trial.add_argument("--size", type=_number(int, "--size"), default=1, help="workload scale (default 1)")
+    trial.add_argument("--seed", type=number(int, "--seed"), default=0)
+    trial.add_argument("--size", type=number(int, "--size"), default=1, help="workload scale (default 1)")
     trial.add_argument(
-        "--race", type=_number(int, "--race"), default=0, help="0..4: race the recommendation and its alternatives"
+        "--race", type=number(int, "--race"), default=0, help="0..4: race the recommendation and its alternatives"
     )
     trial.add_argument(
         "--validate",
@@ -127,13 +77,13 @@ def _build_parser() -> _Parser:
         help="search for a better config (optirec.validate: about 4 runs of --steps) instead of one run",
     )
     trial.add_argument("--url", help="submit to the optirec service at URL (OPTIREC_API_KEY is sent when set)")
-    trial.add_argument("--timeout", type=_number(float, "--timeout"), default=None, help="give up after S seconds")
+    trial.add_argument("--timeout", type=number(float, "--timeout"), default=None, help="give up after S seconds")
     trial.add_argument("--compact", action="store_true", help="one-line JSON")
 
     dx = sub.add_parser(
         "diagnose", help="diagnose a loss curve (JSON or --csv on stdin) or named symptoms; prints the Diagnosis"
     )
-    _add_profile_arguments(dx)
+    add_profile_arguments(dx)
     dx.add_argument("--csv", action="store_true", help="stdin is CSV: step?,train_loss,val_loss with a header")
     dx.add_argument("--symptom", action="append", metavar="NAME", help="a symptom by name (repeatable)")
     dx.add_argument("--recommendation", metavar="FILE", help="the Recommendation JSON the job trained with")
@@ -148,7 +98,7 @@ def _build_parser() -> _Parser:
 
     serve = sub.add_parser("serve", help="start the HTTP service (settings also from OPTIREC_* variables)")
     serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_number(int, "--port"), default=None, help="port (default 8000)")
+    serve.add_argument("--port", type=number(int, "--port"), default=None, help="port (default 8000)")
 
     api = sub.add_parser("openapi", help="print or write the service's OpenAPI document as YAML (openapi.yaml)")
     api.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -164,62 +114,17 @@ def _build_parser() -> _Parser:
     return parser
 
 
-def _read_stdin_profile(source: str | None) -> dict[str, Any]:
-    where = "stdin" if source in (None, "-") else source
-    try:
-        if source in (None, "-"):
-            text = sys.stdin.read()
-        else:
-            with open(source, encoding="utf-8") as fh:
-                text = fh.read()
-    except OSError as exc:
-        raise UsageError(f"json: cannot read {source!r}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"profile: {where} is not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"profile: {where} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise UsageError(f"profile: {where} nests JSON too deeply; a profile is a flat object") from None
-    if not isinstance(value, dict):
-        raise UsageError("profile: must be a JSON object of profile fields")
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise UsageError(f"profile: {name} is not a valid JSON number")
-
-
-def _profile_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    profile: dict[str, Any] = {}
-    for _, field, _ in _PROFILE_FLAGS:
-        value = getattr(args, field)
-        if value is not None:
-            profile[field] = value
-    for _, field in _PROFILE_SWITCHES:
-        if getattr(args, field):
-            profile[field] = True
-    if args.data:
-        profile["data"] = [d.strip() for chunk in args.data for d in chunk.split(",") if d.strip()]
-    return profile
-
-
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from optirec.rules import recommend
 
     if args.fmt not in _EXPORT_FORMATS:
         raise UsageError(f"format: unknown format {args.fmt!r}; valid values: {', '.join(_EXPORT_FORMATS)}")
 
-    flags = _profile_from_args(args)
+    flags = profile_from_args(args)
     if args.json_file is not None:
-        profile = {**_read_stdin_profile(args.json_file), **flags}
+        profile = {**read_json_object(args.json_file), **flags}
     elif not flags and not sys.stdin.isatty():
-        profile = _read_stdin_profile(None)
+        profile = read_json_object(None)
     else:
         profile = flags
     rec = _remote_recommend(args.url, profile) if args.url else recommend(profile)
@@ -402,7 +307,7 @@ class _ProgressBar:
 
 
 def _trial_body(args: argparse.Namespace) -> dict[str, Any]:
-    flags = _profile_from_args(args)
+    flags = profile_from_args(args)
     body: dict[str, Any] = {
         "workload": args.workload,
         "steps": args.steps,
@@ -416,9 +321,9 @@ def _trial_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.recommendation is not None:
         if flags or args.json_file is not None:
             raise UsageError("recommendation: give a profile (flags or --json) or --recommendation, not both")
-        body["recommendation"] = _read_stdin_profile(args.recommendation)
+        body["recommendation"] = read_json_object(args.recommendation)
     elif args.json_file is not None:
-        body["profile"] = {**_read_stdin_profile(args.json_file), **flags}
+        body["profile"] = {**read_json_object(args.json_file), **flags}
     else:
         body["profile"] = flags
     return body

@@ -6,7 +6,7 @@
     optirec diagnose --symptom overfitting --recommendation rec.json
 
 Imported by ``service/cli.py`` only when the command runs; bad input raises the CLI's UsageError
-(one line naming the field, exit code 2).
+(service/cli_profile.py: one line naming the field, exit code 2).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import sys
 from typing import Any
 
-from .cli import UsageError, _profile_from_args, _read_stdin_profile
+from .cli_profile import UsageError, profile_from_args, read_json_object
 
 __all__ = ["parse_csv", "parse_json", "run"]
 
@@ -166,12 +166,12 @@ def run(args: argparse.Namespace) -> int:
     recommendation = None
     if args.recommendation is not None:
         if args.recommendation == "-":
-            recommendation = _read_stdin_profile(None)
+            recommendation = read_json_object(None)
         else:
             recommendation = _read_file_json(args.recommendation, "recommendation")
-    profile = _profile_from_args(args)
+    profile = profile_from_args(args)
     if args.json_file is not None:
-        profile = {**_read_stdin_profile(args.json_file), **profile}
+        profile = {**read_json_object(args.json_file), **profile}
     dx = diagnose(
         train_loss=curves.get("train_loss"),
         val_loss=curves.get("val_loss"),

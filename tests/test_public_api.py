@@ -220,9 +220,11 @@ def test_rules_imports_only_stdlib_and_pydantic(path: Path) -> None:
         )
 
 
-def test_cli_imports_only_stdlib_at_module_level() -> None:
-    """service/cli.py starts fast: its module-level imports are the standard library only."""
-    path = _REPO / "service" / "cli.py"
+@pytest.mark.parametrize("name", ["cli.py", "cli_profile.py"])
+def test_cli_imports_only_stdlib_at_module_level(name: str) -> None:
+    """service/cli.py starts fast: its module-level imports, and those of the profile flags it shares with
+    cli_diagnose.py (cli_profile.py), are the standard library only."""
+    path = _REPO / "service" / name
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Import):
@@ -232,4 +234,4 @@ def test_cli_imports_only_stdlib_at_module_level() -> None:
         else:
             continue
         for module in modules:
-            assert module in sys.stdlib_module_names or module == "__future__", f"cli.py:{node.lineno} imports {module}"
+            assert module in sys.stdlib_module_names or module == "__future__", f"{name}:{node.lineno} imports {module}"
