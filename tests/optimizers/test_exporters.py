@@ -33,6 +33,7 @@ from optirec.optimizers.exporters import (
     to_timm,
     to_torch_code,
 )
+from optirec.optimizers.exporters import hf as hf_exporter
 from optirec.optimizers.exporters import lightning as lightning_exporter
 from optirec.optimizers.schedulers import SCHEDULES
 from optirec.rules import OptirecError, Recommendation, default_rulebook, profile_field_options, recommend
@@ -318,8 +319,11 @@ def _check_hf(rec: Recommendation, kw: dict[str, Any]) -> None:
         assert kw["max_steps"] == rec.schedule.total_steps
     else:
         assert "max_steps" not in kw
-    if rec.batch_size is not None:
-        assert kw["per_device_train_batch_size"] == rec.batch_size
+    if rec.batch_size is not None:  # the global batch over the devices, exactly
+        devices = rec.profile.get("num_devices") or 1
+        assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] * devices == rec.batch_size
+    else:
+        assert "per_device_train_batch_size" not in kw  # the Trainer's default, with a note
     if "betas" in hp and kw["optim"] in ("adamw_torch", "lion_32bit", "schedule_free_adamw"):
         assert [kw["adam_beta1"], kw["adam_beta2"]] == list(hp["betas"])
     if kw["optim"] == "sgd":
@@ -395,13 +399,21 @@ def test_hf_no_clipping_turns_the_default_off() -> None:
     rec = RECS["arch-bert"]
     assert rec.gradient_clipping is None
     assert to_hf(rec)["max_grad_norm"] == 0.0
+    assert any("default clipping at 1.0 is switched off" in n for n in export_notes(rec, "hf"))
 
 
-def test_hf_unknown_total_gives_a_warmup_ratio_and_a_note() -> None:
+@pytest.mark.parametrize(
+    ("version", "field", "absent"), [("5.24", "warmup_steps", "warmup_ratio"), ("4.57", "warmup_ratio", "warmup_steps")]
+)
+def test_hf_unknown_total_gives_a_warmup_ratio_and_a_note(version: str, field: str, absent: str) -> None:
+    # transformers 5.x takes a float warmup_steps below 1 as a ratio; 4.x raises on it and has warmup_ratio
     rec = RECS["arch-bert-no-total"]
-    kw = to_hf(rec)
-    assert kw["warmup_steps"] == rec.schedule.warmup_ratio
-    assert any("warmup_ratio" in n for n in export_notes(rec, "hf"))
+    notes: list[str] = []
+    kw = hf_exporter.to_hf(rec, version=version, notes=notes)
+    assert kw[field] == rec.schedule.warmup_ratio
+    assert absent not in kw
+    assert any(n.startswith(f"{field}=") and "math.ceil" in n for n in notes)
+    assert any(n.startswith(f"written for transformers {version} (asked)") for n in notes)
 
 
 def test_hf_builds_real_training_arguments() -> None:
