@@ -31,7 +31,7 @@ Names used, and where they come from:
   facebookresearch's ``schedulefree`` classes with ``warmup_steps`` (the optimizer's own warmup), adam
   betas/epsilon for AdamW and no momentum for SGD (the class default, 0.9), and calls the optimizer's
   ``train()`` / ``eval()`` itself.  ``optim_args`` reach torch's SGD/Adagrad/RMSprop only in releases with
-  huggingface/transformers#44203 (Feb 2026); ``warmup_steps`` takes a float ratio since transformers
+  huggingface/transformers#44203 (first in 5.3.0); ``warmup_steps`` takes a float ratio since transformers
   5 (``warmup_ratio`` was deprecated by huggingface/transformers#41326).  ``max_grad_norm=0`` turns
   clipping off (the default, 1.0, would clip).
 - Schedule-Free (``needs_eval_mode`` in the catalog): the torch snippet's ``training_step`` calls
@@ -54,7 +54,7 @@ from optirec.rules import Recommendation
 from ..errors import ExportError
 from .common import RecommendationLike, Unsupported, coerce
 from .formats import FORMATS, LABELS
-from .hf import hf_args
+from .hf import hf_args, target_version
 from .lightning import lightning_source
 from .lightning import to_lightning as _lightning_methods
 from .optuna import optuna_space
@@ -98,13 +98,18 @@ def _expressing(rec: Recommendation) -> list[str]:
     return ok
 
 
-def _run(rec: RecommendationLike, fmt: str, notes: list[str] | None) -> Any:
+def _run(
+    rec: RecommendationLike,
+    fmt: str,
+    notes: list[str] | None,
+    exporter: Callable[[Recommendation, list[str]], Any] | None = None,
+) -> Any:
     if fmt not in _EXPORTERS:
         raise ExportError("format", f"unknown format {fmt!r}; valid values: {', '.join(FORMATS)}")
     r = coerce(rec)
     found: list[str] = []
     try:
-        result = _EXPORTERS[fmt](r, found)
+        result = (exporter or _EXPORTERS[fmt])(r, found)
     except Unsupported as exc:
         others = [f for f in _expressing(r) if f != fmt]
         raise ExportError(
@@ -135,20 +140,14 @@ def export_notes(rec: RecommendationLike, fmt: str) -> list[str]:
     return notes
 
 
-def to_hf(rec: RecommendationLike, *, transformers_major: int | None = None) -> dict[str, Any]:
+def to_hf(rec: RecommendationLike, *, version: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``transformers.TrainingArguments`` (add ``output_dir`` and the rest yourself), written
-    for the installed transformers, or for ``transformers_major`` (4: ``warmup_ratio`` instead of a fractional
-    ``warmup_steps``, and no ``optim_args``, which 4.x drops)."""
-    if transformers_major is None:
-        result: dict[str, Any] = _run(rec, "hf", None)
-        return result
-    r = coerce(rec)
-    try:
-        return hf_args(r, [], major=transformers_major)
-    except Unsupported as exc:
-        raise ExportError(
-            "format", f"hf ({LABELS['hf']}, transformers {transformers_major}.x) cannot express {exc.what}: {exc.why}"
-        ) from None
+    for transformers ``version`` ("4.57", "5.24", ...; default: the installed release). Before 5.3 ``optim_args``
+    are refused (those Trainers drop them); on 4.x a warmup ratio is ``warmup_ratio``."""
+    if version is not None:
+        target_version(version)  # a string that is no release number: ExportError (field version)
+    result: dict[str, Any] = _run(rec, "hf", None, lambda r, notes: hf_args(r, notes, version))
+    return result
 
 
 def to_lightning(rec: RecommendationLike, *, standalone: bool | None = None) -> str:

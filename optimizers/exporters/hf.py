@@ -166,7 +166,7 @@ def hf_args(
     rec: Recommendation, notes: list[str], version: str | None = None, *, major: int | None = None
 ) -> dict[str, Any]:
     """The ``hf`` format: TrainingArguments keyword arguments for ``version`` (default: the installed release);
-    ``major`` alone (exporters.to_hf(rec, transformers_major=...)) means the newest release of it checked."""
+    ``major`` alone means the newest release of that major version checked."""
     if version is None and major is not None:
         version = _newest_checked(major)
     target = target_version(version)

@@ -416,7 +416,7 @@ def test_the_4x_branch(pid: str) -> None:
     else:
         assert v4 == v5
     assert any(n.startswith("written for transformers 4.57 (asked)") for n in notes)
-    assert to_hf(rec, transformers_major=4) == v4  # exporters.to_hf's major version: its newest release checked
+    assert to_hf(rec, version="4.57") == v4  # the package's to_hf forwards the version
 
 
 @pytest.mark.parametrize(
