@@ -62,7 +62,7 @@ def render_answer(profile: Profile, book: Rulebook, format: str) -> bytes:
     except ExportError as exc:
         from optirec.rules.errors import FieldIssue, ProfileError
 
-        raise ProfileError([FieldIssue(field="format", message=str(exc), value=format)]) from None
+        raise ProfileError([FieldIssue(field="format", message=exc.message, value=format)]) from None
     return Export(format=format, export=rendered, notes=notes, recommendation=rec).model_dump_json().encode()
 
 

@@ -111,3 +111,12 @@ def test_the_client_refuses_an_unknown_format_before_any_request(fmt: str) -> No
         remote.recommend(_PROFILE, format=fmt)  # type: ignore[call-overload]
     assert err.value.issues[0].field == "format"
     assert "valid values: json, hf, lightning, timm, torch, optuna" in str(err.value)
+
+
+def test_a_refused_export_names_the_field_once(client: TestClient) -> None:
+    """The 422 for what a format cannot express says ``format`` once, not ``format: format: ...``."""
+    resp = client.post("/recommend?format=hf", json={"architecture": "wide_resnet", "total_steps": 1000})
+    assert resp.status_code == 422, resp.text
+    text = resp.text
+    assert "format: format:" not in text and "hf (Hugging Face TrainingArguments" in text
+    assert "the 'step' schedule" in text
