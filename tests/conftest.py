@@ -133,6 +133,27 @@ class LiveServer:
                 self.proc.wait()
 
 
+def _servers(folder: Path) -> Iterator[Callable[..., LiveServer]]:
+    """A factory of real servers, each with its own store and log in ``folder``; all killed when it ends."""
+    started: list[LiveServer] = []
+
+    def start(**env: str) -> LiveServer:
+        n = len(started)
+        settings = {
+            "OPTIREC_TRIAL_STORE": str(folder / f"live-{n}.sqlite3"),
+            "OPTIREC_TRIAL_CONCURRENCY": "0",
+            "OPTIREC_LOG_LEVEL": "warning",
+            **env,
+        }
+        server = LiveServer(REPO_ROOT, folder / f"live-{n}.log", settings)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start real servers: ``live_server(OPTIREC_API_KEY="...")``; each gets its own store and log in tmp_path.
@@ -140,20 +161,10 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     Defaults: ``OPTIREC_TRIAL_CONCURRENCY=0`` (trials are queued, never run) and ``OPTIREC_LOG_LEVEL=warning``;
     keyword arguments override them. Every server is killed at the end of the test.
     """
-    started: list[LiveServer] = []
+    yield from _servers(tmp_path)
 
-    def start(**env: str) -> LiveServer:
-        n = len(started)
-        settings = {
-            "OPTIREC_TRIAL_STORE": str(tmp_path / f"live-{n}.sqlite3"),
-            "OPTIREC_TRIAL_CONCURRENCY": "0",
-            "OPTIREC_LOG_LEVEL": "warning",
-            **env,
-        }
-        server = LiveServer(REPO_ROOT, tmp_path / f"live-{n}.log", settings)
-        started.append(server)
-        return server
 
-    yield start
-    for server in started:
-        server.stop(signal.SIGKILL)
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
+    """:func:`live_server` for a module-scoped fixture: its servers live until the module's tests are done."""
+    yield from _servers(tmp_path_factory.mktemp("live"))

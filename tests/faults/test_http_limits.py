@@ -13,11 +13,11 @@ import os
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,6 @@ from optirec.service.server import LINGER_SECONDS
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
 MAX_HEADER_BYTES = 64 * 1024
@@ -33,48 +32,10 @@ MAX_HEADER_BYTES = 64 * 1024
 SLACK = 1.5
 
 
-class Server:
-    """``python -m optirec serve`` on a free loopback port, its output in ``log``."""
-
-    def __init__(self, tmp: Path, **env: str) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.log = tmp / f"serve-{self.port}.log"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
-        environ.update(
-            OPTIREC_TRIAL_STORE=str(tmp / f"trials-{self.port}.sqlite3"),
-            OPTIREC_TRIAL_CONCURRENCY="0",
-            OPTIREC_LOG_LEVEL="warning",
-            **env,
-        )
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "optirec", "serve", "--port", str(self.port)],
-                cwd=REPO_ROOT,
-                env=environ,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
-            try:
-                if get(self.port, "/healthz").startswith(b"HTTP/1.1 200"):
-                    return
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start within 60 s"
-            time.sleep(0.1)
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the server process has used (Linux /proc/<pid>/stat fields 14 and 15)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=30)
+def cpu_seconds(server: Any) -> float:
+    """User + system CPU the server process has used (Linux /proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def connect(port: int) -> socket.socket:
@@ -104,15 +65,13 @@ def read_all(sock: socket.socket) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = Server(
-        tmp_path_factory.mktemp("limits"),
+def server(module_live_server: Callable[..., Any]) -> Any:
+    """One real server (tests/conftest.py LiveServer) with short deadlines and a small head limit."""
+    return module_live_server(
         OPTIREC_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
         OPTIREC_BODY_TIMEOUT=str(BODY_TIMEOUT),
         OPTIREC_MAX_HEADER_BYTES=str(MAX_HEADER_BYTES),
     )
-    yield started
-    started.stop()
 
 
 class HealthProbe:
@@ -191,11 +150,11 @@ def status(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def test_a_64_mib_header_is_a_431_fast_and_healthz_stays_responsive(server: Server) -> None:
-    cpu_before = server.cpu_seconds()
+def test_a_64_mib_header_is_a_431_fast_and_healthz_stays_responsive(server: Any) -> None:
+    cpu_before = cpu_seconds(server)
     with HealthProbe(server.port) as probe:
         answer, sent, seconds = stream_header(server.port, 64 * 1024 * 1024)
-    cpu = server.cpu_seconds() - cpu_before
+    cpu = cpu_seconds(server) - cpu_before
     assert status(answer) == 431, answer[:300]
     assert b"headers_too_large" in answer and str(MAX_HEADER_BYTES).encode() in answer
     assert seconds < LINGER_SECONDS + SLACK + 1, f"{seconds:.2f} s to close"
@@ -214,7 +173,7 @@ def test_a_64_mib_header_is_a_431_fast_and_healthz_stays_responsive(server: Serv
     [(MAX_HEADER_BYTES - 4096, 200), (MAX_HEADER_BYTES + 1, 431), (16 * 1024 * 1024, 431)],
     ids=["under-the-limit", "one-over", "16MiB"],
 )
-def test_the_head_limit(server: Server, size: int, expected: int) -> None:
+def test_the_head_limit(server: Any, size: int, expected: int) -> None:
     answer, _, _ = stream_header(server.port, size)
     assert status(answer) == expected, answer[:300]
 
@@ -265,7 +224,7 @@ POST = b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: applicatio
     ids=["silent", "partial-head", "dribbled-head", "partial-body", "dribbled-body", "endless-chunked"],
 )
 def test_slow_clients_are_disconnected_after_the_deadline(
-    server: Server, first: bytes, trickle: bytes, deadline: float, answered: bool
+    server: Any, first: bytes, trickle: bytes, deadline: float, answered: bool
 ) -> None:
     answer, seconds = _slow(server.port, first, trickle)
     if answered:
@@ -279,7 +238,7 @@ def test_slow_clients_are_disconnected_after_the_deadline(
     print(f"{first[:40]!r}+{trickle!r}: closed after {seconds:.2f} s")
 
 
-def test_a_crowd_of_slow_clients_does_not_starve_healthz(server: Server) -> None:
+def test_a_crowd_of_slow_clients_does_not_starve_healthz(server: Any) -> None:
     """Twenty stalled connections (partial heads and bodies) at once: /healthz answers throughout and all
     twenty are gone after the longer deadline."""
     socks: list[socket.socket] = []
@@ -300,7 +259,7 @@ def test_a_crowd_of_slow_clients_does_not_starve_healthz(server: Server) -> None
             sock.close()
 
 
-def test_a_kept_alive_connection_still_works_and_idles_out(server: Server) -> None:
+def test_a_kept_alive_connection_still_works_and_idles_out(server: Any) -> None:
     """Two requests on one connection (the deadlines re-arm per request), then the keep-alive close."""
     sock = connect(server.port)
     sock.settimeout(10)

@@ -9,13 +9,9 @@ point at a path (RelativeRedirects) and forwarded headers are read only from ``O
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,54 +26,11 @@ from optirec.service.settings import Settings
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-class Server:
-    """``python -m optirec serve`` on a free loopback port at log level info (the access log is read)."""
-
-    def __init__(self, tmp: Path, **env: str) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"serve-{self.port}.log"
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
-        environ.update(
-            OPTIREC_TRIAL_STORE=str(tmp / f"trials-{self.port}.sqlite3"),
-            OPTIREC_TRIAL_CONCURRENCY="0",
-            OPTIREC_LOG_LEVEL="info",
-            **env,
-        )
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "optirec", "serve", "--port", str(self.port)],
-                cwd=REPO_ROOT,
-                env=environ,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, self.output()[-2000:]
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start within 60 s"
-            time.sleep(0.1)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    started = Server(tmp_path_factory.mktemp("semantics"))
-    yield started
-    started.proc.kill()
-    started.proc.wait(timeout=30)
+def server(module_live_server: Callable[..., Any]) -> Any:
+    """One real server (tests/conftest.py LiveServer); log level info, for the access-log checks."""
+    return module_live_server(OPTIREC_LOG_LEVEL="info")
 
 
 def _get_paths() -> list[str]:
@@ -114,7 +67,7 @@ def test_the_route_table_is_the_whole_app() -> None:
 
 
 @pytest.mark.parametrize("path", GET_PATHS)
-def test_head_answers_every_get_route_as_get_without_a_body(server: Server, path: str) -> None:
+def test_head_answers_every_get_route_as_get_without_a_body(server: Any, path: str) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         got = client.get(path)
         head = client.head(path)
@@ -125,14 +78,14 @@ def test_head_answers_every_get_route_as_get_without_a_body(server: Server, path
         assert head.headers["content-length"] == got.headers["content-length"]
 
 
-def test_head_is_still_405_where_get_is(server: Server) -> None:
+def test_head_is_still_405_where_get_is(server: Any) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/recommend").status_code == 405
         assert client.head("/recommend").status_code == 405
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8000", "127.0.0.1:1"])
-def test_slash_redirects_never_echo_the_host_header(server: Server, host: str) -> None:
+def test_slash_redirects_never_echo_the_host_header(server: Any, host: str) -> None:
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(f"GET /healthz/?x=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         answer = b""
@@ -159,7 +112,7 @@ def test_relative_location(location: str, expected: str) -> None:
     assert relative_location(location, {"evil.example"}) == expected
 
 
-def test_forwarded_headers_from_loopback_are_not_believed_by_default(server: Server) -> None:
+def test_forwarded_headers_from_loopback_are_not_believed_by_default(server: Any) -> None:
     spoofed = "203.0.113.66"
     r = httpx.get(f"{server.url}/healthz", headers={"X-Forwarded-For": spoofed, "X-Forwarded-Proto": "https"})
     assert r.status_code == 200
