@@ -14,15 +14,14 @@ optimizer stepped with) and the weights for the EMA check.
 from __future__ import annotations
 
 import ast
-import importlib
 import math
 import sys
 from typing import Any
 
 import pytest
+from export_checks import assert_groups_as_built, grad_norm, resolve
 from export_profiles import PROFILES, recommendation
 
-from optirec import Recommendation
 from optirec.optimizers import ExportError, build, build_scheduler
 from optirec.optimizers.exporters import export
 from optirec.optimizers.exporters import lightning as lightning_exporter
@@ -47,7 +46,6 @@ BUILD_FORM = {
 }
 
 #: the hyperparameters compared group by group (torch.optim names)
-COMPARED = ("betas", "eps", "momentum", "alpha", "nesterov", "centered", "dampening")
 
 #: Lightning's own warnings on this tiny CPU run (pytest turns warnings into errors)
 QUIET = [
@@ -133,46 +131,11 @@ class Probe(L.Callback):
         self.lrs.append([g["lr"] for g in trainer.optimizers[0].param_groups])
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        self.raw.append(_grad_norm(pl_module))
+        self.raw.append(grad_norm(pl_module))
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.clipped.append(_grad_norm(pl_module))
+        self.clipped.append(grad_norm(pl_module))
         self.weights.append(pl_module.head.weight.detach().clone())
-
-
-def _grad_norm(model: Any) -> float:
-    norms = [p.grad.float().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms)))
-
-
-def _resolve(path: str) -> Any:
-    module, _, attr = path.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _by_param(model: Any, optimizer: Any) -> dict[str, tuple[type, dict[str, Any]]]:
-    """parameter name -> (optimizer class, group) for every parameter the optimizer steps (each in one group);
-    build()'s HybridOptimizer: its own groups, each naming the inner optimizer that steps it."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    inner = getattr(optimizer, "optimizers", None)
-    out: dict[str, tuple[type, dict[str, Any]]] = {}
-    for g in optimizer.param_groups:
-        cls = type(inner[g["optimizer"]]) if inner is not None else type(optimizer)
-        for p in g["params"]:
-            assert names[id(p)] not in out, f"{names[id(p)]} in two groups"
-            out[names[id(p)]] = (cls, g)
-    return out
-
-
-def _hp_of(rec: Recommendation, param: str, model: Any) -> tuple[str, dict[str, Any]]:
-    """The catalog optimizer and hyperparameters the answer gives one parameter."""
-    split = {g.name: g for g in rec.param_groups if g.optimizer}
-    if split:
-        owner = model.get_submodule(param.rsplit(".", 1)[0]) if "." in param else model
-        group = split["embeddings"] if isinstance(owner, nn.Embedding) else split["dense"]
-        assert group.optimizer is not None
-        return group.optimizer, dict(group.hyperparameters)
-    return rec.optimizer.name, dict(rec.optimizer.hyperparameters)
 
 
 def _trainer_kwargs(source: str) -> dict[str, Any]:
@@ -281,25 +244,7 @@ def test_lightning_export_trains_as_the_answer_says(profile_id: str, monkeypatch
     assert [n for n, p in module.named_parameters() if not p.requires_grad] == frozen == list(built.frozen)
 
     # every trainable parameter in one group of the right optimizer, with the answer's lr and hyperparameters
-    groups, built_groups = _by_param(module, optimizer), _by_param(reference, built.optimizer)
-    assert set(groups) == set(built_groups) == set(names) - set(frozen)
-    layer_decay = next((g.layerwise_lr_decay for g in rec.param_groups if g.layerwise_lr_decay), None)
-    splits_decay = any(g.name == "no_decay" for g in rec.param_groups)
-    for name, (cls, group) in groups.items():
-        opt_name, hp = _hp_of(rec, name, module)
-        assert cls is _resolve(BOOK.optimizers[opt_name].class_path) is built_groups[name][0], (name, cls)
-        lr = hp["lr"] * (layer_decay ** _exponent(name) if layer_decay else 1.0)
-        assert group["initial_lr"] == pytest.approx(lr, rel=1e-12), name
-        assert group["initial_lr"] == pytest.approx(built_groups[name][1]["initial_lr"], rel=1e-12), name
-        for key in COMPARED:
-            if key in hp:
-                want = tuple(hp[key]) if key == "betas" else hp[key]
-                assert group[key] == want == built_groups[name][1][key], (name, key)
-        assert group["weight_decay"] == built_groups[name][1]["weight_decay"], name
-    decayed = {n for n, (_, g) in groups.items() if g["weight_decay"] > 0}
-    wd = rec.optimizer.hyperparameters.get("weight_decay", 0.0)
-    two_d = {n for n, p in module.named_parameters() if p.ndim > 1 and n != "pos_embed"}  # pos_embed: listed
-    assert decayed == ((two_d - set(frozen)) if wd and splits_decay else set())
+    assert_groups_as_built(rec, module, [optimizer], reference, built, frozen, _exponent)
 
     # clipping: above max_norm before, within it after, at every step; untouched without clipping
     assert len(probe.raw) == len(probe.clipped) == steps
@@ -472,6 +417,6 @@ def test_lightning_schedule_free_hooks_switch_the_optimizer_in_a_real_fit() -> N
             modes.append(all(g["train_mode"] for g in trainer.optimizers[0].param_groups))
 
     trainer = _fit(module, Modes())
-    assert type(trainer.optimizers[0]) is _resolve(BOOK.optimizers[name].class_path)
+    assert type(trainer.optimizers[0]) is resolve(BOOK.optimizers[name].class_path)
     assert modes == [True, True, True]
     assert not any(g["train_mode"] for g in trainer.optimizers[0].param_groups)  # on_train_end: eval()

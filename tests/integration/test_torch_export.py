@@ -9,14 +9,13 @@ repeated blocks (the depth of freezing and layer-wise lr) and a head.
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 from typing import Any
 
 import pytest
+from export_checks import assert_groups_as_built, grad_norm
 from export_profiles import PROFILES, recommendation
 
-from optirec import Recommendation
 from optirec.optimizers import ExportError, build, build_scheduler
 from optirec.optimizers.exporters import export
 from optirec.optimizers.exporters.common import PLACEHOLDER_TOTAL_STEPS
@@ -34,7 +33,6 @@ BOOK = default_rulebook()
 REFUSED: dict[str, str] = {}
 
 #: the hyperparameters compared group by group (torch.optim names)
-COMPARED = ("betas", "eps", "momentum", "alpha", "nesterov", "centered", "dampening")
 
 VOCAB, SEQ, DIM, DEPTH = 11, 5, 6, 3
 
@@ -81,37 +79,6 @@ def _exponent(name: str) -> int:
 FROZEN_BY_TRANSFER = ("embed.", "pos_embed", "blocks.0.", "blocks.1.")
 
 
-def _resolve(path: str) -> Any:
-    module, _, attr = path.rpartition(".")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _by_param(model: Any, optimizers: list[Any]) -> dict[str, tuple[type, dict[str, Any]]]:
-    """parameter name -> (optimizer class, group) for every parameter some optimizer steps (each in one group).
-    build()'s HybridOptimizer: its own groups (the scheduler's), each naming the inner optimizer that steps it."""
-    names = {id(p): n for n, p in model.named_parameters()}
-    out: dict[str, tuple[type, dict[str, Any]]] = {}
-    for opt in optimizers:
-        inner = getattr(opt, "optimizers", None)
-        for g in opt.param_groups:
-            cls = type(inner[g["optimizer"]]) if inner is not None else type(opt)
-            for p in g["params"]:
-                assert names[id(p)] not in out, f"{names[id(p)]} in two groups"
-                out[names[id(p)]] = (cls, g)
-    return out
-
-
-def _hp_of(rec: Recommendation, param: str, model: Any) -> tuple[str, dict[str, Any]]:
-    """The catalog optimizer and hyperparameters the answer gives one parameter."""
-    split = {g.name: g for g in rec.param_groups if g.optimizer}
-    if split:
-        emb = isinstance(model.get_submodule(param.rsplit(".", 1)[0]), nn.Embedding) if "." in param else False
-        group = split["embeddings"] if emb else split["dense"]
-        assert group.optimizer is not None
-        return group.optimizer, dict(group.hyperparameters)
-    return rec.optimizer.name, dict(rec.optimizer.hyperparameters)
-
-
 def _batch() -> tuple[Any, Any]:
     gen = torch.Generator().manual_seed(1)
     return torch.randint(0, VOCAB, (8, SEQ), generator=gen), torch.randn(8, 2, generator=gen)
@@ -120,11 +87,6 @@ def _batch() -> tuple[Any, Any]:
 def _compute_loss(model: Any) -> Any:
     ids, target = _batch()
     return ((model(ids) - target) ** 2).mean() * 1e3  # large: the gradient norm is far above any max_norm
-
-
-def _grad_norm(model: Any) -> float:
-    norms = [p.grad.norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms)))
 
 
 def _lr_curve(scheduler: Any, optimizer: Any, points: list[int], at: int) -> list[list[float]]:
@@ -167,27 +129,7 @@ def test_torch_export_runs_as_the_answer_says(profile_id: str) -> None:
     assert [n for n, p in model.named_parameters() if not p.requires_grad] == frozen == list(built.frozen)
 
     # every trainable parameter in one group of the right optimizer, with the answer's lr and hyperparameters
-    groups, built_groups = _by_param(model, optimizers), _by_param(reference, [built.optimizer])
-    assert set(groups) == set(built_groups) == set(names) - set(frozen)
-    layer_decay = next((g.layerwise_lr_decay for g in rec.param_groups if g.layerwise_lr_decay), None)
-    splits_decay = any(g.name == "no_decay" for g in rec.param_groups)
-    for name, (cls, group) in groups.items():
-        opt_name, hp = _hp_of(rec, name, model)
-        assert cls is _resolve(BOOK.optimizers[opt_name].class_path) is built_groups[name][0], (name, cls)
-        lr = hp["lr"] * (layer_decay ** _exponent(name) if layer_decay else 1.0)
-        assert group["initial_lr"] == pytest.approx(lr, rel=1e-12), name
-        assert group["initial_lr"] == pytest.approx(built_groups[name][1]["initial_lr"], rel=1e-12), name
-        for key in COMPARED:
-            if key in hp:
-                want = tuple(hp[key]) if key == "betas" else hp[key]
-                assert group[key] == want == built_groups[name][1][key], (name, key)
-        assert group["weight_decay"] == built_groups[name][1]["weight_decay"], name
-    decayed = {n for n, (_, g) in groups.items() if g["weight_decay"] > 0}
-    wd = rec.optimizer.hyperparameters.get("weight_decay", 0.0)
-    two_d = {n for n, p in model.named_parameters() if p.ndim > 1 and n != "pos_embed"}  # pos_embed: listed
-    assert decayed == ((two_d - set(frozen)) if wd and splits_decay else set())
-    if wd:
-        assert {g["weight_decay"] for _, g in groups.values()} <= {0.0, wd}
+    assert_groups_as_built(rec, model, optimizers, reference, built, frozen, _exponent)
 
     # three training steps; the gradient after clipping is within max_norm (and was above it)
     step = namespace["training_step"]
@@ -195,15 +137,15 @@ def test_torch_export_runs_as_the_answer_says(profile_id: str) -> None:
     for _ in range(3):
         model.zero_grad(set_to_none=True)
         _compute_loss(model).backward()
-        raw = _grad_norm(model)
+        raw = grad_norm(model)
         loss = step(lambda: _compute_loss(model))
         assert math.isfinite(float(loss))
         if rec.gradient_clipping is not None:
             assert raw > rec.gradient_clipping.max_norm
-            assert _grad_norm(model) <= rec.gradient_clipping.max_norm * (1 + 1e-5)
+            assert grad_norm(model) <= rec.gradient_clipping.max_norm * (1 + 1e-5)
         else:
             assert "clip_grad_norm_" not in code
-            assert _grad_norm(model) == pytest.approx(raw, rel=1e-5)
+            assert grad_norm(model) == pytest.approx(raw, rel=1e-5)
         ema_trace.append(model.head.weight.detach().clone())
 
     # EMA: ema = decay * ema + (1 - decay) * weights, from the first step's weights
