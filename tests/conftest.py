@@ -168,3 +168,30 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
     """:func:`live_server` for a module-scoped fixture: its servers live until the module's tests are done."""
     yield from _servers(tmp_path_factory.mktemp("live"))
+
+
+@pytest.fixture
+def serve(repo_root: Path) -> Callable[..., tuple[subprocess.CompletedProcess[str], float]]:
+    """``serve(store, **env)``: one ``optirec serve`` on ``store`` that is expected to refuse to start, as
+    (its result, the seconds it took); ``env`` adds settings (``OPTIREC_TRIAL_CONCURRENCY="1"``, ...)."""
+    import socket
+
+    def run(store: Path, **extra: str) -> tuple[subprocess.CompletedProcess[str], float]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
+        env.update({"OPTIREC_TRIAL_STORE": str(store), "PYTHONDONTWRITEBYTECODE": "1", **extra})
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "optirec", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=repo_root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,  # a server that starts after all would hang here: the test fails instead of blocking
+            check=False,
+        )
+        return result, time.monotonic() - started
+
+    return run

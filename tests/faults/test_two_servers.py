@@ -9,12 +9,8 @@ a graceful stop or a SIGKILL a new server starts on the store at once.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,36 +25,13 @@ pytestmark = pytest.mark.slow
 TRIAL_SECONDS = "5"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(repo_root: Path, store: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """``optirec serve`` on ``store``, expected to refuse: (its result, seconds it took)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
-    env.update({"OPTIREC_TRIAL_STORE": str(store), "OPTIREC_TRIAL_CONCURRENCY": "1", "PYTHONDONTWRITEBYTECODE": "1"})
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "optirec", "serve", "--host", "127.0.0.1", "--port", str(_free_port())],
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,  # a second server that starts would hang here: the test fails instead of blocking
-        check=False,
-    )
-    return result, time.monotonic() - started
-
-
 def _row(store: Path, trial_id: str) -> tuple[Any, ...]:
     with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
         return tuple(db.execute("SELECT status, error, worker_pid, finished_at FROM trials WHERE id = ?", (trial_id,)))
 
 
 def test_a_second_server_on_a_live_store_refuses_to_start_and_the_first_trial_runs_on(
-    live_server: Any, repo_root: Path, tmp_path: Path
+    live_server: Any, serve: Any, tmp_path: Path
 ) -> None:
     store = tmp_path / "shared.sqlite3"
     first = live_server(
@@ -73,7 +46,7 @@ def test_a_second_server_on_a_live_store_refuses_to_start_and_the_first_trial_ru
     worker, steps_before = status.worker_pid, status.progress.steps_done
     assert worker is not None
 
-    result, seconds = _serve(repo_root, store)
+    result, seconds = serve(store, OPTIREC_TRIAL_CONCURRENCY="1")
     assert result.returncode == 2, result.stderr
     assert seconds < 15, f"the refusal took {seconds:.1f} s"
     lines = result.stderr.strip().splitlines()

@@ -10,12 +10,9 @@ within seconds: never a hang).
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,32 +180,6 @@ def test_a_bad_store_fails_app_start_up_naming_the_path(name: str, tmp_path: Pat
     if before is not None:  # a corrupt or foreign file is never modified
         assert path.read_bytes() == before
         assert not Path(f"{path}-wal").exists()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def serve(repo_root: Path) -> Callable[[Path], tuple[subprocess.CompletedProcess[str], float]]:
-    def run(store: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPTIREC_")}
-        env.update({"OPTIREC_TRIAL_STORE": str(store), "PYTHONDONTWRITEBYTECODE": "1"})
-        started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "optirec", "serve", "--host", "127.0.0.1", "--port", str(_free_port())],
-            cwd=repo_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,  # a hang fails the test instead of blocking the suite
-            check=False,
-        )
-        return result, time.monotonic() - started
-
-    return run
 
 
 @pytest.mark.parametrize("name", CASES)
