@@ -15,34 +15,21 @@ from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
 from optirec.rules import Recommendation
 
 from .builder import as_recommendation, build
 from .errors import BuildError
+from .results import LRRangeTest, Verdict
 from .training import train_step
 
 __all__ = ["LRRangeTest", "lr_range_test", "preserved", "verdict"]
 
-Verdict = Literal["ok", "too_high", "too_low", "inconclusive"]
 #: the recommended lr is judged off when it is more than this factor from the suggestion
 VERDICT_TOLERANCE = 4.0
 SMOOTHING = 0.9  # EMA factor of the loss curve
 DIVERGE_FACTOR = 4.0  # stop when the smoothed loss exceeds this multiple of its minimum
-
-
-class LRRangeTest(BaseModel):
-    lrs: list[float]
-    losses: list[float]  # smoothed
-    suggested_lr: float | None
-    method: Literal["steepest", "min_over_10", "none"]
-    recommended_lr: float
-    verdict: Verdict
-    factor: float | None  # recommended / suggested
-    stopped_early: bool
-    steps: int
 
 
 def verdict(recommended: float, suggested: float | None) -> tuple[Verdict, float | None]:

@@ -8,26 +8,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel
-
 from optirec.rules import Recommendation, default_rulebook
 from optirec.rules.recommendation import OptimizerChoice
 
 from .builder import as_recommendation
 from .errors import BuildError
-from .trial import TrialResult, run_trial
+from .results import RaceEntry
+from .trial import run_trial
 from .workloads.base import Workload
 
 __all__ = ["RaceEntry", "at_catalog_defaults", "candidates", "race", "with_optimizer"]
-
-
-class RaceEntry(BaseModel):
-    rank: int
-    optimizer: str
-    hyperparameters: dict[str, Any]
-    mean_final_loss: float | None
-    diverged_runs: int
-    results: list[TrialResult]
 
 
 def with_optimizer(rec: Recommendation, name: str, hyperparameters: Mapping[str, Any]) -> Recommendation:

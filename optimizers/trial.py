@@ -17,10 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, Field
 from torch import nn
 
 from optirec.rules import Recommendation, diagnose
@@ -28,6 +27,7 @@ from optirec.rules.errors import OptirecError
 
 from .builder import BuildResult, as_recommendation, build
 from .errors import BuildError
+from .results import HeldoutPoint, Status, TrialResult
 from .training import evaluation_mode, train_step
 from .workloads import make_workload, workload_for, workload_kwargs_for
 from .workloads.base import Evaluation, Workload
@@ -52,7 +52,6 @@ def exploded(value: float, first: float | None) -> bool:
     return first is not None and abs(value) > DIVERGENCE_FACTOR * max(abs(first), 1e-8)
 
 
-Status = Literal["succeeded", "diverged", "cancelled", "budget_exhausted"]
 ProgressFn = Callable[[int, int, float], None]
 
 
@@ -63,44 +62,6 @@ class TrialBudget:
     max_steps: int = 5_000
     max_seconds: float = 600.0
     max_parameters: int = 50_000_000
-
-
-class HeldoutPoint(BaseModel):
-    step: int
-    loss: float | None
-    metric: float | None
-
-
-class TrialResult(BaseModel):
-    """What a trial run measured."""
-
-    status: Status
-    optimizer: str
-    workload: dict[str, Any]
-    device: str
-    mixed_precision: bool
-    seed: int
-    steps_requested: int
-    steps_done: int
-    train_loss: list[float | None] = Field(description="Training loss per step (null where not finite).")
-    heldout: list[HeldoutPoint] = Field(description="Held-out loss and metric at evaluation points.")
-    final_loss: float | None
-    final_metric: float | None
-    metric_name: str
-    higher_is_better: bool
-    diverged: bool
-    diverged_at: int | None
-    divergence_reason: str | None
-    steps_per_second: float
-    wall_seconds: float
-    peak_memory_bytes: int
-    parameters: int
-    warnings: list[str]
-    diagnosis: dict[str, Any] | None = Field(
-        default=None,
-        description="When the run diverged: optirec.diagnose on its train_loss with the trial's recommendation "
-        "(the Diagnosis JSON: findings, causes and the revised recommendation).",
-    )
 
 
 def resolve_device(device: str) -> torch.device:

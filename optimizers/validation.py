@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel
 from torch import nn
 
 from optirec.rules import Recommendation, default_rulebook
@@ -33,6 +32,7 @@ from .halving import Plan, halve, minimum_budget
 from .halving import plan as halving_plan
 from .lr_finder import LRRangeTest, lr_range_test, preserved
 from .racing import at_catalog_defaults, with_optimizer
+from .results import Candidate, Kind, Rung, SearchCost, ValidationReport
 from .training import evaluation_mode, train_step
 from .trial import exploded
 
@@ -56,56 +56,6 @@ HELDOUT_SHARE = 0.2
 
 Objective = Callable[[nn.Module, Any], torch.Tensor]
 Progress = Callable[[int, int, float | None], None]
-Kind = Literal["recommendation", "alternative", "lr_free"]
-
-
-class Candidate(BaseModel):
-    """One configuration the search tried, and how far it got."""
-
-    index: int
-    label: str
-    kind: Kind
-    optimizer: str
-    hyperparameters: dict[str, Any]
-    schedule: str
-    lr_factor: float | None  # lr / the candidate's starting lr (the recommendation's or the alternative's)
-    rung_scores: list[float | None]  # held-out loss at the end of each rung it trained in (None: diverged)
-    steps: int  # optimizer steps it trained in all
-    diverged: bool
-    eliminated_at: int | None  # the rung after which it stopped (None: it reached the last rung)
-
-
-class Rung(BaseModel):
-    index: int
-    steps: int  # each candidate of the rung has trained this many steps in all at its end
-    candidates: int
-
-
-class SearchCost(BaseModel):
-    budget_steps: int
-    spent_steps: int  # optimizer steps taken, range test included
-    range_test_steps: int
-    full_runs: float  # spent_steps / steps
-    budget_runs: float
-
-
-class ValidationReport(BaseModel):
-    optimizer: str  # the recommended optimizer
-    recommended_lr: float
-    steps: int  # the full run length the last rung reaches
-    lr_test: LRRangeTest | None  # the LR range test, a diagnostic (None with range_steps=0)
-    scored_on: Literal["heldout", "heldout_slice"]
-    rungs: list[Rung]
-    candidates: list[Candidate]
-    skipped: list[str]  # candidates the budget left out or that could not be built here, with why
-    winner: str
-    validated_lr: float
-    at_edge: bool  # the winner's lr is at the end of its grid: the best lr may lie further out
-    cost: SearchCost
-    changes: list[AdaptedValue]
-    recommendation: Recommendation  # the recommendation revised to the winner (the same one when it held)
-    verdict: Literal["ok", "too_low", "too_high", "switched", "diverged"]
-    advice: str
 
 
 @dataclass

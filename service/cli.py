@@ -400,7 +400,7 @@ def _remote_trial(args: argparse.Namespace, body: dict[str, Any], indent: int | 
         finally:
             bar.close()
     if final.result is not None:
-        print(json.dumps(final.result, ensure_ascii=False, indent=indent))
+        print(json.dumps(final.result.model_dump(mode="json"), ensure_ascii=False, indent=indent))
     if final.status != "succeeded":
         print(f"optirec: error: trial {final.id} {final.status}: {final.error or 'no result'}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@
     with OptirecClient(url, api_key=key) as client:
         trial = client.submit_trial(profile={"architecture": "resnet"}, workload="cnn", steps=100)
         done = client.wait_trial(trial.id, timeout=600, on_progress=lambda t: print(t.progress))
-        done.status, done.result["final_loss"]
+        done.status, done.result.final_loss  # a TrialResult (RaceOutcome / ValidationOutcome for races, searches)
 
 A 422 raises ProfileError and a 404 for a name UnknownNameError, with the service's field issues; a 404
 for an id NotFound, 401 Unauthorized, 409 Conflict, 429 QueueFull (with ``retry_after``); an

@@ -16,7 +16,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 
+from optirec.optimizers.results import TrialOutput
 from optirec.rules import Recommendation, Rulebook, recommend
 from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 
@@ -84,15 +86,36 @@ _FULL = error_responses(
 )
 
 
+#: validates a stored result once per read (the type adapter is built once)
+_OUTPUT: TypeAdapter[Any] = TypeAdapter(TrialOutput)
+
+
+def _typed_result(record: TrialRecord) -> tuple[Any, str | None]:
+    """The stored result as this version's TrialOutput, or (None, why) for a row whose result does not fit it
+    (written by another optirec version): the row itself is kept unchanged in the store."""
+    if record.result is None:
+        return None, record.error
+    try:
+        return _OUTPUT.validate_python(record.result), record.error
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        why = (
+            f"the stored result does not fit this optirec's contract ({where}: {first['msg']}); it is kept in the store"
+        )
+        return None, f"{record.error}; {why}" if record.error else why
+
+
 def to_status(record: TrialRecord) -> TrialStatus:
     """A store row as the API's TrialStatus."""
+    result, error = _typed_result(record)
     return TrialStatus(
         id=record.id,
         status=record.status,
         progress=TrialProgress(steps_done=record.steps_done, steps_total=record.steps_total, loss=record.loss),
         request=record.request,
-        result=record.result,
-        error=record.error,
+        result=result,
+        error=error,
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from optirec.optimizers.results import TrialOutput
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, suggest
 from optirec.rules.numbers import BEYOND_FLOAT, beyond_float, finite_float
@@ -224,16 +225,18 @@ class TrialProgress(BaseModel):
 
 
 class TrialStatus(BaseModel):
-    """A trial as the service knows it. ``result`` is a TrialResult (``{"ranked": [...]}`` for a race)."""
+    """A trial as the service knows it. ``result`` is a TrialResult, a RaceOutcome (``{"ranked": [...]}``) for a
+    race or a ValidationOutcome (``{"validation": ...}``) for a validate() search (optirec.optimizers.results)."""
 
     id: str
     status: TrialState
     progress: TrialProgress
     request: dict[str, Any] = Field(description="The submitted TrialRequest.")
-    result: dict[str, Any] | None = Field(
+    result: TrialOutput | None = Field(
         default=None,
-        description="optirec.optimizers.TrialResult as JSON, or {'ranked': [RaceEntry, ...]} for a race; a "
-        "diverged run is a finished trial whose result says diverged.",
+        description="A TrialResult for one run, {'ranked': [RaceEntry, ...], 'warnings': [...]} for a race, or "
+        "{'validation': ValidationReport | null, 'workload': {...}, 'warnings': [...]} for a validate() search; "
+        "a diverged run is a finished trial whose result says diverged.",
     )
     error: str | None = None
     created_at: str

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from optirec.optimizers.results import TrialResult
 from optirec.service.trials.store import StoreOwnedError, TrialStore
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def test_a_second_server_on_a_live_store_refuses_to_start_and_the_first_trial_ru
     assert _row(store, trial.id) == (("running", None, worker, None),)
     after = first.client.wait_trial(trial.id, timeout=60)
     assert after.status == "succeeded", after.error
-    assert after.result is not None and after.result["steps_done"] > steps_before
+    assert isinstance(after.result, TrialResult) and after.result.steps_done > steps_before
     assert first.proc.poll() is None and first.client.trial(trial.id).status == "succeeded"
 
 

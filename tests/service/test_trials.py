@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from optirec.optimizers.results import TrialResult
 from optirec.rules import recommend
 from optirec.service.app import create_app
 from optirec.service.client import OptirecClient
@@ -312,6 +313,17 @@ print("torch" in sys.modules)
     result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_client_reads_a_typed_result(live: TestClient) -> None:
+    client = OptirecClient("http://testserver")
+    client._client = live  # type: ignore[assignment]  # the same requests, served in-process
+    status = client.submit_trial(profile={"architecture": "mlp"}, **SMALL)
+    _wait(live, status.id)  # (the client's long-poll passes a timeout, which TestClient refuses)
+    done = client.trial(status.id)
+    assert done.status == "succeeded", done.error
+    assert isinstance(done.result, TrialResult) and done.result.steps_done == 20 and not done.result.diverged
+    assert done.result.final_loss == live.get(f"/trials/{status.id}").json()["result"]["final_loss"]
 
 
 def test_client_maps_errors_and_types(paused: TestClient) -> None:

@@ -75,7 +75,7 @@ def test_results_survive_restarts_and_a_killed_server_marks_its_trial_interrupte
     assert "20/20" in cli.stderr
     done = first.client.wait_trial(trial_id, timeout=120)
     assert done.status == "succeeded", done.error
-    assert json.loads(cli.stdout) == done.result
+    assert done.result is not None and json.loads(cli.stdout) == done.result.model_dump(mode="json")
     remote = run_python("-m", "optirec", "recommend", "--url", first.url, "--architecture", "resnet", "--compact")
     assert remote.returncode == 0, remote.stderr
     assert json.loads(remote.stdout)["optimizer"]["name"] == "sgd_momentum"
