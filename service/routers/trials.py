@@ -7,6 +7,7 @@ Trials run in worker processes (service/trials/runner.py); nothing here imports 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
@@ -25,6 +26,7 @@ from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
 from ..settings import Settings
+from ..trials.devices import cuda_device_count, trial_devices
 from ..trials.envelope import MemoryEstimate, estimate_trial_memory, resolve_workload
 from ..trials.models import (
     FINISHED,
@@ -175,6 +177,23 @@ def _limit_issues(body: TrialRequest, settings: Settings) -> list[FieldIssue]:
     return issues
 
 
+async def _device_issues(body: TrialRequest) -> list[FieldIssue]:
+    """``cuda`` on a server whose workers have no CUDA, refused now rather than failed in the worker later."""
+    if body.device != "cuda":
+        return []
+    cuda = await asyncio.to_thread(cuda_device_count)  # a child process, once per server (trials/devices.py)
+    if cuda != 0:
+        return []
+    return [
+        FieldIssue(
+            "device",
+            "this server's trial workers have no CUDA device (torch.cuda.is_available() is false here)",
+            value=body.device,
+            valid=trial_devices(cuda),
+        )
+    ]
+
+
 def _state_multiplier(book: Rulebook, rec: Recommendation, race: int, search: bool) -> float:
     """The most optimizer-state values per parameter any candidate of the trial keeps (the rulebook's)."""
     names = [rec.optimizer.name] + [g.optimizer for g in rec.param_groups if g.optimizer]
@@ -248,7 +267,7 @@ async def submit_trial(
     body: TrialRequest, response: Response, runner: RunnerDep, settings: SettingsDep, book: RulebookDep
 ) -> TrialStatus:
     """Give a ``profile`` (the service recommends) or a ``recommendation``; 202 with the trial and its Location."""
-    issues = _limit_issues(body, settings)
+    issues = _limit_issues(body, settings) + await _device_issues(body)
     rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
     issues += _catalog_issues(book, rec, body.race)
     if not issues:

@@ -260,6 +260,15 @@ class WorkloadInfo(BaseModel):
 _MODELS: dict[str, type[BaseModel]] = {"profile": Profile}
 
 
+def _belongs_under(name: str) -> str:
+    """For a top-level field that is a Profile's or a Recommendation's: where it goes (a flat body is a common
+    first try: ``{"architecture": "resnet", "steps": 50}``)."""
+    for key, model in (("profile", Profile), ("recommendation", Recommendation)):
+        if name in _field_names(model):
+            return f'; {name!r} is a {key} field and goes under {key!r}: send {{"{key}": {{"{name}": ...}}, ...}}'
+    return ""
+
+
 def _dotted(loc: Iterable[Any]) -> str:
     out = ""
     for part in loc:
@@ -308,7 +317,7 @@ def request_issues(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
             issues.append(
                 FieldIssue(
                     field=field,
-                    message="unknown field",
+                    message="unknown field" + (_belongs_under(name) if len(loc) == 1 else ""),
                     valid=valid,
                     suggestion=suggest(name, valid) if valid else None,
                 )

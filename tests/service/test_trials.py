@@ -488,3 +488,58 @@ def test_cli_trial_runs_locally_with_a_progress_bar(capsys: pytest.CaptureFixtur
     result = json.loads(captured.out)
     assert result["status"] == "succeeded" and result["steps_done"] == 4
     assert "4/4" in captured.err
+
+
+FLAT_BODIES = [
+    ("profile-field", {"architecture": "resnet", "steps": 50}, "architecture", "profile", None),
+    ("profile-field-batch", {"batch_size": 64}, "batch_size", "profile", None),
+    ("recommendation-field", {"optimizer": {"name": "adam"}}, "optimizer", "recommendation", None),
+    ("misspelt-trial-field", {"profile": {}, "stepz": 5}, "stepz", None, "steps"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "hint", "suggestion"), [c[1:] for c in FLAT_BODIES], ids=[c[0] for c in FLAT_BODIES]
+)
+def test_a_field_at_the_wrong_level_says_where_it_goes(
+    paused: TestClient, body: dict[str, Any], field: str, hint: str | None, suggestion: str | None
+) -> None:
+    r = paused.post("/trials", json=body)
+    assert r.status_code == 422
+    issue = next(i for i in r.json()["error"]["issues"] if i["field"] == field)
+    assert issue["message"].startswith("unknown field")
+    if hint is None:
+        assert "goes under" not in issue["message"] and issue.get("suggestion") == suggestion
+    else:
+        assert f"goes under {hint!r}" in issue["message"] and f'{{"{hint}": {{"{field}": ...}}' in issue["message"]
+
+
+@pytest.mark.parametrize(
+    ("cuda", "device", "status"),
+    [(0, "cuda", 422), (0, "cpu", 202), (0, "auto", 202), (1, "cuda", 202), (None, "cuda", 202)],
+    ids=["no-cuda-refused", "no-cuda-cpu", "no-cuda-auto", "cuda-accepted", "probe-unknown-accepts"],
+)
+def test_cuda_is_refused_up_front_where_the_workers_have_none(
+    paused: TestClient, monkeypatch: pytest.MonkeyPatch, cuda: int | None, device: str, status: int
+) -> None:
+    from optirec.service.trials import devices
+
+    monkeypatch.setattr(devices, "_answer", [cuda])
+    r = paused.post("/trials", json={"profile": {"architecture": "mlp"}, "workload": "mlp", "device": device})
+    assert r.status_code == status, r.text
+    if status == 422:
+        (issue,) = r.json()["error"]["issues"]
+        assert issue["field"] == "device" and issue["valid"] == ["auto", "cpu"] and issue["value"] == "cuda"
+        assert "no CUDA device" in issue["message"]
+
+
+def test_the_device_probe_answers_as_torch_does_in_a_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from optirec.service.trials import devices
+
+    monkeypatch.setattr(devices, "_answer", [])
+    expected = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert devices.cuda_device_count() == expected
+    assert devices._answer == [expected]  # probed once, then cached
+    assert devices.trial_devices(expected) == (["auto", "cpu"] if expected == 0 else ["auto", "cpu", "cuda"])
