@@ -16,10 +16,12 @@ problems such as least squares, logistic regression and tiny networks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import ParamsT
+from torch.overrides import TorchFunctionMode
 
 from optirec.optimizers.errors import NewtonTooLarge
 
@@ -33,10 +35,12 @@ class Newton(torch.optim.Optimizer):
     each group may still carry its own ``lr`` (applied to its part of the step) and ``damping``
     (added to its diagonal entries).
 
-    ``step`` needs a closure that zeroes the gradients, computes the loss and returns it *without*
-    calling ``backward``: Newton differentiates the loss twice itself. Afterwards every ``p.grad``
-    holds the gradient at the point where the step started, so gradient clipping and logging keep
-    working.
+    ``step`` needs a closure that zeroes the gradients, computes the loss and returns it, the same closure
+    ``torch.optim.LBFGS`` and SAM take: it may call ``loss.backward()`` (or ``torch.autograd.backward``)
+    or not. Newton differentiates the loss twice itself, so a backward call inside the closure is
+    intercepted and skipped (a ``torch.overrides.TorchFunctionMode`` active only while the closure runs),
+    which keeps the graph for the Hessian. Afterwards every ``p.grad`` holds the gradient at the point
+    where the step started, so gradient clipping and logging keep working.
 
     The optimizer keeps no tensors between steps (the only state is a step counter): the Hessian is
     rebuilt and discarded every step, so its ``n^2`` values are transient memory, not state.
@@ -62,13 +66,13 @@ class Newton(torch.optim.Optimizer):
         """Take one Newton step and return the loss at the starting point.
 
         Args:
-            closure: zero grads, compute and return the loss; Newton differentiates it twice itself
-                (do not call ``loss.backward()`` in it).
+            closure: zero grads, compute and return the loss (calling ``loss.backward()`` in it or not, as
+                for L-BFGS; Newton skips the call and differentiates the loss twice itself).
         """
         if closure is None:
             raise ValueError(
                 "Newton.step needs a closure: a function that zeroes the gradients, computes and returns the loss "
-                "without calling backward (Newton differentiates it twice itself)"
+                "(as for L-BFGS; a loss.backward() in it is skipped: Newton differentiates the loss twice itself)"
             )
         params = self._trainable()
         if not params:
@@ -77,8 +81,9 @@ class Newton(torch.optim.Optimizer):
         if n > self.max_parameters:  # parameters may have been unfrozen or groups added since __init__
             raise NewtonTooLarge(n, self.max_parameters)
 
-        with torch.enable_grad():
+        with torch.enable_grad(), _SkipBackward():
             loss = closure()
+        with torch.enable_grad():
             if not isinstance(loss, Tensor) or loss.numel() != 1:
                 raise TypeError("Newton.step: the closure must return the loss as a scalar tensor")
             if not loss.requires_grad:
@@ -109,6 +114,20 @@ class Newton(torch.optim.Optimizer):
         return torch.cat([torch.full((p.numel(),), value_of[id(p)], dtype=dtype, device=device) for p in params])
 
 
+class _SkipBackward(TorchFunctionMode):
+    """While active (this thread only), ``Tensor.backward`` and ``torch.autograd.backward`` do nothing: a closure
+    written for L-BFGS computes its loss as usual and leaves the graph whole for Newton's two derivatives. Both
+    functions dispatch through ``handle_torch_function`` (torch/_tensor.py ``Tensor.backward``,
+    torch/autograd/__init__.py ``backward``), which consults the active torch-function modes."""
+
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if func is Tensor.backward or func is torch.autograd.backward:
+            return None
+        return func(*args, **(kwargs or {}))
+
+
 def _gradient_and_hessian(loss: Tensor, params: list[Tensor]) -> tuple[Tensor, Tensor]:
     """Flat gradient ``g`` (n,) and exact Hessian ``H`` (n, n) of ``loss`` with respect to ``params``.
 
@@ -120,7 +139,8 @@ def _gradient_and_hessian(loss: Tensor, params: list[Tensor]) -> tuple[Tensor, T
     except RuntimeError as exc:
         if "second time" in str(exc):
             raise RuntimeError(
-                "Newton.step: the closure must not call loss.backward(); return the loss and Newton differentiates it"
+                "Newton.step: the loss's graph was freed before Newton could differentiate it (a backward pass in "
+                "another thread, or a loss computed before step?); compute the loss inside the closure"
             ) from exc
         raise
     grad = torch.cat(

@@ -100,17 +100,38 @@ def test_newton_step_without_closure_raises() -> None:
         opt.step()
 
 
-def test_newton_explains_a_closure_that_called_backward() -> None:
-    x = nn.Parameter(torch.ones(3))
-    opt = Newton([x])
+def _backward_styles() -> list[tuple[str, Callable[[torch.Tensor], None]]]:
+    return [
+        ("no-backward", lambda loss: None),
+        ("loss.backward", lambda loss: loss.backward()),
+        ("autograd.backward", lambda loss: torch.autograd.backward(loss)),
+        ("retain-graph", lambda loss: loss.backward(retain_graph=True)),
+    ]
 
-    def closure() -> torch.Tensor:
-        loss = (x**4).sum()
-        loss.backward()
-        return loss
 
-    with pytest.raises(RuntimeError, match=r"must not call loss\.backward"):
-        opt.step(closure)
+@pytest.mark.parametrize("style", [s[1] for s in _backward_styles()], ids=[s[0] for s in _backward_styles()])
+def test_newton_takes_the_lbfgs_closure_with_or_without_backward(style: Callable[[torch.Tensor], None]) -> None:
+    def run(call: Callable[[torch.Tensor], None]) -> tuple[torch.Tensor, torch.Tensor, float]:
+        x = nn.Parameter(torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64))
+        opt = Newton([x])
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = (x**4).sum() + x[0] * x[1]
+            call(loss)
+            return loss
+
+        loss = opt.step(closure).item()
+        assert x.grad is not None
+        return x.detach().clone(), x.grad.clone(), loss
+
+    reference = run(lambda loss: None)
+    after, grad, loss = run(style)
+    assert torch.equal(after, reference[0]) and torch.equal(grad, reference[1]) and loss == reference[2]
+    # the skipping lasts only while the closure runs: backward works again afterwards
+    y = nn.Parameter(torch.ones(2))
+    (y**2).sum().backward()
+    assert y.grad is not None and torch.equal(y.grad, torch.full((2,), 2.0))
 
 
 @pytest.mark.parametrize(("lr", "damping"), [(0.0, 1e-4), (-1.0, 1e-4), (1.0, -1e-4)])
@@ -336,3 +357,13 @@ def test_kfac_rejects_bad_hyperparameters(kwargs: dict[str, Any]) -> None:
 def test_kfac_needs_the_model() -> None:
     with pytest.raises(TypeError, match="model"):
         KFAC(_mlp().parameters())  # type: ignore[arg-type]
+
+
+def test_newton_explains_a_loss_whose_graph_was_freed_before_the_step() -> None:
+    x = nn.Parameter(torch.ones(3))
+    opt = Newton([x])
+    stale = (x**4).sum()
+    stale.backward()  # outside the closure: nothing intercepts it, the graph is gone
+
+    with pytest.raises(RuntimeError, match="graph was freed before Newton could differentiate it"):
+        opt.step(lambda: stale)
