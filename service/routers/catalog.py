@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from optirec.rules.profile import profile_field_options
 from optirec.rules.recipe_tools import select_recipes
 from optirec.rules.recipes import RecipeEntry
 from optirec.rules.schema import OptimizerSpec, Rule
@@ -144,6 +146,17 @@ async def list_sources(
     return [SourceOut(**entries[i].model_dump(), reference=entries[i].reference(), link=entries[i].link) for i in ids]
 
 
+def _vocabulary(field: str) -> Callable[[dict[str, Any]], None]:
+    """The Profile field's live vocabulary as the query parameter's enum (as the Profile schema states it), put in
+    when the schema is generated, so an API description never offers a value the filter refuses."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema.pop("anyOf", None)  # (a query parameter is never JSON null: absent is the "no filter")
+        schema.update({"type": "string", "enum": profile_field_options()[field]})
+
+    return extra
+
+
 @router.get(
     "/recipes",
     response_model=list[RecipeOut],
@@ -152,8 +165,8 @@ async def list_sources(
 )
 async def list_recipes(
     book: RulebookDep,
-    architecture: str | None = Query(default=None, max_length=80),
-    domain: str | None = Query(default=None, max_length=80),
-    phase: str | None = Query(default=None, max_length=40),
+    architecture: str | None = Query(default=None, max_length=80, json_schema_extra=_vocabulary("architecture")),
+    domain: str | None = Query(default=None, max_length=80, json_schema_extra=_vocabulary("domain")),
+    phase: str | None = Query(default=None, max_length=40, json_schema_extra=_vocabulary("phase")),
 ) -> list[RecipeOut]:
     return [recipe_out(e) for e in select_recipes(book, architecture, domain, phase)]

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from optirec.rules import default_rulebook
+from optirec.rules.profile import profile_field_options
 from optirec.service.app import create_app
 from optirec.service.cli import main
 from optirec.service.settings import Settings
@@ -66,6 +67,16 @@ def test_recipes_refuse_an_unknown_architecture_with_a_suggestion(client: TestCl
     assert r.status_code == 422
     issue = r.json()["error"]["issues"][0]
     assert issue["field"] == "architecture" and issue["suggestion"] == "convnext"
+
+
+@pytest.mark.parametrize("field", ["architecture", "domain", "phase"])
+def test_recipes_filters_state_their_valid_values_in_the_schema(client: TestClient, field: str) -> None:
+    params = client.get("/openapi.json").json()["paths"]["/recipes"]["get"]["parameters"]
+    (schema,) = [p["schema"] for p in params if p["name"] == field]
+    assert schema["type"] == "string" and schema["enum"] == profile_field_options()[field]
+    for value in schema["enum"]:  # every value the schema offers is one the filter takes
+        assert client.get("/recipes", params={field: value}).status_code == 200, value
+    assert client.get("/recipes", params={field: "0" * 40}).status_code == 422  # and the schema rules it out
 
 
 def test_cli_sources_prints_references(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,179 @@
+"""API fuzzing benchmark: schemathesis with every check and every phase, stateful included, against a real server.
+
+    .venv/bin/python bench/fuzz.py [--max-examples 300] [--seed 0] [--trials-run]
+
+Starts ``optirec serve`` on a free 127.0.0.1 port (bench/service.py's ``running_server``: temporary store) with
+a large trial queue, then runs the ``schemathesis run`` CLI on the committed ``openapi.yaml`` with
+``--checks all`` (positive-data acceptance, negative-data rejection, response schema, status codes, headers,
+use-after-free, resource availability, ignored auth, ...) and ``--phases examples,coverage,fuzzing,stateful``,
+``--max-examples`` per operation and phase, a request timeout above the long-poll cap (``?wait=`` is at most
+30 s), and a fixed seed. By default the server runs no trial worker (``OPTIREC_TRIAL_CONCURRENCY=0``: trials
+are validated, stored and queued, never trained: the fuzzing budget goes to the API, not to torch);
+``--trials-run`` gives it one worker instead.
+
+Prints the cases generated and the failures, per check and operation, with one example each, and sorts them
+into failures and the two documented behaviours that schemathesis's checks read as bugs:
+
+- ``use_after_free`` after ``DELETE /trials/{id}``: a cancel keeps the trial readable (its status says
+  cancelled) on purpose: the trial and its result are never lost.
+- a long-poll (``GET /trials/{id}?wait=``) answering after schemathesis's own time budget: the wait is the
+  client's request.
+
+Figures, not a test (tests/service/test_fuzz.py is the fuzzing test of the suite); the exit code is 0 unless the
+server or schemathesis cannot be started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import functools
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SPEC = HERE.parent / "openapi.yaml"
+#: above the long-poll cap (service/routers/trials.py MAX_WAIT = 30 s)
+REQUEST_TIMEOUT = 45
+PHASES = "examples,coverage,fuzzing,stateful"
+#: (check, operation) pairs that are documented behaviour, with why
+DOCUMENTED = {
+    ("use_after_free", "DELETE /trials/{trial_id}"): "a cancelled trial stays readable (nothing is lost)",
+    ("max_response_time", "GET /trials/{trial_id}"): "the client asked for a long-poll of up to 30 s",
+}
+
+
+@functools.cache
+def _bench_service() -> ModuleType:
+    """bench/service.py as a module (its name would clash with the repository's ``service`` package)."""
+    spec = importlib.util.spec_from_file_location("optirec_bench_service", HERE / "service.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _schemathesis() -> str:
+    found = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
+    if found is None:
+        sys.exit("bench/fuzz.py: schemathesis is not installed (it is a test extra: make test installs it)")
+    return found
+
+
+def _body(interaction: dict[str, Any]) -> str:
+    content = (interaction.get("response") or {}).get("content") or {}
+    raw = content.get("$base64")
+    text = base64.b64decode(raw).decode("utf-8", "replace") if raw else str(content.get("text", ""))
+    return text[:300]
+
+
+def summarize(ndjson: Path) -> dict[str, Any]:
+    """Cases and failed checks from a schemathesis NDJSON report (one event per line)."""
+    cases: set[str] = set()
+    by_phase: Counter[str] = Counter()
+    failures: dict[tuple[str, str], list[str]] = defaultdict(list)
+    errors: list[str] = []
+    for line in ndjson.read_text(encoding="utf-8").splitlines():
+        event = json.loads(line)
+        kind, value = next(iter(event.items()))
+        if kind == "NonFatalError":
+            errors.append(f"{value.get('label')} [{value.get('phase')}]: {value['value'].get('message', '')[:200]}")
+        if kind != "ScenarioFinished":
+            continue
+        recorder = value["recorder"]
+        for case_id in recorder.get("cases", {}):
+            if case_id not in cases:
+                cases.add(case_id)
+                by_phase[value.get("phase", "?")] += 1
+        for case_id, checks in recorder.get("checks", {}).items():
+            case = recorder["cases"].get(case_id, {}).get("value", {})
+            label = f"{case.get('method', '?')} {case.get('path', recorder.get('label', '?'))}"
+            for check in checks:
+                if check["status"] == "failure":
+                    example = _body(recorder.get("interactions", {}).get(case_id, {}))
+                    failures[(check["name"], label)].append(example)
+    return {"cases": len(cases), "by_phase": dict(by_phase), "failures": failures, "errors": errors}
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], float, int]:
+    bench = _bench_service()
+    port = bench.free_port()
+    env = {"OPTIREC_TRIAL_QUEUE_SIZE": "10000", "OPTIREC_TRIAL_CONCURRENCY": "1" if args.trials_run else "0"}
+    with tempfile.TemporaryDirectory(prefix="optirec-fuzz-") as tmp, bench.running_server(port, tmp, env):
+        report_dir = Path(tmp) / "report"
+        cmd = [
+            _schemathesis(),
+            "run",
+            str(SPEC),
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--checks",
+            "all",
+            "--phases",
+            PHASES,
+            "--max-examples",
+            str(args.max_examples),
+            "--request-timeout",
+            str(REQUEST_TIMEOUT),
+            "--seed",
+            str(args.seed),
+            "--report",
+            "ndjson",
+            "--report-dir",
+            str(report_dir),
+            "--no-color",
+        ]
+        started = time.perf_counter()
+        done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=args.timeout, check=False)
+        elapsed = time.perf_counter() - started
+        reports = sorted(report_dir.glob("*.ndjson"))
+        if not reports:
+            sys.exit(f"bench/fuzz.py: schemathesis wrote no report (exit {done.returncode}):\n{done.stdout[-3000:]}")
+        return summarize(reports[-1]), elapsed, done.returncode
+
+
+def report(summary: dict[str, Any], elapsed: float, code: int, args: argparse.Namespace) -> None:
+    phases = ", ".join(f"{k}: {v}" for k, v in sorted(summary["by_phase"].items()))
+    print(
+        f"schemathesis --checks all --phases {PHASES} --max-examples {args.max_examples} --seed {args.seed} on "
+        f"openapi.yaml against one local server ({'1 trial worker' if args.trials_run else 'trials queued only'})"
+    )
+    print(f"cases: {summary['cases']:,} ({phases}) in {elapsed:.0f} s; schemathesis exit code {code}")
+    failing = {k: v for k, v in summary["failures"].items() if k not in DOCUMENTED}
+    documented = {k: v for k, v in summary["failures"].items() if k in DOCUMENTED}
+    server_errors = sum(len(v) for (check, _), v in failing.items() if check == "not_a_server_error")
+    print(f"server errors (5xx): {server_errors}")
+    print(f"failed checks: {sum(len(v) for v in failing.values())} in {len(failing)} (check, operation) pairs")
+    for (check, label), examples in sorted(failing.items()):
+        print(f"  FAIL {check} on {label}: {len(examples)} case(s); e.g. {examples[0]!r}")
+    for (check, label), examples in sorted(documented.items()):
+        print(f"  documented {check} on {label}: {len(examples)} case(s): {DOCUMENTED[(check, label)]}")
+    for error in summary["errors"][:10]:
+        print(f"  error (no response): {error}")
+    print(f"errors without a response: {len(summary['errors'])}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-examples", type=int, default=300, help="examples per operation and phase (300)")
+    parser.add_argument("--seed", type=int, default=0, help="schemathesis seed (default 0)")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="longest run in seconds (default 3600)")
+    parser.add_argument("--trials-run", action="store_true", help="one real trial worker instead of none")
+    args = parser.parse_args()
+    if args.max_examples < 1:
+        parser.error(f"--max-examples must be at least 1, got {args.max_examples}")
+    summary, elapsed, code = run(args)
+    report(summary, elapsed, code, args)
+
+
+if __name__ == "__main__":
+    main()
