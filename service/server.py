@@ -21,6 +21,13 @@ So the server keeps httptools and subclasses its protocol (:class:`GuardedHttpTo
   1 MB body limit and 30 s that is at least 33 kB/s.
 - A client past a deadline gets ``408 Request Timeout`` (RFC 9110 §15.5.9) and is disconnected; one that sent
   nothing is just closed.
+- **Write stall**: a client that stops reading its answer fills the socket and the transport's buffer, and
+  uvicorn's ``send`` then waits in ``flow.drain()`` (httptools_impl.py RequestResponseCycle.send) for as long as
+  the client likes. While writing is paused (asyncio's ``pause_writing``, past the transport's high-water mark)
+  the server checks every ``body_timeout`` seconds whether the transport's write buffer has shrunk since the
+  last check; when it has not, the client has read nothing for that long and the connection is aborted (the
+  answer cannot be delivered; its task and buffers are freed). A slow reader makes progress and is never cut
+  off.
 - After a 431 or 408 the connection lingers (write side shut, what the client still sends read and
   discarded, at most LINGER_SECONDS and LINGER_BYTES) so that the client reads the answer instead of a TCP
   reset from a close with unread data; then it is closed.
@@ -93,6 +100,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._started = False  # any byte of the current request seen
         self._deadline: asyncio.TimerHandle | None = None
         self._lingering = -1  # -1: not lingering; else the bytes dropped while lingering
+        self._write_deadline: asyncio.TimerHandle | None = None  # armed while writing is paused
+        self._write_backlog = 0  # the transport's unsent bytes at the last check of a paused write
 
     # -- deadlines
     def _arm(self, seconds: float, what: str) -> None:
@@ -149,7 +158,39 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_write_deadline()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_backlog = self.transport.get_write_buffer_size()
+            self._write_deadline = self.loop.call_later(self.limits.body_timeout, self._write_check)
+
+    def resume_writing(self) -> None:
+        self._stop_write_deadline()
+        super().resume_writing()
+
+    def _stop_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_check(self) -> None:
+        """Still paused after body_timeout: go on if the client read something since the last check, else drop."""
+        self._write_deadline = None
+        if self.transport.is_closing():
+            return
+        backlog = self.transport.get_write_buffer_size()
+        if backlog < self._write_backlog:  # progress: the client is slow, not stalled
+            self._write_backlog = backlog
+            self._write_deadline = self.loop.call_later(self.limits.body_timeout, self._write_check)
+            return
+        client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
+        self.logger.warning(
+            "%s: read none of its answer for %g s; the connection is dropped", client, self.limits.body_timeout
+        )
+        self.transport.abort()  # connection_lost follows: uvicorn marks the cycle disconnected and frees its send
 
     def data_received(self, data: bytes) -> None:
         if self._lingering >= 0:

@@ -308,3 +308,51 @@ def test_bad_limits_refuse_to_start_naming_the_setting(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable[len("OPTIREC_") :].lower() in lines[0], result.stderr
+
+
+def _pipelined_gets(port: int, count: int, path: str) -> socket.socket:
+    """A connection with a small receive buffer that sends ``count`` pipelined GETs of ``path`` at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() * count)
+    return sock
+
+
+def test_a_client_that_stops_reading_its_answers_is_dropped_after_the_body_timeout(server: Any) -> None:
+    """Pipelined GETs of a large page, never read: the writes stall (uvicorn would wait in drain() forever);
+    the server aborts the connection once writing has been paused for body_timeout, and keeps serving."""
+    size = len(get(server.port, "/openapi.json"))
+    count = 1 + (32 * 1024 * 1024) // size  # more answer than any socket buffer on the way holds
+    sock = _pipelined_gets(server.port, count, "/openapi.json")
+    try:
+        with HealthProbe(server.port) as probe:
+            deadline = time.monotonic() + BODY_TIMEOUT + 2 * SLACK + 5
+            while "read none of its answer" not in server.log.read_text(errors="replace"):
+                assert time.monotonic() < deadline, "the stalled reader was never dropped"
+                time.sleep(0.1)
+        received = len(read_all(sock))  # what was buffered on the way, then the abort's close
+        assert received < count * size  # the answers were cut short, not delivered
+        assert probe.failures == [] and probe.latencies, probe.failures
+    finally:
+        sock.close()
+
+
+def test_a_slow_reader_that_keeps_reading_gets_every_answer(server: Any) -> None:
+    """The write deadline is for a stall, not for slowness: a reader taking at most 4 KiB (its receive buffer)
+    every 0.05 s, about 80 kB/s, gets every answer although the whole takes several times body_timeout."""
+    size = len(get(server.port, "/openapi.json"))
+    count = 1 + int(BODY_TIMEOUT * 4 / 0.05 * 4096) // size  # about 4x body_timeout at that pace
+    sock = _pipelined_gets(server.port, count, "/openapi.json")
+    received = b""
+    start = time.monotonic()
+    try:
+        while received.count(b"HTTP/1.1 200") < count or not received.endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {received.count(b'HTTP/1.1 200')} of {count} answers"
+            received += chunk
+            time.sleep(0.05)
+    finally:
+        sock.close()
+    assert time.monotonic() - start > BODY_TIMEOUT
