@@ -12,13 +12,15 @@ The knowledge is data: the symptom -> cause -> fix rows of 004 §6.4.1, the Adam
 every detector threshold and the size of every fix live in ``principles.toml`` ``[diagnosis]``,
 each with its source.
 
-Detectors (a "step" is the index of a point in ``train_loss``; validation points are spread evenly
-over the training steps when the two curves differ in length):
+Detectors (every step quoted is the caller's, from ``steps`` / ``val_steps``, else the index of the point;
+without ``val_steps`` validation points are spread evenly over the training points); rules/diagnose_curves.py:
 
 - divergence: a NaN/inf (``None``) loss, or a curve that ends at ``divergence_factor`` x its start;
 - gradient_explosion: sudden jumps against a rolling median and MAD (robust: one noisy point moves nothing);
 - early_instability: spikes, a rise or outsized noise in the first ``early_fraction``, without warmup;
-- late_plateau: a last ``plateau_fraction`` flat relative to the noise level, with a constant or unknown schedule;
+- no_improvement: the loss never falls over the whole curve (flat, noisy or swinging with no downward trend);
+- late_plateau: a last ``plateau_fraction`` flat relative to the noise level after progress, under any schedule
+  (the seed's cause, a fixed learning rate, is named only under a constant or unknown one);
 - oscillation: high-frequency sign alternation of the differences, with amplitude and no downward trend;
 - overfitting: validation rising over a sustained window while training keeps falling (smoothed curves);
 - validation_plateau: validation flat while training still falls (004 §6.4.2).
@@ -28,7 +30,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from itertools import islice
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -77,6 +80,36 @@ def _curve(name: str, value: Any, limit: int) -> list[float] | None:
             out.append(float(v))
     if not out:
         raise _issue(name, "must not be empty: give at least one loss value")
+    return out
+
+
+_MAX_STEP = 2**53  # the largest integer every JSON reader (and a float) holds exactly
+
+
+def _steps(name: str, value: Any, points: list[float] | None, curve: str) -> list[int] | None:
+    """The caller's step of each point of ``curve``: integers >= 0, strictly increasing, one per point."""
+    if value is None:
+        return None
+    if points is None:
+        raise _issue(name, f"gives the steps of {curve}, which is not given; send {curve} with it")
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        raise _issue(name, f"must be a list of integers >= 0, the step of each point of {curve}")
+    items = list(islice(value, len(points) + 1))
+    if len(items) != len(points):
+        count = len(value) if isinstance(value, Sized) else f"more than {len(points)}"
+        raise _issue(name, f"has {count} step(s) for {len(points)} point(s) of {curve}: give one step per point")
+    out: list[int] = []
+    for i, v in enumerate(items):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v <= _MAX_STEP:
+            shown = repr(v)[:40]
+            raise _issue(f"{name}[{i}]", f"must be an integer from 0 to {_MAX_STEP} (got {shown})", value=shown)
+        if out and v <= out[-1]:
+            raise _issue(
+                f"{name}[{i}]", f"step {v} is not above the step before it ({out[-1]}): steps must increase strictly"
+            )
+        out.append(int(v))
     return out
 
 
@@ -170,22 +203,37 @@ def _base_recommendation(
 
 
 # ---------------------------------------------------------------------------------------- entry point
+def _cause_applies(sym: Symptom, ctx: Context) -> bool:
+    """Whether the seed's cause of ``sym`` holds for this run (an unknown schedule could be the one it names)."""
+    if not sym.seed_cause:
+        return False
+    return sym.requires_schedule is None or not ctx.schedule_known or ctx.schedule_name in sym.requires_schedule
+
+
 def _finding(
-    sym: Symptom, severity: Severity, confidence: float, detected_from: Literal["curve", "named"], evidence: Evidence
+    sym: Symptom,
+    severity: Severity,
+    confidence: float,
+    detected_from: Literal["curve", "named"],
+    evidence: Evidence,
+    ctx: Context,
 ) -> Finding:
-    """A Finding: the symptom row's cause, fix and citation, with how it was found."""
+    """A Finding: the symptom row's cause, fix and citation (or, where its cause does not hold, what to check)."""
+    applies = _cause_applies(sym, ctx)
+    gated = sym.seed_cause and not applies
     return Finding(
         symptom=sym.name,
         label=sym.label,
-        cause=sym.cause,
-        fix=sym.fix,
+        cause=(sym.otherwise_cause or sym.cause) if gated else sym.cause,
+        fix=(sym.otherwise_fix or sym.fix) if gated else sym.fix,
+        cause_applies=applies,
         rule=sym.id,
         source=sym.source,
         severity=severity,
         confidence=confidence,
         detected_from=detected_from,
         evidence=evidence,
-        actions=list(sym.actions),
+        actions=list(sym.actions) if applies else [],
     )
 
 
@@ -196,12 +244,16 @@ def diagnose(
     recommendation: Recommendation | Mapping[str, Any] | None = None,
     profile: Profile | Mapping[str, Any] | None = None,
     *,
+    steps: Any = None,
+    val_steps: Any = None,
     rulebook: Rulebook | None = None,
 ) -> Diagnosis:
     """Findings from a loss history and/or named symptoms, and the recommendation revised to fix them.
 
-    ``train_loss`` / ``val_loss``: lists of numbers, ``None`` where the loss was NaN/inf (the curves may differ
-    in length: validation points are spread evenly over the training steps). ``symptoms``: names or aliases of
+    ``train_loss`` / ``val_loss``: lists of numbers, ``None`` where the loss was NaN/inf. ``steps`` / ``val_steps``:
+    the step of each point (integers >= 0, strictly increasing, one per point); every finding quotes them.
+    Without ``steps`` the index of a point is its step; without ``val_steps`` the validation points are spread
+    evenly over the training points (the curves may differ in length). ``symptoms``: names or aliases of
     symptoms.toml rows. The fixes are applied to ``recommendation``, else to ``recommend(profile)``, else to the
     default recommendation. Raises :class:`~optirec.rules.errors.ProfileError` naming the field on bad input.
     """
@@ -211,6 +263,8 @@ def diagnose(
         raise ProfileError([FieldIssue(field="rulebook", message="principles.toml has no [diagnosis] table")])
     train = _curve("train_loss", train_loss, ds.max_points)
     val = _curve("val_loss", val_loss, ds.max_points)
+    train_steps = _steps("steps", steps, train, "train_loss")
+    eval_steps = _steps("val_steps", val_steps, val, "val_loss")
     named = _symptom_names(symptoms, book)
     if train is None and val is None and not named:
         raise ProfileError(
@@ -236,6 +290,10 @@ def diagnose(
         has_warmup=sched.warmup_ratio > 0 or bool(sched.warmup_steps),
         schedule_known=known,
         constant_schedule=sched.name == "constant",
+        schedule_name=sched.name,
+        steps=train_steps if train is not None else eval_steps,
+        val_steps=eval_steps if train is not None else None,
+        n_train=len(train) if train is not None else 0,
     )
     hits: list[Hit] = []
     notes: list[str] = []
@@ -256,19 +314,29 @@ def diagnose(
             summary=hit.summary,
             figures={k: round(float(v), 6) for k, v in hit.figures.items() if math.isfinite(v)},
         )
-        findings.append(_finding(book.symptoms[hit.symptom], hit.severity, round(hit.confidence, 3), "curve", evidence))
+        sym = book.symptoms[hit.symptom]
+        findings.append(_finding(sym, hit.severity, round(hit.confidence, 3), "curve", evidence, ctx))
     detected = {f.symptom for f in findings}
     for name in named:
         if name in detected:
             notes.append(f"{name} was named and is also seen in the curve.")
             continue
         evidence = Evidence(curve="named", start_step=None, end_step=None, summary="named by the caller")
-        findings.append(_finding(book.symptoms[name], "medium", 1.0, "named", evidence))
+        findings.append(_finding(book.symptoms[name], "medium", 1.0, "named", evidence, ctx))
 
     reviser = Reviser(rec, book, goal if isinstance(goal, str) else None, family)
     for f in findings:
         where = f" (steps {f.evidence.start_step}-{f.evidence.end_step})" if f.evidence.start_step is not None else ""
-        reviser.symptom(book.symptoms[f.symptom], f"{f.label}{where}")
+        if f.cause_applies:
+            reviser.symptom(book.symptoms[f.symptom], f"{f.label}{where}")
+        elif book.symptoms[f.symptom].seed_cause:
+            row = book.symptoms[f.symptom]
+            notes.append(
+                f"{f.symptom}: the seed's cause ({row.cause}, {f.source}) does not hold under a {sched.name} "
+                f"schedule, so its fix ({row.fix}) is not applied; the finding says what to check."
+            )
+        else:
+            notes.append(f"{f.symptom}: no seed names a cause or a fix, so the recommendation is left as it is.")
     notes.extend(reviser.notes)
 
     data = reviser.data
@@ -300,9 +368,12 @@ def diagnose(
     else:
         revised = rec
 
-    causes = [Cause(cause=f.cause, symptom=f.symptom, rule=f.rule, source=f.source) for f in findings]
+    causes = [
+        Cause(cause=f.cause, symptom=f.symptom, rule=f.rule, source=f.source) for f in findings if f.cause_applies
+    ]
     n_train = len(train) if train is not None else 0
     n_val = len(val) if val is not None else 0
+    n_main = n_train or n_val
     if not findings:
         message = (
             f"No symptom found in {n_train} training and {n_val} validation point(s): the training looks healthy and "
@@ -332,6 +403,8 @@ def diagnose(
             val_points=n_val,
             train_non_finite=sum(1 for x in train or [] if not math.isfinite(x)),
             val_non_finite=sum(1 for x in val or [] if not math.isfinite(x)),
+            first_step=ctx.at(0) if n_main else None,
+            last_step=ctx.at(n_main - 1) if n_main else None,
         ),
         rulebook=RulebookInfo(version=book.version, hash=book.hash),
     )

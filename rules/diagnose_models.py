@@ -20,8 +20,10 @@ class _Out(BaseModel):
 
 class Evidence(_Out):
     curve: Literal["train", "val", "named"] = Field(description="Which curve shows it ('named': given by the caller).")
-    start_step: int | None = Field(description="First step of the symptom (index into train_loss).")
-    end_step: int | None = Field(description="Last step of the symptom.")
+    start_step: int | None = Field(
+        description="First step of the symptom: the caller's step (steps / val_steps), else the index of the point."
+    )
+    end_step: int | None = Field(description="Last step of the symptom (same numbering).")
     summary: str = Field(description="The figures in words, e.g. 'val loss rose 18% from step 410 to 600 ...'.")
     figures: dict[str, float] = Field(default_factory=dict, description="The numbers behind the summary.")
 
@@ -29,8 +31,13 @@ class Evidence(_Out):
 class Finding(_Out):
     symptom: str = Field(description="Symptom name (symptoms.toml).")
     label: str
-    cause: str
-    fix: str
+    cause: str = Field(description="The seed's likely cause; when cause_applies is false, why no seed cause is given.")
+    fix: str = Field(description="The seed's fix; when cause_applies is false, what to check.")
+    cause_applies: bool = Field(
+        default=True,
+        description="False when no seed names a cause for this run (e.g. a loss that never falls, or a late plateau "
+        "under a schedule that already decays the learning rate): then nothing is changed for this finding.",
+    )
     rule: str = Field(description="Rule id of the symptom row, e.g. symptom.divergence.")
     source: str = Field(description="Seed citation, e.g. '004 §6.4.1 loss diverges (NaN)'.")
     severity: Severity
@@ -68,6 +75,10 @@ class CurveSummary(_Out):
     val_points: int
     train_non_finite: int
     val_non_finite: int
+    first_step: int | None = Field(
+        default=None, description="Step of the first point of the training curve (else the validation curve)."
+    )
+    last_step: int | None = Field(default=None, description="Step of its last point.")
 
 
 class Diagnosis(_Out):
@@ -76,7 +87,7 @@ class Diagnosis(_Out):
     healthy: bool = Field(description="True when no symptom was found or named.")
     message: str
     findings: list[Finding]
-    causes: list[Cause]
+    causes: list[Cause] = Field(description="The seed's cause of each finding whose cause applies to this run.")
     changes: list[Change]
     notes: list[str]
     recommendation: Recommendation = Field(description="The revised recommendation (unchanged when healthy).")

@@ -359,6 +359,9 @@ def _check_symptoms(
                 raise unknown(s.id, "requires_goal", "goal", goal, goals)
         if s.fallback is not None and not s.fallback_why:
             raise RulebookError("symptoms.toml", s.id, "fallback_why", "a fallback action must say why")
+        if s.requires_schedule is not None and not (s.otherwise_cause and s.otherwise_fix):
+            missing = "otherwise_fix" if s.otherwise_cause else "otherwise_cause"
+            raise RulebookError("symptoms.toml", s.id, missing, "requires_schedule needs what to say under the others")
     for c in contexts:
         if c.id in ids:
             raise RulebookError("symptoms.toml", c.id, "id", "duplicate id")

@@ -379,11 +379,19 @@ class Symptom(_Strict):
     cause: str
     fix: str
     detects: str = ""
-    actions: list[Action] = Field(min_length=1)
+    #: the changes made to the recommendation; empty: the symptom is reported and nothing is changed
+    actions: list[Action] = []
     fallback: Action | None = None
     fallback_why: str | None = None
     requires_optimizer: list[Name] | None = None
     requires_goal: list[Name] | None = None
+    #: the seed's cause (and its actions) hold only under these schedules; otherwise_cause / otherwise_fix
+    #: are reported instead when the run's schedule is known to be another one
+    requires_schedule: list[Schedule] | None = None
+    otherwise_cause: str | None = None
+    otherwise_fix: str | None = None
+    #: False when no seed states a cause for the symptom: ``cause`` says so and ``fix`` says what to check
+    seed_cause: bool = True
     source: Source
 
 
@@ -439,6 +447,11 @@ class DiagnosisSettings(_Strict):
     weight_decay_factor: float = Field(gt=1)
     momentum_horizon_divisor: float = Field(gt=1)
     min_momentum: float = Field(ge=0, lt=1)
+    no_improvement_min_points: int = Field(ge=10)
+    no_improvement_window: float = Field(gt=0, le=0.25)
+    no_improvement_min_window: int = Field(ge=2)
+    no_improvement_rel_drop: float = Field(gt=0, lt=1)
+    no_improvement_z: float = Field(gt=0)
     sources: dict[str, Source]
 
 

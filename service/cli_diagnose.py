@@ -1,6 +1,7 @@
 """``optirec diagnose``: loss curves (JSON or CSV on stdin) and/or named symptoms -> the Diagnosis JSON.
 
     echo '{"train_loss": [2.3, 2.0, 9.1, null], "val_loss": [2.2]}' | optirec diagnose --architecture mlp
+    echo '{"train_loss": [2.3, 2.2, 2.1], "steps": [100, 200, 300]}' | optirec diagnose
     echo '[2.3, 2.0, 9.1, null]' | optirec diagnose
     printf 'step,train_loss,val_loss\\n0,2.3,2.4\\n1,2.1,\\n' | optirec diagnose --csv
     optirec diagnose --symptom overfitting --recommendation rec.json
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import json
 import math
@@ -23,7 +25,7 @@ from .cli_profile import UsageError, profile_from_args, read_json_object
 
 __all__ = ["parse_csv", "parse_json", "run"]
 
-_KEYS = ("train_loss", "val_loss", "symptoms")
+_KEYS = ("train_loss", "val_loss", "steps", "val_steps", "symptoms")
 #: CSV header spellings -> column
 _COLUMNS = {
     "step": "step",
@@ -48,7 +50,8 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(text: str) -> dict[str, Any]:
-    """``{"train_loss": [...], "val_loss": [...], "symptoms": [...]}`` or a bare list (the training loss)."""
+    """``{"train_loss": [...], "val_loss": [...], "steps": [...], "val_steps": [...], "symptoms": [...]}`` or a
+    bare list (the training loss)."""
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
@@ -64,7 +67,9 @@ def parse_json(text: str) -> dict[str, Any]:
         raise UsageError("train_loss: stdin must be a JSON list of losses or an object with train_loss / val_loss")
     unknown = [k for k in value if k not in _KEYS]
     if unknown:
-        raise UsageError(f"{unknown[0]}: unknown field; valid values: {', '.join(_KEYS)}")
+        close = difflib.get_close_matches(unknown[0], _KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"{unknown[0]}: unknown field{hint}; valid values: {', '.join(_KEYS)}")
     return value
 
 
@@ -79,10 +84,23 @@ def _cell(text: str, column: str, row: int) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _step(text: str, row: int) -> int:
+    t = text.strip()
+    try:
+        x = float(t)
+    except ValueError:
+        raise UsageError(f"step: row {row}: {t[:40]!r} is not a step (an integer >= 0)") from None
+    if not (math.isfinite(x) and x.is_integer() and x >= 0):
+        raise UsageError(f"step: row {row}: {t[:40]!r} is not a step (an integer >= 0)")
+    return int(x)
+
+
 def parse_csv(text: str) -> dict[str, Any]:
     """Columns step?, train_loss, val_loss? with a header, or a single column of training losses.
 
-    An empty validation cell means no evaluation at that step; an empty or NaN/inf training cell is a
+    Every finding quotes the step column (without one, the data row number, from 0). An empty validation
+    cell means no evaluation at that row; an empty training cell on a row with a validation value means no
+    training loss was logged there (an evaluation row); any other empty or NaN/inf training cell is a
     non-finite loss (null).
     """
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
@@ -114,21 +132,32 @@ def parse_csv(text: str) -> dict[str, Any]:
             raise UsageError("train_loss: the CSV has no train_loss or val_loss column")
         body = rows[1:]
         first_row = 2
+    for column in ("step", "train_loss", "val_loss"):
+        if names.count(column) > 1:
+            raise UsageError(f"{column}: the CSV has {names.count(column)} columns for it; keep one")
     train: list[float | None] = []
     val: list[float | None] = []
-    for n, row in enumerate(body, start=first_row):
+    steps: list[int] = []
+    val_steps: list[int] = []
+    for index, (n, row) in enumerate(enumerate(body, start=first_row)):
         if len(row) > len(names):
             raise UsageError(f"{names[-1]}: row {n}: {len(row)} cells for {len(names)} columns")
         cells = dict(zip(names, [*row, *[""] * (len(names) - len(row))], strict=True))
-        if "train_loss" in cells:
+        step = _step(cells["step"], n) if "step" in cells else index
+        has_val = "val_loss" in cells and bool(cells["val_loss"].strip())
+        if "train_loss" in cells and (cells["train_loss"].strip() or not has_val):
             train.append(_cell(cells["train_loss"], "train_loss", n))
-        if "val_loss" in cells and cells["val_loss"].strip():
+            steps.append(step)
+        if has_val:
             val.append(_cell(cells["val_loss"], "val_loss", n))
+            val_steps.append(step)
     out: dict[str, Any] = {}
     if train:
         out["train_loss"] = train
+        out["steps"] = steps
     if val:
         out["val_loss"] = val
+        out["val_steps"] = val_steps
     return out
 
 
@@ -175,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     dx = diagnose(
         train_loss=curves.get("train_loss"),
         val_loss=curves.get("val_loss"),
+        steps=curves.get("steps"),
+        val_steps=curves.get("val_steps"),
         symptoms=symptoms or None,
         recommendation=recommendation,
         profile=profile or None,

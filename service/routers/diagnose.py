@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
-from optirec.rules import default_rulebook
+from optirec.rules import Profile, Recommendation, default_rulebook
 from optirec.rules.diagnose import Diagnosis, diagnose
-from optirec.rules.errors import FieldIssue, ProfileError
+from optirec.rules.errors import FieldIssue, ProfileError, suggest
+from optirec.rules.profile import issues_from_errors
 
 from ..deps import JSON_BODY
-from ..handlers import error_responses
+from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
 from ..trials.models import hyperparameter_issues
-
-router = APIRouter(prefix="/diagnose", tags=["diagnose"])
 
 #: The longest curve accepted (principles.toml [diagnosis] max_points), read once when the service starts.
 _SETTINGS = default_rulebook().diagnosis
 MAX_POINTS = _SETTINGS.max_points if _SETTINGS is not None else 100_000
 Loss = Annotated[float, Field(strict=True)] | None
+#: a step as JSON sends it: an integer (strict: 1.5, "7" and true are refused, naming the element)
+Step = Annotated[int, Field(strict=True, ge=0, le=2**53)]
 
 
 class DiagnoseRequest(BaseModel):
@@ -38,7 +42,21 @@ class DiagnoseRequest(BaseModel):
     val_loss: list[Loss] | None = Field(
         default=None,
         max_length=MAX_POINTS,
-        description="Validation loss, evaluated evenly over the training steps (any number of points).",
+        description="Validation loss (any number of points): at val_steps, else spread evenly over the training "
+        "points.",
+    )
+    steps: list[Step] | None = Field(
+        default=None,
+        max_length=MAX_POINTS,
+        description="The step of each train_loss point (integers >= 0, strictly increasing, one per point); every "
+        "finding quotes these. Default: the index of the point.",
+        examples=[[100, 200, 300, 400, 500]],
+    )
+    val_steps: list[Step] | None = Field(
+        default=None,
+        max_length=MAX_POINTS,
+        description="The step of each val_loss point, in the numbering of steps (for evaluations that are not "
+        "evenly spaced); same rules as steps.",
     )
     symptoms: list[str] | None = Field(
         default=None, max_length=32, description="Symptom names (004 §6.4.1 rows), e.g. ['overfitting']."
@@ -49,6 +67,64 @@ class DiagnoseRequest(BaseModel):
     profile: dict[str, Any] | None = Field(
         default=None, description="The job's Profile, used when no recommendation is given."
     )
+
+
+_MAX_STEP = 2**53
+
+
+def _request_issues(errors: Sequence[Mapping[str, Any]]) -> list[FieldIssue] | None:
+    """The body's validation errors naming the DiagnoseRequest's own fields (the shared handler lists a
+    Profile's); None for errors about the body as a whole, which the shared handler words."""
+    fields = list(DiagnoseRequest.model_fields)
+    issues: list[FieldIssue] = []
+    rest: list[dict[str, Any]] = []
+    for err in errors:
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        etype = err.get("type")
+        if etype == "json_invalid" or not loc:
+            return None
+        name = str(loc[0])
+        if etype == "extra_forbidden" and len(loc) == 1:
+            home = next(
+                (k for k, m in (("profile", Profile), ("recommendation", Recommendation)) if name in m.model_fields),
+                None,
+            )
+            where = f"; {name!r} is a {home} field and goes under {home!r}" if home else ""
+            issues.append(
+                FieldIssue(field=name, message="unknown field" + where, valid=fields, suggestion=suggest(name, fields))
+            )
+        elif name in ("steps", "val_steps") and len(loc) == 2:
+            shown = repr(err.get("input"))[:40]
+            issues.append(
+                FieldIssue(field=f"{name}[{loc[1]}]", message=f"must be an integer from 0 to {_MAX_STEP} (got {shown})")
+            )
+        else:
+            rest.append({**err, "loc": tuple(loc)})
+    return issues + issues_from_errors(rest, fields)
+
+
+class DiagnoseRoute(APIRoute):
+    """Validation errors of POST /diagnose name its own fields, with "did you mean" over them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = exc.errors()
+                issues = _request_issues(errors[:MAX_ISSUES])
+                if issues is None:
+                    raise
+                return error_response(422, "invalid_input", issues_message(issues, len(errors)), issues)
+
+        return route
+
+
+router = APIRouter(prefix="/diagnose", tags=["diagnose"], route_class=DiagnoseRoute)
 
 
 def _finite_or_null(name: str, values: list[float | None] | None) -> None:
@@ -89,13 +165,16 @@ def _check_hyperparameters(rec: dict[str, Any] | None) -> None:
     responses=error_responses(413, 415, 422),
 )
 def post_diagnose(body: DiagnoseRequest) -> Diagnosis:
-    """A 422 names the field (train_loss, val_loss, symptoms, recommendation.*, profile.*) and the valid values."""
+    """A 422 names the field (train_loss, val_loss, steps, val_steps, symptoms, recommendation.*, profile.*) and
+    the valid values."""
     _finite_or_null("train_loss", body.train_loss)
     _finite_or_null("val_loss", body.val_loss)
     _check_hyperparameters(body.recommendation)
     return diagnose(
         train_loss=body.train_loss,
         val_loss=body.val_loss,
+        steps=body.steps,
+        val_steps=body.val_steps,
         symptoms=body.symptoms,
         recommendation=body.recommendation,
         profile=body.profile,

@@ -418,6 +418,30 @@ def _edit(folder: Path, file: str, old: str, new: str) -> None:
             id="uncited-threshold",
         ),
         pytest.param("principles.toml", "max_points = 100000", "", "diagnosis #1", "max_points", id="missing-key"),
+        pytest.param(
+            "symptoms.toml",
+            "otherwise_fix = ",
+            "# otherwise_fix = ",
+            "symptom.late_plateau",
+            "otherwise_fix",
+            id="schedule-gate-without-what-to-say",
+        ),
+        pytest.param(
+            "symptoms.toml",
+            'requires_schedule = ["constant", "step"]',
+            'requires_schedule = ["constant", "stepp"]',
+            "symptom.late_plateau",
+            "requires_schedule.1",
+            id="unknown-schedule",
+        ),
+        pytest.param(
+            "principles.toml",
+            "no_improvement_z = 4.0 ",
+            "no_improvement_z = 0 ",
+            "diagnosis #1",
+            "no_improvement_z",
+            id="zero-no-improvement-z",
+        ),
     ],
 )
 def test_malformed_diagnosis_data_is_refused(

@@ -117,3 +117,81 @@ def test_bad_input_exits_2_with_one_line(
     pipe(stdin)
     line = _error(capsys, ["diagnose", *argv])
     assert line.startswith(f"optirec: error: {field}"), line
+
+
+# ---------------------------------------------------------------------------------------- steps
+def _csv(rows: list[tuple[int, float | None, float | None]], header: str = "step,train_loss,val_loss") -> str:
+    def cell(v: float | None) -> str:
+        return "" if v is None else ("nan" if math.isnan(v) else f"{v:.6g}")
+
+    return header + "\n" + "".join(f"{s},{cell(t)},{cell(v)}\n" for s, t, v in rows)
+
+
+STEPS = list(range(760, 1981, 20))  # 62 rows
+
+
+def test_csv_step_column_is_quoted(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [(s, 2.0 * math.exp(-i / 20) + 0.2 if i < 38 else math.nan, None) for i, s in enumerate(STEPS)]
+    pipe(_csv(rows))
+    dx = _ok(capsys, ["diagnose", "--csv"])
+    evidence = dx["findings"][0]["evidence"]
+    assert (evidence["start_step"], evidence["end_step"]) == (1520, 1980), evidence
+    assert "from step 1520" in evidence["summary"] and "step 38 " not in evidence["summary"]
+    assert "(steps 1520-1980)" in dx["message"]
+
+
+def test_csv_flat_curve_quotes_its_steps(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pipe(_csv([(s, 2.3 + 0.01 * (-1) ** i, None) for i, s in enumerate(STEPS)]))
+    dx = _ok(capsys, ["diagnose", "--csv"])
+    f = next(f for f in dx["findings"] if f["symptom"] == "no_improvement")
+    assert (f["evidence"]["start_step"], f["evidence"]["end_step"]) == (760, 1980)
+    assert "steps 760-1980" in f["evidence"]["summary"]
+
+
+def test_csv_evaluation_rows_sit_at_their_steps(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """An evaluation-only row (empty train cell, as Hugging Face's log history writes it) is not a NaN loss."""
+    rows: list[tuple[int, float | None, float | None]] = []
+    for i, s in enumerate(STEPS):
+        rows.append((s, 2.0 * math.exp(-i / 20) + 0.2, None))
+        if i % 10 == 9:
+            rows.append((s + 1, None, 1.0 + 0.01 * i))
+    pipe(_csv(rows))
+    dx = _ok(capsys, ["diagnose", "--csv"])
+    assert dx["curves"]["train_points"] == len(STEPS) and dx["curves"]["train_non_finite"] == 0
+    assert dx["curves"]["val_points"] == 6
+    assert "divergence" not in {f["symptom"] for f in dx["findings"]}
+
+
+def test_json_steps_and_val_steps(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pipe(json.dumps({"train_loss": [*CURVE[:50], None], "steps": list(range(0, 510, 10)), "val_steps": [100]}))
+    line = _error(capsys, ["diagnose"])
+    assert line.startswith("optirec: error: val_steps: gives the steps of val_loss"), line
+    pipe(json.dumps({"train_loss": [*CURVE[:50], None], "steps": list(range(0, 510, 10))}))
+    dx = _ok(capsys, ["diagnose"])
+    assert dx["findings"][0]["evidence"]["start_step"] == 500
+
+
+@pytest.mark.parametrize(
+    ("stdin", "argv", "field"),
+    [
+        pytest.param('{"train_loss": [1, 2], "steps": [0]}', [], "steps", id="json-length"),
+        pytest.param('{"train_loss": [1, 2], "steps": [3, 1]}', [], "steps[1]", id="json-falling"),
+        pytest.param('{"train_loss": [1, 2], "steps": [0, -5]}', [], "steps[1]", id="json-negative"),
+        pytest.param('{"train_loss": [1, 2], "steps": [0, 0.5]}', [], "steps[1]", id="json-fraction"),
+        pytest.param('{"val_loss": [1, 2], "val_steps": [0, 0]}', [], "val_steps[1]", id="json-val-repeat"),
+        pytest.param('{"train_loss": [1], "step": [0]}', [], "step: unknown field (did you mean 'steps'?)", id="typo"),
+        pytest.param("step,train_loss\n0,1.0\n0,0.9\n", ["--csv"], "steps[1]", id="csv-repeated-step"),
+        pytest.param("step,train_loss\n5,1.0\n3,0.9\n", ["--csv"], "steps[1]", id="csv-falling-step"),
+        pytest.param("step,train_loss\n0,1.0\n1.5,0.9\n", ["--csv"], "step: row 3", id="csv-fraction"),
+        pytest.param("step,train_loss\n0,1.0\n-1,0.9\n", ["--csv"], "step: row 3", id="csv-negative"),
+        pytest.param("step,train_loss\n0,1.0\n,0.9\n", ["--csv"], "step: row 3", id="csv-empty-step"),
+        pytest.param("step,train_loss\nten,1.0\n", ["--csv"], "step: row 2", id="csv-word"),
+        pytest.param("step,loss,train\n0,1.0,2.0\n", ["--csv"], "train_loss: the CSV has 2 columns", id="csv-dup"),
+    ],
+)
+def test_bad_steps_exit_2_naming_the_field(
+    pipe: Any, capsys: pytest.CaptureFixture[str], stdin: str, argv: list[str], field: str
+) -> None:
+    pipe(stdin)
+    line = _error(capsys, ["diagnose", *argv])
+    assert line.startswith(f"optirec: error: {field}"), line

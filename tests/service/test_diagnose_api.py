@@ -98,3 +98,56 @@ def test_diagnose_endpoint_never_imports_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------------------- steps and val_steps
+STEPS = list(range(760, 1981, 20))
+
+
+def test_findings_quote_the_posted_steps(client: TestClient) -> None:
+    curve: list[float | None] = [*_curve(len(STEPS))[:38], *[None] * (len(STEPS) - 38)]
+    r = client.post(
+        "/diagnose", json={"train_loss": curve, "steps": STEPS, "val_loss": [1.0, 0.9], "val_steps": [800, 1500]}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    evidence = body["findings"][0]["evidence"]
+    assert (evidence["start_step"], evidence["end_step"]) == (STEPS[38], 1980)
+    assert "from step 1520" in evidence["summary"] and "(steps 1520-1980)" in body["message"]
+    assert (body["curves"]["first_step"], body["curves"]["last_step"]) == (760, 1980)
+
+
+def test_a_flat_curve_is_reported(client: TestClient) -> None:
+    body = client.post("/diagnose", json={"train_loss": [2.3] * 1000}).json()
+    assert [f["symptom"] for f in body["findings"]] == ["no_improvement"]
+    assert body["findings"][0]["cause_applies"] is False and body["changes"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [0]}, "steps", "1 step(s) for 2 point(s)", id="length"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [5, 5]}, "steps[1]", "increase strictly", id="repeat"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [0, -1]}, "steps[1]", "integer from 0", id="negative"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [0, 1.5]}, "steps[1]", "integer from 0", id="fraction"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [0, "1"]}, "steps[1]", "integer from 0", id="string"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [True, 1]}, "steps[0]", "integer from 0", id="boolean"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": [0, 2**60]}, "steps[1]", "integer from 0", id="huge"),
+        pytest.param({"train_loss": [1.0, 0.9], "steps": "0,1"}, "steps", "list", id="not-a-list"),
+        pytest.param({"val_loss": [1.0, 0.9], "steps": [0, 1]}, "steps", "train_loss, which is not given", id="orphan"),
+        pytest.param({"val_loss": [1.0, 0.9], "val_steps": [3]}, "val_steps", "1 step(s) for 2", id="val-length"),
+        pytest.param({"val_loss": [1.0, 0.9], "val_steps": [3, 2]}, "val_steps[1]", "strictly", id="val-falling"),
+        pytest.param({"train_loss": [1.0], "val_steps": [3]}, "val_steps", "val_loss, which is not given", id="no-val"),
+        pytest.param({"train_loss": [1.0], "step": [0]}, "step", "did you mean 'steps'", id="misspelt"),
+        pytest.param(
+            {"train_loss": [1.0], "architecture": "resnet"}, "architecture", "goes under 'profile'", id="flat"
+        ),
+    ],
+)
+def test_bad_steps_are_422_naming_the_field(client: TestClient, body: dict, field: str, words: str) -> None:
+    r = client.post("/diagnose", json=body)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["issues"][0]["field"] == field, error
+    assert words in error["message"], error["message"]
+    assert error["message"].startswith(f"{field}: ")
