@@ -165,8 +165,7 @@ def _check_hyperparameters(rec: dict[str, Any] | None) -> None:
     responses=error_responses(413, 415, 422),
 )
 def post_diagnose(body: DiagnoseRequest) -> Diagnosis:
-    """A 422 names the field (train_loss, val_loss, steps, val_steps, symptoms, recommendation.*, profile.*) and
-    the valid values."""
+    """A 422 names the field (train_loss, val_loss, steps, val_steps, symptoms, recommendation.*, profile.*)."""
     _finite_or_null("train_loss", body.train_loss)
     _finite_or_null("val_loss", body.val_loss)
     _check_hyperparameters(body.recommendation)
