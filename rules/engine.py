@@ -28,8 +28,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .alternatives import Ranked, rank_alternatives
 from .companion import agreed_details
 from .construct import new as _new
+from .contradictions import contradictions
 from .job_length import job_batch, job_steps
 from .loader import CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
@@ -63,7 +65,6 @@ __all__ = ["derive_hyperparameters", "recommend"]
 
 
 _RELAXABLE = frozenset({"family", "rl_method", "architecture"})
-_MAX_ALTERNATIVES = 3
 _CACHE_LIMIT = 50_000  # memoized decisions and search spaces per rulebook before the memo is cleared
 _NO_TABLE = Candidate(None, 0.0)
 _NONE: frozenset[str] = frozenset()  # no recipe could be near: the row's distance is not computed
@@ -86,13 +87,6 @@ def _copy(values: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def _relative_score(score: float, top: float) -> float:
-    """1.0 = as strongly supported as the chosen optimizer; each 0.2 less is a tenfold weaker vote."""
-    if score <= 0 or top <= 0:
-        return 0.0
-    return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
-
-
 @dataclass(slots=True)
 class _Decision:
     """What a matched-rule set decides; memoized per rulebook (copied before anything mutable is handed out)."""
@@ -105,7 +99,7 @@ class _Decision:
     lr_rule: CompiledRule | None
     train: dict[str, Any]
     override_notes: tuple[str, ...]  # values that an overriding rule replaced, avoid entries a recipe lifted
-    alternatives: tuple[tuple[str, float, str, str, dict[str, Any]], ...]
+    alternatives: tuple[Ranked, ...]
     rationale: tuple[RationaleEntry, ...]
 
 
@@ -288,7 +282,7 @@ class _Run:
         self.p = p
         self.pr = book.principles
         self.exclude = exclude
-        self.warnings: list[str] = []
+        self.warnings: list[str] = contradictions(book, p)  # fields that disagree: which one is used, and why
         self.notes: list[str] = list((p.__pydantic_private__ or {}).get("_readings", ()))
         self.memory: MemoryPlan = plan_memory(p, self.pr)
         self.budget = self.memory.budget
@@ -777,21 +771,16 @@ class _Run:
         hp, lr_rule, hp_notes = _derive_hyperparameters(book, chosen, matched)
         train, train_by, train_notes = self._train_settings(matched)
 
-        top = scores[chosen] or 1.0
-        others = eligible[1:]
-        if self.soft_pressure:
-            chosen_mult = self._multiplier(chosen)
-            others.sort(key=lambda n: self._multiplier(n) >= chosen_mult)  # stable: lower-memory first
-        alternatives = []
-        for name in others[:_MAX_ALTERNATIVES]:
-            voter = top_voter[name][1]
-            alt_hp, _ = derive_hyperparameters(book, name, matched)
-            why_key = ("why", voter.rank, name)
-            why = book.cache.get(why_key)
-            if why is None:
-                pos = voter.rule.prefer.index(name) + 1
-                why = book.cache[why_key] = f"choice #{pos} of {voter.id} ({voter.rule.source}): {voter.rule.effect}"
-            alternatives.append((name, _relative_score(scores[name], top), why, voter.id, alt_hp))
+        alternatives = rank_alternatives(
+            book,
+            chosen,
+            eligible[1:],
+            scores,
+            top_voter,
+            matched,
+            lambda name: derive_hyperparameters(book, name, matched)[0],
+            self._multiplier if self.soft_pressure else None,
+        )
         return _Decision(
             chosen=chosen,
             rule_avoid=rule_avoid,
@@ -801,7 +790,7 @@ class _Run:
             lr_rule=lr_rule,
             train=train,
             override_notes=hp_notes + train_notes + tuple(lifted),
-            alternatives=tuple(alternatives),
+            alternatives=alternatives,
             rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
         )
 

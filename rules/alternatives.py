@@ -1,0 +1,89 @@
+"""The runners-up of a decision: which optimizers the matched rules also support, in what order, and one line
+each on why it ranks where it does.
+
+An optimizer whose relative score rounds to 0 (its support is five or more orders of magnitude below the
+chosen one's: in practice only the catch-all default rule votes for it) is not a candidate for this job and is
+left out; it still appears in the rationale through the rule that named it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .loader import CompiledRule, Rulebook
+from .lr_terms import fmt
+
+__all__ = ["MAX_ALTERNATIVES", "Ranked", "rank_alternatives", "relative_score"]
+
+MAX_ALTERNATIVES = 3
+#: (name, relative score, why, the rule whose vote ranks it, its hyperparameters)
+Ranked = tuple[str, float, str, str, dict[str, Any]]
+
+
+def relative_score(score: float, top: float) -> float:
+    """1.0 = as strongly supported as the chosen optimizer; each 0.2 less is a tenfold weaker vote."""
+    if score <= 0 or top <= 0:
+        return 0.0
+    return round(max(0.0, 1.0 + math.log10(score / top) / 5.0), 3)
+
+
+def rank_alternatives(
+    book: Rulebook,
+    chosen: str,
+    others: Sequence[str],
+    scores: Mapping[str, float],
+    top_voter: Mapping[str, tuple[float, CompiledRule]],
+    matched: Sequence[CompiledRule],
+    hyperparameters: Callable[[str], dict[str, Any]],
+    multiplier: Callable[[str], float] | None = None,
+) -> tuple[Ranked, ...]:
+    """The alternatives to ``chosen``: ``others`` (eligible, best score first) less the score-0 ones, the lower-
+    memory ones first when ``multiplier`` is given (soft memory pressure), at most ``MAX_ALTERNATIVES``."""
+    top = scores[chosen] or 1.0
+    ranked = [name for name in others if relative_score(scores[name], top) > 0]
+    if multiplier is not None:
+        chosen_mult = multiplier(chosen)
+        ranked.sort(key=lambda n: multiplier(n) >= chosen_mult)  # stable: lower-memory first, then by score
+    out: list[Ranked] = []
+    for name in ranked[:MAX_ALTERNATIVES]:
+        voter = top_voter[name][1]
+        lighter = multiplier is not None and multiplier(name) < multiplier(chosen)
+        why = _why(name, chosen, voter, top_voter[chosen][1] if chosen in top_voter else None, matched, scores)
+        if lighter and multiplier is not None:
+            own = multiplier(name)
+            state = f"optimizer state {fmt(own)}x the parameters" if own else "no optimizer state"
+            why += f"; listed early for memory: {state} ({chosen}: {fmt(multiplier(chosen))}x)"
+        out.append((name, relative_score(scores[name], top), why, voter.id, hyperparameters(name)))
+    return tuple(out)
+
+
+def _why(
+    name: str,
+    chosen: str,
+    voter: CompiledRule,
+    chosen_voter: CompiledRule | None,
+    matched: Sequence[CompiledRule],
+    scores: Mapping[str, float],
+) -> str:
+    """One line: whose choice it is and in which place, and what puts the chosen optimizer above it."""
+    prefer = voter.rule.prefer
+    pos = prefer.index(name) + 1
+    line = f"{_ordinal(pos)} choice of {voter.id} ({voter.rule.source})"
+    more = sum(1 for cr in matched if cr is not voter and any(n == name for n, _ in cr.votes))
+    if more:
+        line += f", also named by {more} more matched rule{'s' if more > 1 else ''}"
+    ahead = prefer[: pos - 1]
+    if chosen in ahead:
+        line += f"; that rule puts {chosen} first" if ahead[0] == chosen else f"; that rule ranks {chosen} above it"
+    elif scores[name] >= scores[chosen]:
+        line += f"; as much support as {chosen}, which comes first in the catalog order"
+    elif chosen_voter is not None:
+        place = _ordinal(chosen_voter.rule.prefer.index(chosen) + 1)
+        line += f"; {chosen} is ahead as the {place} choice of {chosen_voter.id} ({chosen_voter.rule.level} level)"
+    return line
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
