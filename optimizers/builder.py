@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from optirec.rules import Recommendation, Rulebook, default_rulebook
 
-from .errors import BuildError
+from .errors import BuildError, recommendation_error
 from .groups import FREEZE_FRACTION, Depth, plan_groups
 from .hybrid import HybridOptimizer
 from .registry import make_optimizer
@@ -41,10 +42,12 @@ def as_recommendation(rec: Recommendation | Mapping[str, Any]) -> Recommendation
     """A Recommendation from the object or its JSON (e.g. from the service)."""
     if isinstance(rec, Recommendation):
         return rec
+    if not isinstance(rec, Mapping):
+        raise BuildError("recommendation", f"must be a Recommendation or its JSON object, not {type(rec).__name__}")
     try:
         return Recommendation.model_validate(rec)
-    except Exception as exc:  # pydantic ValidationError -> the package's own error
-        raise BuildError("recommendation", f"not a valid Recommendation: {exc}") from None
+    except ValidationError as exc:  # pydantic's report -> one "field.path: what is wrong" line per field
+        raise recommendation_error(exc) from None
 
 
 def build(

@@ -33,16 +33,19 @@ class _Out(BaseModel):
 
 class OptimizerChoice(_Out):
     name: str = Field(description="Canonical optimizer name (GET /optimizers).")
-    hyperparameters: dict[str, Any] = Field(description="Keyword arguments in torch.optim naming.")
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments in torch.optim naming; left out, the optimizer class's own defaults apply.",
+    )
 
 
 class ScheduleSpec(_Out):
     name: Literal[
         "constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts", "inverse_sqrt", "poly"
     ]
-    warmup_steps: int | None = Field(description="Linear warmup steps; null when total_steps is unknown.")
-    warmup_ratio: float = Field(description="Warmup as a fraction of total steps (0 = none).")
-    total_steps: int | None
+    warmup_steps: int | None = Field(default=None, description="Linear warmup steps; null when total_steps is unknown.")
+    warmup_ratio: float = Field(default=0.0, description="Warmup as a fraction of total steps (0 = none).")
+    total_steps: int | None = None
     milestones: list[int] | None = None
     milestone_fractions: list[float] | None = None
     gamma: float | None = None
@@ -60,8 +63,8 @@ class LRScaling(_Out):
 
     rule: Literal["linear", "sqrt", "none"]
     base_lr: float
-    base_batch_size: int | None
-    batch_size: int | None
+    base_batch_size: int | None = None
+    batch_size: int | None = None
     factor: float
     reason: str
     reference_model: str | None = None
@@ -85,10 +88,10 @@ class ParamGroup(_Out):
     name: str = Field(description="Which parameters: embeddings, dense, no_decay, frozen, layerwise.")
     match: list[str] = Field(description="What selects them (module types or name patterns).")
     optimizer: str | None = None
-    hyperparameters: dict[str, Any] = {}
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
     frozen: bool = False
     layerwise_lr_decay: float | None = None
-    why: str
+    why: str = ""
 
 
 class Alternative(_Out):
@@ -96,7 +99,7 @@ class Alternative(_Out):
     score: float
     why: str
     rule: str | None = None
-    hyperparameters: dict[str, Any] = {}
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class AvoidEntry(_Out):
@@ -120,7 +123,7 @@ class MemoryEstimate(_Out):
     ``device_memory_bytes`` for ``fits``): sharded parts (``sharded``) are split over ``num_devices``."""
 
     state_multiplier: float
-    optimizer_state_bytes: int | None
+    optimizer_state_bytes: int | None = None
     parameter_bytes: int | None = None
     gradient_bytes: int | None = None
     total_bytes: int | None = None
@@ -130,7 +133,7 @@ class MemoryEstimate(_Out):
     per_device_bytes: int | None = None
     master_weight_bytes: int | None = None
     num_devices: int = 1
-    sharded: list[str] = Field(default=[], description="Parts split over the devices: state, grads, weights.")
+    sharded: list[str] = Field(default_factory=list, description="Parts split over the devices: state, grads, weights.")
     #: bytes one optimizer-state value of one parameter costs one device (for re-costing another optimizer)
     state_value_bytes_per_device: float | None = None
     parameters: int | None = None
@@ -139,8 +142,8 @@ class MemoryEstimate(_Out):
 class Phase(_Out):
     name: str
     optimizer: OptimizerChoice
-    start_step: int | None
-    end_step: int | None
+    start_step: int | None = None
+    end_step: int | None = None
     trigger: str
     why: str
 
@@ -183,8 +186,8 @@ class RecipeInfo(_Out):
     source: str = Field(description="The citation: paper or official config, and where in it.")
     distance: float = Field(description="How far its job is from yours (0 = the same job; see GET /rules).")
     table_distance: float = Field(description="How far the seed table's row is; the recipe is nearer.")
-    adapted: list[AdaptedValue]
-    nearest: list[NearRecipe] = Field(default=[], description="The next-nearest recipes.")
+    adapted: list[AdaptedValue] = Field(default_factory=list)
+    nearest: list[NearRecipe] = Field(default_factory=list, description="The next-nearest recipes.")
 
 
 class RulebookInfo(_Out):
@@ -193,24 +196,39 @@ class RulebookInfo(_Out):
 
 
 class Recommendation(_Out):
-    """Optimizer, hyperparameters, schedule and everything else the job needs, with the reasons."""
+    """Optimizer, hyperparameters, schedule and everything else the job needs, with the reasons.
+
+    The engine spells out every field.  A hand-written or edited one needs only ``optimizer`` (its ``name``):
+    a field left out means what it says when empty -- a constant schedule, no batch size, no clipping, no
+    parameter groups, no alternatives, notes or warnings, and no lr-scaling, memory or rulebook account
+    (those describe how the engine reached its answer, so only the engine fills them in)."""
 
     optimizer: OptimizerChoice
-    schedule: ScheduleSpec
-    batch_size: int | None
-    lr_scaling: LRScaling
-    gradient_clipping: Clipping | None
-    param_groups: list[ParamGroup]
-    alternatives: list[Alternative]
-    avoid: list[AvoidEntry]
-    rationale: list[RationaleEntry]
-    warnings: list[str]
-    memory: MemoryEstimate
-    search_space: dict[str, list[float]] = Field(description="Priority-ordered tuning ranges (004 §6.3).")
-    tuning: list[TuningHint]
-    phases: list[Phase]
-    ema: EMA | None
-    notes: list[str]
-    profile: dict[str, Any] = Field(description="The validated profile this answers, as understood.")
-    rulebook: RulebookInfo
+    schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="constant"))
+    batch_size: int | None = None
+    lr_scaling: LRScaling | None = Field(default=None, description="How the lr was scaled; null if not by optirec.")
+    gradient_clipping: Clipping | None = None
+    param_groups: list[ParamGroup] = Field(default_factory=list)
+    alternatives: list[Alternative] = Field(
+        default_factory=list,
+        description="Other optimizers the rules support, best first, each with its own hyperparameters; an "
+        "optimizer only the catch-all default rule votes for (score 0) is not listed.",
+    )
+    avoid: list[AvoidEntry] = Field(default_factory=list)
+    rationale: list[RationaleEntry] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list, description="What needs the caller's attention: constraints, contradictory input."
+    )
+    memory: MemoryEstimate | None = Field(default=None, description="Memory of the chosen optimizer; null if unknown.")
+    search_space: dict[str, list[float]] = Field(
+        default_factory=dict, description="Priority-ordered tuning ranges (004 §6.3)."
+    )
+    tuning: list[TuningHint] = Field(default_factory=list)
+    phases: list[Phase] = Field(default_factory=list)
+    ema: EMA | None = None
+    notes: list[str] = Field(default_factory=list)
+    profile: dict[str, Any] = Field(
+        default_factory=dict, description="The validated profile this answers, as understood."
+    )
+    rulebook: RulebookInfo | None = Field(default=None, description="The rulebook that made it; null if hand-written.")
     recipe: RecipeInfo | None = Field(default=None, description="The published recipe it is based on, if any.")

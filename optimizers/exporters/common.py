@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from optirec.rules import Recommendation, Rulebook, default_rulebook
 from optirec.rules.recommendation import ParamGroup, ScheduleSpec
 
-from ..errors import ExportError
+from ..errors import ExportError, recommendation_error
 
 RecommendationLike = Recommendation | Mapping[str, Any] | str | bytes
 
@@ -46,14 +46,19 @@ def coerce(rec: RecommendationLike) -> Recommendation:
         if isinstance(rec, str | bytes):
             return Recommendation.model_validate_json(rec)
         return Recommendation.model_validate(rec)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "recommendation"
-        raise ExportError("recommendation", f"not a valid Recommendation ({where}: {err['msg']})") from None
+    except ValidationError as exc:  # one "field.path: what is wrong" line per field, as build() reports it
+        raise recommendation_error(exc, ExportError) from None
 
 
 def rulebook() -> Rulebook:
     return default_rulebook()
+
+
+def made_by(rec: Recommendation) -> str:
+    """Which rulebook made the answer, for a header comment (a hand-written recommendation names none)."""
+    if rec.rulebook is None:
+        return "a hand-written recommendation (no rulebook)"
+    return f"rulebook {rec.rulebook.version} ({rec.rulebook.hash[:12]})"
 
 
 def optimizer_label(name: str) -> str:

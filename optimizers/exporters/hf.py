@@ -176,6 +176,11 @@ def hf_args(
     if optim is None:
         raise Unsupported(f"the optimizer {optimizer_label(name)}", "no TrainingArguments.optim value runs it")
     refuse_split(rec)
+    if "lr" not in hp:  # a hand-written recommendation may leave it to the optimizer class; TrainingArguments cannot
+        raise Unsupported(
+            "a recommendation without optimizer.hyperparameters.lr",
+            "TrainingArguments.learning_rate has its own default (5e-5), not the optimizer class's",
+        )
     out: dict[str, Any] = {"optim": optim, "learning_rate": hp.pop("lr")}
     weight_decay = hp.pop("weight_decay", 0.0)
     if name == "adam" and weight_decay:
@@ -364,7 +369,12 @@ def _batch(rec: Recommendation, out: dict[str, Any], notes: list[str]) -> None:
         f"{launch if devices > 1 else ''}"
     )
     mem = rec.memory
-    if mem.fits is False and mem.per_device_bytes is not None and mem.device_memory_bytes is not None:
+    if (
+        mem is not None
+        and mem.fits is False
+        and mem.per_device_bytes is not None
+        and mem.device_memory_bytes is not None
+    ):
         notes.append(
             f"batch_size: {split} = the answer's global batch of {rec.batch_size}, but its memory estimate puts the "
             f"weights, gradients and optimizer state at {mem.per_device_bytes / 1e9:.1f} GB per device, more than "

@@ -54,6 +54,7 @@ from .common import (
     coerce,
     describe_schedule,
     has_warmup,
+    made_by,
     py_literal,
     rulebook,
     split_groups,
@@ -360,8 +361,7 @@ def _build_optimizers(rec: Recommendation, notes: list[str]) -> list[str]:
     payload = json.dumps(rec.model_dump(mode="json"), ensure_ascii=True, indent=1)
     lines = [
         "def configure_optimizers(self):",
-        f'    """{what} with a {rec.schedule.name} schedule, as optirec recommends '
-        f'(rulebook {rec.rulebook.version}, {rec.rulebook.hash[:12]})."""',
+        f'    """{what} with a {rec.schedule.name} schedule, as optirec recommends ({made_by(rec)})."""',
         "    from optirec import Recommendation",
         "    from optirec.optimizers import build",
         "",
@@ -437,7 +437,7 @@ def _header(rec: Recommendation, standalone: bool, trainer: _Trainer) -> list[st
     needs = "torch only" if standalone else "optirec (it calls optirec's build())"
     lines = [
         f"# optirec: {what} ({rec.optimizer.name}), {', '.join(details)}",
-        f"# rulebook {rec.rulebook.version} ({rec.rulebook.hash[:12]}). Paste every method below into your",
+        f"# {made_by(rec)}. Paste every method below into your",
         f"# LightningModule; they need {needs}.",
         *trainer.header(),
     ]

@@ -27,6 +27,7 @@ from .common import (
     describe_schedule,
     has_warmup,
     lookahead_base_hp,
+    made_by,
     py_kwargs,
     py_literal,
     rulebook,
@@ -496,7 +497,7 @@ class _TorchCode:
             details.append(f"gradient norm clipped at {rec.gradient_clipping.max_norm}")
         header = [
             f"# optirec: {spec.display_name} ({rec.optimizer.name}), {', '.join(details)}",
-            f"# rulebook {rec.rulebook.version} ({rec.rulebook.hash[:12]}); `model` is your torch.nn.Module,",
+            f"# {made_by(rec)}; `model` is your torch.nn.Module,",
             "# call training_step(compute_loss) once per batch.",
         ]
         if self._switching():

@@ -381,7 +381,8 @@ def test_invalid_hyperparameter_value_is_a_build_error() -> None:
 def test_invalid_recommendation_is_a_build_error() -> None:
     with pytest.raises(BuildError) as info:
         build(_mlp(), {"optimizer": "adam"})
-    assert info.value.field == "recommendation"
+    assert info.value.field == "optimizer"  # the wrong field itself, one line each (issue 23)
+    assert str(info.value) == "optimizer: must be a JSON object with the fields name, hyperparameters (got 'adam')"
 
 
 def test_unknown_optimizer_name_is_an_unknown_name_error() -> None:

@@ -288,8 +288,8 @@ def test_accepts_the_object_its_json_dict_and_its_json_text(fmt: str) -> None:
 
 def test_invalid_recommendation_is_an_export_error() -> None:
     with pytest.raises(ExportError) as info:
-        to_hf({"optimizer": {"name": "sgd"}})
-    assert info.value.field == "recommendation"
+        to_hf({"optimizer": {"name": "sgd", "hyperparameters": []}})  # {"name": "sgd"} alone is valid (issue 23)
+    assert info.value.field == "optimizer.hyperparameters"
     assert "\n" not in str(info.value)
 
 
