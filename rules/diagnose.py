@@ -297,8 +297,18 @@ def diagnose(
     )
     hits: list[Hit] = []
     notes: list[str] = []
+    short = 0
     if train is not None or val is not None:
         hits, notes = detect(train, val, ds, ctx)
+        main = train if train is not None else val or []
+        if len(main) < ds.no_improvement_min_points:
+            short = len(main)
+            checked = "divergence and sudden jumps were" if short > ds.spike_min_history else "only divergence was"
+            notes.append(
+                f"{short} point(s) are too few to judge most symptoms: a loss that never improves and early "
+                f"instability need {ds.no_improvement_min_points} or more, a late plateau {ds.plateau_min_points}; "
+                f"{checked} checked."
+            )
     if not known and (train is not None or val is not None):
         notes.append(
             "No recommendation or profile was given: warmup and schedule are unknown, so early instability and a "
@@ -374,7 +384,12 @@ def diagnose(
     n_train = len(train) if train is not None else 0
     n_val = len(val) if val is not None else 0
     n_main = n_train or n_val
-    if not findings:
+    if not findings and short:
+        message = (
+            f"No symptom found in {n_train} training and {n_val} validation point(s), but {short} point(s) are too "
+            "few to judge most symptoms (see notes); the recommendation is unchanged."
+        )
+    elif not findings:
         message = (
             f"No symptom found in {n_train} training and {n_val} validation point(s): the training looks healthy and "
             "the recommendation is unchanged."

@@ -101,6 +101,12 @@ def pct(x: float) -> str:
     return f"{x * 100:.0f}%" if abs(x) >= 0.095 else f"{x * 100:.1f}%"
 
 
+def _signed_pct(x: float) -> str:
+    """+12%, -0.4%, 0%: a change with its direction."""
+    text = pct(abs(x))
+    return "0%" if text in ("0.0%", "0%") else ("+" if x > 0 else "-") + text
+
+
 def _g(x: float) -> str:
     return f"{x:.4g}"
 
@@ -422,9 +428,10 @@ def no_improvement(
         return None  # a slow fall hidden in the noise, yet a steady one
     level = abs(start) or 1.0
     text = (
-        f"over the whole curve (steps {ctx.at(0)}-{ctx.at(n - 1)}, {n} points) the loss never fell: it starts at "
-        f"{_g(start)} (median of the first {w} points) and ends at {_g(end)} (the last {w}), a change of "
-        f"{pct(-fell / level)}; no {w}-point median is more than {pct((start - best) / level)} below the start, "
+        f"over the whole curve (steps {ctx.at(0)}-{ctx.at(n - 1)}, {n} points) the loss does not fall beyond its "
+        f"noise: it starts at {_g(start)} (median of the first {w} points) and ends at {_g(end)} (the last {w}), "
+        f"{_signed_pct((end - start) / level)}; no {w}-point median is more than {pct((start - best) / level)} "
+        "below the start, "
         f"where a real fall would be more than {_g(margin)} ({pct(ds.no_improvement_rel_drop)} of the level or "
         f"{ds.no_improvement_z:g} standard errors of the noise {_g(sigma)}); the rank correlation of loss with "
         f"step is {rho:+.2f} (no downward trend)"
@@ -437,7 +444,7 @@ def no_improvement(
         "start_level": start,
         "end_level": end,
         "lowest_level": best,
-        "change": -fell / level,
+        "change": (end - start) / level,
         "margin": margin,
         "noise": sigma,
         "spearman": rho,

@@ -3,7 +3,7 @@
     echo '{"train_loss": [2.3, 2.0, 9.1, null], "val_loss": [2.2]}' | optirec diagnose --architecture mlp
     echo '{"train_loss": [2.3, 2.2, 2.1], "steps": [100, 200, 300]}' | optirec diagnose
     echo '[2.3, 2.0, 9.1, null]' | optirec diagnose
-    printf 'step,train_loss,val_loss\\n0,2.3,2.4\\n1,2.1,\\n' | optirec diagnose --csv
+    printf 'step,train_loss,val_loss\\n0,2.3,2.4\\n1,2.1,\\n' | optirec diagnose    # CSV is recognised (or --csv)
     optirec diagnose --symptom overfitting --recommendation rec.json
 
 Imported by ``service/cli.py`` only when the command runs; bad input raises the CLI's UsageError
@@ -161,6 +161,14 @@ def parse_csv(text: str) -> dict[str, Any]:
     return out
 
 
+def _is_csv(text: str, flag: bool) -> bool:
+    """CSV when --csv says so or stdin does not open like JSON (``[`` or ``{``): a pasted CSV just works."""
+    json_like = text.lstrip()[:1] in ("[", "{")
+    if flag and json_like:
+        raise UsageError("train_loss: stdin is JSON (it opens with '[' or '{'), not CSV: drop --csv")
+    return flag or not json_like
+
+
 def _read_file_json(path: str, field: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -185,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         except UnicodeDecodeError as exc:
             raise UsageError(f"train_loss: stdin is not UTF-8 text (byte {exc.start})") from None
         if text.strip():
-            curves = parse_csv(text) if args.csv else parse_json(text)
+            curves = parse_csv(text) if _is_csv(text, args.csv) else parse_json(text)
     symptoms = list(curves.pop("symptoms", None) or [])
     symptoms += [s.strip() for chunk in args.symptom or [] for s in chunk.split(",") if s.strip()]
     if not curves and not symptoms:

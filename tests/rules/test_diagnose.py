@@ -177,7 +177,7 @@ def test_clean_noisy_curves_raise_no_alarm(shape: str, n: int, seed: int) -> Non
         dx = diagnose(train_loss=train, val_loss=val, **kwargs)
         assert dx.healthy, [(f.symptom, f.evidence.summary) for f in dx.findings]
         assert not dx.findings and not dx.changes
-        assert "healthy" in dx.message and "unchanged" in dx.message
+        assert ("too few to judge" if n < 30 else "healthy") in dx.message and "unchanged" in dx.message
 
 
 def test_healthy_curve_leaves_the_recommendation_unchanged() -> None:

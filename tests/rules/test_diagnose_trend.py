@@ -119,7 +119,8 @@ def test_a_loss_that_never_improves_is_reported_whatever_the_schedule(
     assert "no_improvement" in found, [(f.symptom, f.evidence.summary) for f in dx.findings]
     f = found["no_improvement"]
     assert (f.evidence.start_step, f.evidence.end_step) == (0, N - 1)
-    assert f.evidence.summary.startswith("over the whole curve (steps 0-999, 1000 points) the loss never fell")
+    head = "over the whole curve (steps 0-999, 1000 points) the loss does not fall beyond its noise: it starts at "
+    assert f.evidence.summary.startswith(head), f.evidence.summary
     assert f.severity == "high" and not dx.healthy
     # no seed names a cause: the finding says so, says what to check, and changes nothing
     assert f.cause_applies is False and f.actions == []
@@ -154,9 +155,12 @@ def test_a_sawtooth_is_both_an_oscillation_and_no_improvement(
         assert found["oscillation"].cause_applies and any(c.symptom == "oscillation" for c in dx.changes)
 
 
-@pytest.mark.parametrize("n", [5, 29])
-def test_short_curves_are_not_judged(n: int) -> None:
-    assert diagnose(train_loss=[2.3] * n).healthy
+@pytest.mark.parametrize(("n", "checked"), [(2, "only divergence was"), (5, "only divergence was"), (29, "jumps were")])
+def test_short_curves_are_not_judged_and_say_so(n: int, checked: str) -> None:
+    dx = diagnose(train_loss=[2.3] * n)
+    assert dx.healthy and "too few to judge most symptoms" in dx.message
+    assert any(note.startswith(f"{n} point(s) are too few") and checked in note for note in dx.notes), dx.notes
+    assert "too few" not in diagnose(train_loss=[2.3] * 30).message
 
 
 def test_named_no_improvement_uses_its_aliases() -> None:

@@ -195,3 +195,22 @@ def test_bad_steps_exit_2_naming_the_field(
     pipe(stdin)
     line = _error(capsys, ["diagnose", *argv])
     assert line.startswith(f"optirec: error: {field}"), line
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("step,loss\n0,2.0\n1,1.9\n2,nan\n", id="header"),
+        pytest.param("2.0\n1.9\nnan\n", id="one-column"),
+        pytest.param("  \nstep,train_loss\n0,2.0\n1,1.9\n2,inf\n", id="leading-blank-line"),
+    ],
+)
+def test_csv_is_recognised_without_the_flag(pipe: Any, capsys: pytest.CaptureFixture[str], text: str) -> None:
+    pipe(text)
+    dx = _ok(capsys, ["diagnose"])
+    assert [f["symptom"] for f in dx["findings"]] == ["divergence"] and dx["curves"]["train_points"] == 3
+
+
+def test_json_under_the_csv_flag_says_so(pipe: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pipe("[2.0, 1.9]")
+    assert _error(capsys, ["diagnose", "--csv"]).endswith("not CSV: drop --csv")
