@@ -301,6 +301,15 @@ def diagnose(
     if train is not None or val is not None:
         hits, notes = detect(train, val, ds, ctx)
         main = train if train is not None else val or []
+        if train is not None and eval_steps is not None:
+            first, last = ctx.at(0), ctx.at(len(train) - 1)
+            outside = [s for s in eval_steps if not first <= s <= last]
+            if outside:
+                notes.append(
+                    f"{len(outside)} of {len(eval_steps)} val_steps (e.g. {outside[0]}) lie outside the training "
+                    f"steps {first}-{last}: check that steps and val_steps count the same way (both optimizer "
+                    "steps, or both epochs); such points are compared with the nearest end of the training curve."
+                )
         if len(main) < ds.no_improvement_min_points:
             short = len(main)
             checked = "divergence and sudden jumps were" if short > ds.spike_min_history else "only divergence was"

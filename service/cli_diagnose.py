@@ -67,7 +67,8 @@ def parse_json(text: str) -> dict[str, Any]:
         raise UsageError("train_loss: stdin must be a JSON list of losses or an object with train_loss / val_loss")
     unknown = [k for k in value if k not in _KEYS]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], _KEYS, n=1)
+        column = _COLUMNS.get(unknown[0].strip().lower().replace(" ", "_").replace("-", "_"))
+        close = [{"step": "steps"}.get(column, column)] if column else difflib.get_close_matches(unknown[0], _KEYS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"{unknown[0]}: unknown field{hint}; valid values: {', '.join(_KEYS)}")
     return value

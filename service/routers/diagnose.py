@@ -72,9 +72,37 @@ class DiagnoseRequest(BaseModel):
 _MAX_STEP = 2**53
 
 
+#: names people give these fields (CSV headers, other tools' logs) -> the field
+_ALIASES = {
+    "loss": "train_loss",
+    "losses": "train_loss",
+    "train": "train_loss",
+    "training_loss": "train_loss",
+    "val": "val_loss",
+    "eval_loss": "val_loss",
+    "valid_loss": "val_loss",
+    "validation_loss": "val_loss",
+    "step": "steps",
+    "iteration": "steps",
+    "iterations": "steps",
+    "epoch": "steps",
+    "epochs": "steps",
+    "eval_steps": "val_steps",
+    "symptom": "symptoms",
+}
+#: what each list field holds, for a value that is not a list
+_LISTS = {
+    "train_loss": "a list of numbers (null where the loss was NaN/inf)",
+    "val_loss": "a list of numbers (null where the loss was NaN/inf)",
+    "steps": "a list of integers >= 0, one per train_loss point",
+    "val_steps": "a list of integers >= 0, one per val_loss point",
+    "symptoms": "a list of symptom names",
+}
+
+
 def _request_issues(errors: Sequence[Mapping[str, Any]]) -> list[FieldIssue] | None:
     """The body's validation errors naming the DiagnoseRequest's own fields (the shared handler lists a
-    Profile's); None for errors about the body as a whole, which the shared handler words."""
+    Profile's); None for malformed JSON, which the shared handler words."""
     fields = list(DiagnoseRequest.model_fields)
     issues: list[FieldIssue] = []
     rest: list[dict[str, Any]] = []
@@ -83,8 +111,11 @@ def _request_issues(errors: Sequence[Mapping[str, Any]]) -> list[FieldIssue] | N
         if loc and loc[0] == "body":
             loc = loc[1:]
         etype = err.get("type")
-        if etype == "json_invalid" or not loc:
+        if etype == "json_invalid":
             return None
+        if not loc:
+            issues.append(FieldIssue(field="body", message="must be a JSON object", valid=fields))
+            continue
         name = str(loc[0])
         if etype == "extra_forbidden" and len(loc) == 1:
             home = next(
@@ -92,14 +123,17 @@ def _request_issues(errors: Sequence[Mapping[str, Any]]) -> list[FieldIssue] | N
                 None,
             )
             where = f"; {name!r} is a {home} field and goes under {home!r}" if home else ""
-            issues.append(
-                FieldIssue(field=name, message="unknown field" + where, valid=fields, suggestion=suggest(name, fields))
-            )
+            hint = _ALIASES.get(name.strip().lower().replace("-", "_").replace(" ", "_")) or suggest(name, fields)
+            issues.append(FieldIssue(field=name, message="unknown field" + where, valid=fields, suggestion=hint))
         elif name in ("steps", "val_steps") and len(loc) == 2:
             shown = repr(err.get("input"))[:40]
             issues.append(
                 FieldIssue(field=f"{name}[{loc[1]}]", message=f"must be an integer from 0 to {_MAX_STEP} (got {shown})")
             )
+        elif name in _LISTS and len(loc) == 1 and etype == "list_type":
+            shown = repr(err.get("input"))[:40]
+            valid = sorted(default_rulebook().symptoms) if name == "symptoms" else None
+            issues.append(FieldIssue(field=name, message=f"must be {_LISTS[name]} (got {shown})", valid=valid))
         else:
             rest.append({**err, "loc": tuple(loc)})
     return issues + issues_from_errors(rest, fields)

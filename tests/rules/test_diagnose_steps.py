@@ -148,3 +148,21 @@ def test_bad_steps_name_the_field(kwargs: dict[str, Any], field: str, words: str
     issue = info.value.issues[0]
     assert issue.field == field, info.value.issues
     assert words in issue.message, issue.message
+
+
+@pytest.mark.parametrize(
+    ("val_steps", "outside"),
+    [
+        pytest.param([100, 200, 300], 0, id="inside"),
+        pytest.param([100, 2_000, 3_000], 2, id="epochs-vs-steps"),
+        pytest.param([0, 100, 200], 1, id="before-the-first"),
+    ],
+)
+def test_val_steps_outside_the_training_steps_are_noted(val_steps: list[int], outside: int) -> None:
+    dx = diagnose(
+        train_loss=_decay(), steps=[10 + 10 * i for i in range(N)], val_loss=[1.0, 0.9, 0.8], val_steps=val_steps
+    )
+    notes = [n for n in dx.notes if "lie outside the training steps 10-620" in n]
+    assert len(notes) == (1 if outside else 0), dx.notes
+    if outside:
+        assert notes[0].startswith(f"{outside} of 3 val_steps")

@@ -180,6 +180,10 @@ def test_json_steps_and_val_steps(pipe: Any, capsys: pytest.CaptureFixture[str])
         pytest.param('{"train_loss": [1, 2], "steps": [0, 0.5]}', [], "steps[1]", id="json-fraction"),
         pytest.param('{"val_loss": [1, 2], "val_steps": [0, 0]}', [], "val_steps[1]", id="json-val-repeat"),
         pytest.param('{"train_loss": [1], "step": [0]}', [], "step: unknown field (did you mean 'steps'?)", id="typo"),
+        pytest.param('{"loss": [1]}', [], "loss: unknown field (did you mean 'train_loss'?)", id="loss-alias"),
+        pytest.param(
+            '{"train_loss": [1], "stepz": [0]}', [], "stepz: unknown field (did you mean 'steps'?)", id="close"
+        ),
         pytest.param("step,train_loss\n0,1.0\n0,0.9\n", ["--csv"], "steps[1]", id="csv-repeated-step"),
         pytest.param("step,train_loss\n5,1.0\n3,0.9\n", ["--csv"], "steps[1]", id="csv-falling-step"),
         pytest.param("step,train_loss\n0,1.0\n1.5,0.9\n", ["--csv"], "step: row 3", id="csv-fraction"),

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -142,9 +143,15 @@ def test_a_flat_curve_is_reported(client: TestClient) -> None:
         pytest.param(
             {"train_loss": [1.0], "architecture": "resnet"}, "architecture", "goes under 'profile'", id="flat"
         ),
+        pytest.param({"loss": [1.0]}, "loss", "did you mean 'train_loss'", id="loss-alias"),
+        pytest.param({"eval_loss": [1.0]}, "eval_loss", "did you mean 'val_loss'", id="eval-loss-alias"),
+        pytest.param({"train_loss": [1.0], "epoch": [1]}, "epoch", "did you mean 'steps'", id="epoch-alias"),
+        pytest.param({"train_loss": {"0": 1.0}}, "train_loss", "must be a list of numbers", id="loss-not-a-list"),
+        pytest.param({"symptoms": "overfitting"}, "symptoms", "must be a list of symptom names", id="symptom-string"),
+        pytest.param([1.0, 0.9], "body", "must be a JSON object; valid values: train_loss", id="bare-list"),
     ],
 )
-def test_bad_steps_are_422_naming_the_field(client: TestClient, body: dict, field: str, words: str) -> None:
+def test_bad_steps_are_422_naming_the_field(client: TestClient, body: Any, field: str, words: str) -> None:
     r = client.post("/diagnose", json=body)
     assert r.status_code == 422, r.text
     error = r.json()["error"]
