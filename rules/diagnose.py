@@ -102,14 +102,15 @@ def _steps(name: str, value: Any, points: list[float] | None, curve: str) -> lis
     for i, v in enumerate(items):
         if isinstance(v, float) and v.is_integer():
             v = int(v)
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= v <= _MAX_STEP:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 <= int(v) <= _MAX_STEP:
             shown = repr(v)[:40]
             raise _issue(f"{name}[{i}]", f"must be an integer from 0 to {_MAX_STEP} (got {shown})", value=shown)
-        if out and v <= out[-1]:
+        step = int(v)  # numpy and other Integral types as a Python int
+        if out and step <= out[-1]:
             raise _issue(
-                f"{name}[{i}]", f"step {v} is not above the step before it ({out[-1]}): steps must increase strictly"
+                f"{name}[{i}]", f"step {step} is not above the step before it ({out[-1]}): steps must increase strictly"
             )
-        out.append(int(v))
+        out.append(step)
     return out
 
 
