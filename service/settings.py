@@ -9,8 +9,10 @@ import ipaddress
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .trials.ray_address import parse_ray_address, ray_missing, unreachable
 
 __all__ = ["Settings", "get_settings"]
 
@@ -106,6 +108,39 @@ class Settings(BaseSettings):
         description="Share of the machine's memory the trial workers may use together when trial_max_memory_mb "
         "is unset.",
     )
+
+    trial_backend: Literal["process", "ray"] = Field(
+        default="process",
+        description="Where trials run: 'process' (worker processes on this machine, the default) or 'ray' (tasks "
+        "on the Ray cluster at ray_address; needs the optirec[ray] extra). See service/trials/ray_backend.py.",
+    )
+    ray_address: str = Field(
+        default="auto",
+        validate_default=True,
+        description="The Ray cluster trials run on when trial_backend is 'ray': 'auto' (RAY_ADDRESS, else the "
+        "cluster `ray start` last started on this machine), 'host:port' (its GCS) or 'ray://host:port' (Ray "
+        "Client). Checked at start-up: a cluster that does not answer refuses to start the service.",
+    )
+
+    @field_validator("trial_backend")
+    @classmethod
+    def _ray_is_installed(cls, value: str) -> str:
+        if value == "ray":
+            missing = ray_missing()
+            if missing:
+                raise ValueError(missing)
+        return value
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_answers(cls, value: str, info: ValidationInfo) -> str:
+        """The address's form always; that a cluster answers there only when trials run on Ray."""
+        parsed = parse_ray_address(value)
+        if info.data.get("trial_backend") == "ray":
+            trouble = unreachable(parsed)
+            if trouble:
+                raise ValueError(trouble)
+        return value
 
     @field_validator("forwarded_allow_ips")
     @classmethod

@@ -52,6 +52,8 @@ async def readyz(request: Request) -> JSONResponse:
                 "until space is freed (they resume by themselves)"
             )
         checks["trial_dispatcher"] = "ok" if runner.alive() else "failed: the dispatcher is not running"
+        if runner.backend.name != "process":  # with trial_backend=ray: whether its cluster answers
+            checks["trial_backend"] = runner.backend.check()
     else:
         checks["trial_store"] = "failed: not opened (the app's lifespan has not run)"
         checks["trial_dispatcher"] = "failed: not started"

@@ -1,17 +1,18 @@
-"""The trial dispatcher of the API process: a bounded queue in the store, one worker process per slot.
+"""The trial dispatcher of the API process: a bounded queue in the store, run by a trial backend.
 
 ``TrialRunner.start()`` (from the app's lifespan) recovers the store and starts ``trial_concurrency``
-slot tasks. Each slot claims the oldest queued trial, hands it to its worker process
-(``python -m optirec.service.trials.worker``, started on first use and kept warm for the next trial) and
-copies progress and the result into the store. Nothing here blocks the event loop for long: the training
-happens in the worker, and the store's writes are single-row SQLite statements.
+slot tasks. Each slot claims the oldest queued trial, hands it to the backend (backends.py): by default its
+own worker process (``python -m optirec.service.trials.worker``, started on first use and kept warm for the
+next trial), or with ``trial_backend=ray`` a task on a Ray cluster (ray_backend.py); it copies progress and
+the result into the store. Nothing here blocks the event loop for long: the training happens elsewhere, and
+the store's writes are single-row SQLite statements.
 
-A worker that dies mid-trial (segfault, OOM kill, ``kill -9``) fails that trial with the exit code or
-signal; the slot starts a fresh worker for the next trial and the server keeps serving. With
-a memory limit (``trial_max_memory_mb``, by default derived from the machine: envelope.memory_limit_mb), the
-slot reads its running worker's resident memory from /proc (every MEMORY_POLL s, from this process: a worker
-stuck in C code cannot dodge it) and kills a worker that passes the limit; that trial fails with a reason
-naming the limit. (POST /trials refuses up front a trial whose estimated peak is over it.)
+Whatever ran a trial dying mid-trial (a worker's segfault, OOM kill or ``kill -9``; a Ray worker or node
+lost) fails that trial with the reason; the slot goes on with the next trial and the server keeps serving.
+With a memory limit (``trial_max_memory_mb``, by default derived from the machine: envelope.memory_limit_mb),
+a worker process that passes it is killed and its trial fails naming the limit (POST /trials refuses up front
+a trial whose estimated peak is over it). While the backend cannot start trials (the Ray head is gone) the
+slots claim nothing: queued trials stay queued and run once it returns.
 
 A store that cannot be written (a full disk: ``StoreFullError``, or any other SQLite error) never stops the
 dispatcher. A progress update that cannot be stored is skipped (the next one carries the same numbers); the
@@ -25,14 +26,10 @@ disk is full, POST /trials answers 507 (nothing is queued) and /readyz says the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import math
 import os
-import signal
 import sqlite3
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,28 +38,20 @@ from typing import Any
 from optirec.rules.errors import OptirecError
 
 from ..settings import Settings
+from .backends import CANCEL_GRACE, ProcessBackend, TrialBackend, TrialRun, memory_reason, resident_mb
 from .envelope import memory_limit_mb
 from .models import FINISHED
+from .ray_backend import RayBackend
 from .store import INTERRUPTED, StoreError, TrialRecord, TrialStore
-from .worker import PARENT_ENV
 
-__all__ = ["QueueFullError", "TrialFinishedError", "TrialRunner", "memory_reason", "resident_mb"]
+__all__ = ["CANCEL_GRACE", "QueueFullError", "TrialFinishedError", "TrialRunner", "memory_reason", "resident_mb"]
 
 log = logging.getLogger("optirec.service.trials")
 
-#: Seconds a worker gets, beyond the trial's own budget, to start (import torch) and report.
-STARTUP_GRACE = 120.0
-#: Seconds a running trial gets to stop after a cancel before its worker is killed.
-CANCEL_GRACE = 10.0
-#: Longest line a worker may send (a race's result with its curves).
-LINE_LIMIT = 64 * 1024 * 1024
-#: Seconds between two reads of a running worker's resident memory (under a memory limit).
-MEMORY_POLL = 0.05
 #: Seconds between two tries of a store write that failed (a full disk) in the dispatcher.
 STORE_RETRY = 1.0
 #: Seconds between two log lines about the same store trouble.
 STORE_LOG_EVERY = 30.0
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class QueueFullError(OptirecError):
@@ -86,46 +75,20 @@ class TrialFinishedError(OptirecError):
 @dataclass
 class _Slot:
     index: int
-    proc: asyncio.subprocess.Process | None = None
+    run: TrialRun | None = None
     trial_id: str | None = None
-
-
-def exit_reason(returncode: int | None) -> str:
-    """A worker's exit status in words."""
-    if returncode is None:
-        return "the trial worker stopped answering"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        hint = " (out of memory, or killed by an operator)" if -returncode == signal.SIGKILL else ""
-        return f"the trial worker was killed by {name}{hint}"
-    return f"the trial worker exited unexpectedly with code {returncode}"
-
-
-def memory_reason(rss_mb: float, limit_mb: int) -> str:
-    """The error of a trial whose worker passed the server's memory limit."""
-    return (
-        f"the trial ran out of memory: its worker process held {rss_mb:.0f} MiB, over the server's limit of "
-        f"{limit_mb} MiB (trial_max_memory_mb); try a smaller size or workload"
-    )
-
-
-def resident_mb(pid: int) -> float | None:
-    """A process's resident memory in MiB (Linux /proc), or None where it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            pages = int(fh.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return pages * _PAGE_SIZE / 2**20
 
 
 class TrialRunner:
     """Queue, dispatch, cancel and watch trials. All methods run on the event loop's thread."""
 
-    def __init__(self, store: TrialStore, settings: Settings, on_finish: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: TrialStore,
+        settings: Settings,
+        on_finish: Callable[[str], None] | None = None,
+        backend: TrialBackend | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self._on_finish = on_finish
@@ -134,6 +97,8 @@ class TrialRunner:
         self.memory_limit_mb = memory_limit_mb(
             settings.trial_max_memory_mb, settings.trial_memory_fraction, settings.trial_concurrency
         )
+        #: Where the trials run (settings.trial_backend).
+        self.backend = backend or _backend(settings, self.memory_limit_mb)
         self._tasks: list[asyncio.Task[None]] = []
         self._work = asyncio.Event()
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -150,6 +115,7 @@ class TrialRunner:
         interrupted, queued = self.store.recover()
         if interrupted or queued:
             log.warning("trial store: %d interrupted trial(s) marked failed, %d queued resumed", interrupted, queued)
+        await self.backend.start()
         self._tasks = [asyncio.create_task(self._slot_loop(s), name=f"trial-slot-{s.index}") for s in self._slots]
         self._work.set()
         self._started = True
@@ -160,8 +126,7 @@ class TrialRunner:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for slot in self._slots:
-            await self._drop_worker(slot)
+        await self.backend.stop()
         try:
             self.store.fail_running(INTERRUPTED)
         except (StoreError, sqlite3.Error) as exc:  # the next start-up's recovery marks it instead
@@ -193,9 +158,8 @@ class TrialRunner:
         if self.store.finish(trial_id, "cancelled"):
             self._finished("cancelled")
         for slot in self._slots:
-            if slot.trial_id == trial_id and slot.proc is not None:
-                self._send(slot.proc, {"type": "cancel", "id": trial_id})
-                asyncio.get_running_loop().call_later(CANCEL_GRACE, self._kill_if_still, slot, trial_id)
+            if slot.trial_id == trial_id and slot.run is not None:
+                slot.run.cancel()  # stopped by force after CANCEL_GRACE s
         self._notify(trial_id)
         return self.store.get(trial_id)
 
@@ -247,6 +211,7 @@ class TrialRunner:
 
     async def _slot_loop(self, slot: _Slot) -> None:
         while True:
+            await self.backend.wait_available()  # a Ray head that is gone: queued trials stay queued
             try:
                 record = self.store.claim_next()
             except (StoreError, sqlite3.Error) as exc:  # a full disk: wait and claim again
@@ -264,10 +229,14 @@ class TrialRunner:
                 raise
             except Exception as exc:  # a bug in the dispatcher must not stop it
                 log.exception("trial %s: dispatcher error", record.id)
-                await self._drop_worker(slot)
+                if slot.run is not None:
+                    await slot.run.abort()
                 reason = f"internal error while running the trial ({type(exc).__name__})"
                 await self._finish_durably(record.id, "failed", error=reason)
             finally:
+                if slot.run is not None:
+                    await slot.run.close()
+                slot.run = None
                 slot.trial_id = None
 
     def _store_trouble(self, kind: str, what: str, exc: BaseException) -> None:
@@ -309,122 +278,36 @@ class TrialRunner:
                 self._store_trouble(f"end {trial_id}", what, exc)
                 await asyncio.sleep(STORE_RETRY)
 
-    async def _spawn(self) -> asyncio.subprocess.Process:
-        env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "optirec.service.trials.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            limit=LINE_LIMIT,
-        )
-
-    async def _drop_worker(self, slot: _Slot) -> None:
-        proc, slot.proc = slot.proc, None
-        if proc is None:
-            return
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        with contextlib.suppress(Exception):
-            await proc.wait()
-
-    def _send(self, proc: asyncio.subprocess.Process, message: dict[str, Any]) -> bool:
-        if proc.stdin is None or proc.stdin.is_closing():
-            return False
-        try:
-            proc.stdin.write((json.dumps(message) + "\n").encode())
-        except (BrokenPipeError, ConnectionResetError, RuntimeError):
-            return False
-        return True
-
-    def _kill_if_still(self, slot: _Slot, trial_id: str) -> None:
-        if slot.trial_id == trial_id and slot.proc is not None and slot.proc.returncode is None:
-            log.warning("trial %s: the worker ignored the cancel for %g s; killing it", trial_id, CANCEL_GRACE)
-            with contextlib.suppress(ProcessLookupError):
-                slot.proc.kill()
-
     async def _run(self, slot: _Slot, record: TrialRecord) -> None:
-        loop = asyncio.get_running_loop()
-        fresh = slot.proc is None or slot.proc.returncode is not None
-        if fresh:
-            try:
-                slot.proc = await self._spawn()
-            except OSError as exc:
-                reason = f"cannot start a trial worker: {exc.strerror or exc}"
-                await self._finish_durably(record.id, "failed", error=reason)
-                return
-        proc = slot.proc
-        assert proc is not None and proc.stdout is not None and proc.stdin is not None
-        slot.trial_id = record.id
-        self._record_quietly(self.store.set_worker, record.id, proc.pid)
-        self._notify(record.id)
-        if self._send(proc, {"type": "job", "id": record.id, "job": record.job}):
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                await proc.stdin.drain()
-        limit = self.settings.trial_max_seconds + STARTUP_GRACE * (2 if fresh else 1)
-        over: list[float] = []  # the worker's resident MiB when the memory watch killed it
-        memory_limit = self.memory_limit_mb
-        watch = asyncio.create_task(self._watch_memory(proc, memory_limit, over)) if memory_limit else None
         try:
-            await self._follow(slot, record, proc, loop.time() + limit, limit, over)
-        finally:
-            if watch is not None:
-                watch.cancel()
+            run = await self.backend.open(slot.index, record)
+        except OSError as exc:
+            reason = f"cannot start a trial worker: {exc.strerror or exc}"
+            await self._finish_durably(record.id, "failed", error=reason)
+            return
+        slot.run, slot.trial_id = run, record.id
+        if run.pid is not None:
+            self._record_quietly(self.store.set_worker, record.id, run.pid)
+        self._notify(record.id)
+        limit = self.settings.trial_max_seconds + run.grace
+        await self._follow(record, run, asyncio.get_running_loop().time() + limit, limit)
 
-    async def _watch_memory(self, proc: asyncio.subprocess.Process, limit_mb: int, over: list[float]) -> None:
-        """Kill the worker once its resident memory passes ``limit_mb`` (read from /proc every MEMORY_POLL s)."""
-        while proc.returncode is None:
-            rss = resident_mb(proc.pid)
-            if rss is None:  # no /proc (warned at start-up), or the worker has just exited
-                return
-            if rss > limit_mb:
-                over.append(rss)
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                return
-            await asyncio.sleep(MEMORY_POLL)
-
-    async def _follow(
-        self,
-        slot: _Slot,
-        record: TrialRecord,
-        proc: asyncio.subprocess.Process,
-        deadline: float,
-        limit: float,
-        over: list[float],
-    ) -> None:
-        """Copy the worker's messages about ``record`` into the store until the trial ends."""
-        assert proc.stdout is not None
+    async def _follow(self, record: TrialRecord, run: TrialRun, deadline: float, limit: float) -> None:
+        """Copy the run's messages about ``record`` into the store until the trial ends."""
         loop = asyncio.get_running_loop()
         missed: tuple[int, int, float | None] | None = None  # the last progress the store could not take
         while True:
             try:
-                line = await asyncio.wait_for(proc.stdout.readline(), timeout=max(0.0, deadline - loop.time()))
+                message = await run.next(max(0.0, deadline - loop.time()))
             except TimeoutError:
-                await self._drop_worker(slot)
+                await run.abort()
                 reason = f"the trial did not finish within the server's {limit:g} s"
                 await self._finish_durably(record.id, "failed", error=reason)
                 return
             except ValueError:  # a line over LINE_LIMIT
-                await self._drop_worker(slot)
+                await run.abort()
                 await self._finish_durably(record.id, "failed", error="the trial's result was too large to store")
                 return
-            if not line:  # the worker died
-                returncode = await proc.wait()
-                slot.proc = None
-                reason = memory_reason(over[0], self.memory_limit_mb) if over else exit_reason(returncode)
-                log.warning("trial %s: %s", record.id, reason)
-                await self._finish_durably(record.id, "failed", error=reason, progress=missed)
-                return
-            try:
-                message = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(message, dict) or message.get("id") != record.id:
-                continue
             kind = message.get("type")
             if kind == "progress":
                 loss = message.get("loss")
@@ -439,7 +322,15 @@ class TrialRunner:
                 kept = result if isinstance(result, dict) else None
                 await self._finish_durably(record.id, status, result=kept, progress=missed)
                 return
-            elif kind == "error":
+            elif kind in ("error", "lost"):
                 why = str(message.get("message") or "the trial failed")
+                if kind == "lost":
+                    log.warning("trial %s: %s", record.id, why)
                 await self._finish_durably(record.id, "failed", error=why, progress=missed)
                 return
+
+
+def _backend(settings: Settings, memory_limit: int) -> TrialBackend:
+    if settings.trial_backend == "ray":
+        return RayBackend(settings)
+    return ProcessBackend(settings.trial_concurrency, memory_limit)

@@ -26,9 +26,9 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-__all__ = ["PARENT_ENV", "main"]
+__all__ = ["PARENT_ENV", "Channel", "main", "run_message"]
 
 #: Environment variable carrying the API process's pid.
 PARENT_ENV = "OPTIREC_TRIAL_PARENT"
@@ -56,6 +56,12 @@ def _die_with_parent(parent: int | None) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+class Channel(Protocol):
+    """Where a job's protocol messages go (this process's stdout; a Ray task's yields: ray_tasks.py)."""
+
+    def send(self, message: dict[str, Any]) -> None: ...
 
 
 class _Channel:
@@ -102,7 +108,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _run(channel: _Channel, message: dict[str, Any], cancelled: set[str]) -> None:
+def run_message(channel: Channel, message: dict[str, Any], cancelled: set[str]) -> None:
+    """Run one ``{"type": "job", "id", "job"}`` message, sending its progress and its end to ``channel``; the job
+    stops at its next step once its id is in ``cancelled``."""
     from optirec.optimizers.errors import BuildError
     from optirec.rules.errors import OptirecError
 
@@ -151,7 +159,7 @@ def main() -> int:
     threading.Thread(target=_reader, args=(sys.stdin, jobs, cancelled), name="stdin-reader", daemon=True).start()
     channel.send({"type": "ready", "pid": os.getpid()})
     while True:
-        _run(channel, jobs.get(), cancelled)
+        run_message(channel, jobs.get(), cancelled)
 
 
 if __name__ == "__main__":  # pragma: no cover - the worker process
