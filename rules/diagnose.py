@@ -36,9 +36,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from .diagnose_curves import Context, Hit, Severity, detect
+from .diagnose_curves import detect
 from .diagnose_models import Cause, Change, CurveSummary, Diagnosis, Evidence, Finding
 from .diagnose_revise import Reviser
+from .diagnose_stats import Context, Hit, Severity
 from .engine import recommend
 from .errors import FieldIssue, ProfileError, suggest
 from .loader import Rulebook, default_rulebook

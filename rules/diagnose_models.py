@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .diagnose_curves import Severity
+from .diagnose_stats import Severity
 from .recommendation import Recommendation, RulebookInfo
 
 __all__ = ["Cause", "Change", "CurveSummary", "Diagnosis", "Evidence", "Finding"]

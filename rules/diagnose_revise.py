@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .diagnose_curves import pct
 from .diagnose_models import Change
+from .diagnose_stats import pct
 from .loader import Rulebook
 from .lr_terms import lr_range_holding, lr_search_range
 from .recommendation import Recommendation
