@@ -2,8 +2,10 @@
 each on why it ranks where it does.
 
 An optimizer whose relative score rounds to 0 (its support is five or more orders of magnitude below the
-chosen one's: in practice only the catch-all default rule votes for it) is not a candidate for this job and is
-left out; it still appears in the rationale through the rule that named it.
+chosen one's: in practice only the catch-all default rule names it) is not a candidate for this job.  It is
+still listed, after every candidate, with a reason that starts "not recommended": a race
+(optimizers/racing.py, POST /trials ``race``) takes the first alternatives, and such a baseline is worth racing
+where the rules name nothing else.
 """
 
 from __future__ import annotations
@@ -46,17 +48,39 @@ def rank_alternatives(
     if multiplier is not None:
         chosen_mult = multiplier(chosen)
         ranked.sort(key=lambda n: multiplier(n) >= chosen_mult)  # stable: lower-memory first, then by score
+    ranked += [name for name in others if relative_score(scores[name], top) == 0]  # baselines, last
+    chosen_voter = top_voter[chosen][1] if chosen in top_voter else None
     out: list[Ranked] = []
     for name in ranked[:MAX_ALTERNATIVES]:
         voter = top_voter[name][1]
+        score = relative_score(scores[name], top)
+        if score == 0:
+            out.append(
+                (name, score, _baseline(name, chosen, voter, chosen_voter, matched), voter.id, hyperparameters(name))
+            )
+            continue
         lighter = multiplier is not None and multiplier(name) < multiplier(chosen)
-        why = _why(name, chosen, voter, top_voter[chosen][1] if chosen in top_voter else None, matched, scores)
+        why = _why(name, chosen, voter, chosen_voter, matched, scores)
         if lighter and multiplier is not None:
             own = multiplier(name)
             state = f"optimizer state {fmt(own)}x the parameters" if own else "no optimizer state"
             why += f"; listed early for memory: {state} ({chosen}: {fmt(multiplier(chosen))}x)"
-        out.append((name, relative_score(scores[name], top), why, voter.id, hyperparameters(name)))
+        out.append((name, score, why, voter.id, hyperparameters(name)))
     return tuple(out)
+
+
+def _baseline(
+    name: str, chosen: str, voter: CompiledRule, chosen_voter: CompiledRule | None, matched: Sequence[CompiledRule]
+) -> str:
+    """The line of a score-0 alternative: not a candidate, only a baseline."""
+    pos = _ordinal(voter.rule.prefer.index(name) + 1)
+    more = sum(1 for cr in matched if cr is not voter and any(n == name for n, _ in cr.votes))
+    also = f" (and {more} weaker rule{'s' if more > 1 else ''})" if more else ""
+    against = f", far below {chosen_voter.id} ({chosen_voter.rule.level} level) for {chosen}" if chosen_voter else ""
+    return (
+        f"not recommended for this job (score 0): only {voter.id} ({voter.rule.source}){also} names it, as its {pos} "
+        f"choice{against}; listed as a baseline to race against"
+    )
 
 
 def _why(

@@ -268,6 +268,9 @@ def issues_from_errors(errors: Iterable[Mapping[str, Any]], fields: list[str] | 
                     suggestion=suggest(str(shown), valid) if valid and isinstance(shown, str) else None,
                 )
             )
+        elif etype in ("model_type", "dict_type", "model_attributes_type") and field != "profile":
+            # a nested object of another document (e.g. recommendation.optimizer): name it, not the profile
+            issues.append(FieldIssue(field=field, message="must be a JSON object"))
         elif etype in ("model_type", "dict_type", "model_attributes_type"):
             issues.append(FieldIssue(field="profile", message="must be a JSON object of profile fields", valid=fields))
         else:

@@ -211,8 +211,9 @@ class Recommendation(_Out):
     param_groups: list[ParamGroup] = Field(default_factory=list)
     alternatives: list[Alternative] = Field(
         default_factory=list,
-        description="Other optimizers the rules support, best first, each with its own hyperparameters; an "
-        "optimizer only the catch-all default rule votes for (score 0) is not listed.",
+        description="Other optimizers the rules support, best first, each with its own hyperparameters and why it "
+        "ranks there; one only a far weaker rule names (score 0) comes last, its why starting 'not recommended' "
+        "(a baseline to race against).",
     )
     avoid: list[AvoidEntry] = Field(default_factory=list)
     rationale: list[RationaleEntry] = Field(default_factory=list)

@@ -20,6 +20,7 @@ from optirec.optimizers.builder import as_recommendation
 from optirec.optimizers.errors import BuildError, ExportError
 from optirec.optimizers.exporters import export, to_hf
 from optirec.rules import Recommendation, recommend
+from optirec.rules.profile import issues_from_errors
 
 _SCHEDULES = "constant, step, cosine, linear, exponential, one_cycle, cosine_restarts, inverse_sqrt, poly"
 _TOP = (
@@ -229,3 +230,19 @@ def test_every_format_exports_or_refuses_a_minimal_recommendation(fmt: str, refu
         export(rec, fmt)
     assert info.value.field == "format"
     assert refusal in str(info.value) and "\n" not in str(info.value)
+
+
+# (id, pydantic error location, the issue's field and message): a nested object that is not one is named as itself
+NOT_AN_OBJECT: list[tuple[str, tuple[Any, ...], str, str]] = [
+    ("the-profile-itself", (), "profile", "must be a JSON object of profile fields"),
+    ("the-profile-field", ("profile",), "profile", "must be a JSON object of profile fields"),
+    ("a-recommendation-field", ("recommendation.optimizer",), "recommendation.optimizer", "must be a JSON object"),
+    ("a-recommendation", ("recommendation",), "recommendation", "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("loc", "field", "message"), [n[1:] for n in NOT_AN_OBJECT], ids=[n[0] for n in NOT_AN_OBJECT])
+def test_a_document_field_that_is_not_an_object_is_named(loc: tuple[Any, ...], field: str, message: str) -> None:
+    error = {"type": "model_type", "loc": loc, "msg": "Input should be a valid dictionary", "input": "adam"}
+    (issue,) = issues_from_errors([error])
+    assert (issue.field, issue.message) == (field, message)
