@@ -27,7 +27,7 @@ from .diagnose_stats import (
     roughness,
     trailing_median,
 )
-from .diagnose_trend import no_improvement
+from .diagnose_trend import loss_rising, no_improvement
 from .schema import DiagnosisSettings
 
 __all__ = ["detect", "val_positions"]
@@ -139,6 +139,8 @@ def detect(
         flat = None if div is not None else no_improvement(xs, resid, ds, ctx, name, oscillating=osc is not None)
         if flat is not None:
             hits.append(flat)
+        elif (rising := None if div is not None else loss_rising(xs, resid, ds, ctx, name)) is not None:
+            hits.append(rising)
         elif osc is None or osc.end != ctx.at(n - 1):  # an oscillation to the end already says "no downward trend"
             plateau = _late_plateau(xs, ds, ctx, name)
             if plateau is not None:

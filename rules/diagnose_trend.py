@@ -12,7 +12,7 @@ from typing import Any
 from .diagnose_stats import MAD, Context, Hit, g, median, pct, signed_pct
 from .schema import DiagnosisSettings
 
-__all__ = ["no_improvement", "spearman"]
+__all__ = ["loss_rising", "no_improvement", "spearman"]
 
 
 def spearman(xs: Sequence[float]) -> float:
@@ -36,6 +36,23 @@ def spearman(xs: Sequence[float]) -> float:
     return sum((k - mean) * (r - mean) for k, r in enumerate(ranks)) / math.sqrt(var_r * var_i)
 
 
+def _blocks(
+    xs: list[float], resid: list[float], ds: DiagnosisSettings
+) -> tuple[int, list[int], list[float], float, float]:
+    """(w, block starts, block medians, step-to-step noise, standard error of a difference of two block medians)
+    over blocks of ``no_improvement_window`` of the points; the last block ends at the last point."""
+    n = len(xs)
+    w = max(ds.no_improvement_min_window, round(ds.no_improvement_window * n))
+    w += w % 2  # blocks of an even length: a period-2 sawtooth's median is its middle, not one of its two levels
+    starts = list(range(0, n - w + 1, w))
+    if starts[-1] != n - w:
+        starts.append(n - w)
+    blocks = [median(xs[s : s + w]) for s in starts]
+    sigma = MAD * median(resid)  # step-to-step noise (a sawtooth's swing counts as noise)
+    se = 1.2533 * sigma / math.sqrt(w) * math.sqrt(2)  # 1.2533: a median's standard error over a mean's
+    return w, starts, blocks, sigma, se
+
+
 def no_improvement(
     xs: list[float], resid: list[float], ds: DiagnosisSettings, ctx: Context, curve: Any, *, oscillating: bool
 ) -> Hit | None:
@@ -49,17 +66,10 @@ def no_improvement(
     n = len(xs)
     if n < ds.no_improvement_min_points:
         return None
-    w = max(ds.no_improvement_min_window, round(ds.no_improvement_window * n))
-    w += w % 2  # blocks of an even length: a period-2 sawtooth's median is its middle, not one of its two levels
-    starts = list(range(0, n - w + 1, w))
-    if starts[-1] != n - w:
-        starts.append(n - w)
-    blocks = [median(xs[s : s + w]) for s in starts]
+    w, _, blocks, sigma, se = _blocks(xs, resid, ds)
     start, end = blocks[0], blocks[-1]
     j_best = min(range(1, len(blocks)), key=blocks.__getitem__)
     best = blocks[j_best]
-    sigma = MAD * median(resid)  # step-to-step noise (a sawtooth's swing counts as noise)
-    se = 1.2533 * sigma / math.sqrt(w) * math.sqrt(2)  # of the difference of two block medians
     margin = max(ds.no_improvement_rel_drop * abs(start), ds.no_improvement_z * se)
     rho = spearman(xs)
     z = rho * math.sqrt(n - 1)
@@ -93,3 +103,34 @@ def no_improvement(
         "window": w,
     }
     return Hit("no_improvement", curve, ctx.at(0), ctx.at(n - 1), text, figures, "high", 0.85)
+
+
+def loss_rising(xs: list[float], resid: list[float], ds: DiagnosisSettings, ctx: Context, curve: Any) -> Hit | None:
+    """The loss fell, then climbed back: the last block's median is ``rise_rel`` of the level and
+    ``no_improvement_z`` standard errors above the lowest block's, and the climb from there is a steady one
+    (Spearman's rank correlation with the step ``no_improvement_z`` sigmas upward). Not judged under a schedule
+    that restarts (cosine_restarts), where a climb after each restart is the design."""
+    n = len(xs)
+    if n < ds.no_improvement_min_points or ctx.schedule_name == "cosine_restarts":
+        return None
+    w, starts, blocks, sigma, se = _blocks(xs, resid, ds)
+    j_best = min(range(len(blocks)), key=blocks.__getitem__)
+    if j_best >= len(blocks) - 2:
+        return None  # the lowest level is (nearly) the last: still improving or flat at its best
+    best, end = blocks[j_best], blocks[-1]
+    rise = end - best
+    if rise <= max(ds.rise_rel * abs(best), ds.no_improvement_z * se):
+        return None
+    lo = starts[j_best] + w // 2  # the middle of the lowest block
+    tail = xs[lo:]
+    rho = spearman(tail)
+    if rho * math.sqrt(len(tail) - 1) < ds.no_improvement_z:
+        return None
+    level = abs(best) or 1.0
+    text = (
+        f"the loss fell to {g(best)} (median of {w} points around step {ctx.at(lo)}) and then rose to {g(end)} "
+        f"by step {ctx.at(n - 1)} (median of the last {w}), {signed_pct(rise / level)}, a steady climb (rank "
+        f"correlation with the step {rho:+.2f} from there), below the {ds.divergence_factor:g}x of a divergence"
+    )
+    figures = {"lowest_level": best, "end_level": end, "rise": rise / level, "spearman": rho, "noise": sigma}
+    return Hit("loss_rising", curve, ctx.at(lo), ctx.at(n - 1), text, figures, "medium", 0.75)

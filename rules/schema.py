@@ -452,6 +452,7 @@ class DiagnosisSettings(_Strict):
     no_improvement_min_window: int = Field(ge=2)
     no_improvement_rel_drop: float = Field(gt=0, lt=1)
     no_improvement_z: float = Field(gt=0)
+    rise_rel: float = Field(gt=0)
     sources: dict[str, Source]
 
 

@@ -137,7 +137,8 @@ def test_a_loss_that_never_improves_is_reported_whatever_the_schedule(
 @pytest.mark.parametrize("shape", list(HEALTHY))
 def test_a_falling_loss_is_never_reported_as_not_improving(shape: str, seed: int, schedule: str | None) -> None:
     dx = diagnose(train_loss=HEALTHY[shape](seed), recommendation=_rec(schedule))
-    assert "no_improvement" not in {f.symptom for f in dx.findings}, [f.evidence.summary for f in dx.findings]
+    found = {f.symptom for f in dx.findings}
+    assert not found & {"no_improvement", "loss_rising"}, [f.evidence.summary for f in dx.findings]
 
 
 @pytest.mark.parametrize(
@@ -167,6 +168,45 @@ def test_named_no_improvement_uses_its_aliases() -> None:
     dx = diagnose(symptoms=["not learning"])
     assert [f.symptom for f in dx.findings] == ["no_improvement"] and not dx.changes
     assert any("no seed names a cause" in n for n in dx.notes)
+
+
+# ---------------------------------------------------------------------------------------- loss rising
+def u_shape(seed: int) -> list[float]:
+    return _noise([2.3 - math.sin(math.pi * t / N) for t in range(N)], seed, 0.03)
+
+
+def fall_then_climb(seed: int) -> list[float]:
+    return _noise(
+        [2.0 * math.exp(-t / 80) + 0.3 + (0.4 * (t - 600) / 400 if t > 600 else 0.0) for t in range(N)], seed, 0.03
+    )
+
+
+def slow_creep(seed: int) -> list[float]:
+    return _noise([2.0 * math.exp(-t / 50) + 0.5 + 0.1 * t / N for t in range(N)], seed, 0.01)
+
+
+RISING = {"u-shape": u_shape, "fall-then-climb": fall_then_climb, "slow-creep": slow_creep}
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("shape", list(RISING))
+def test_a_loss_that_climbs_back_is_reported(shape: str, seed: int, schedule: str | None) -> None:
+    dx = diagnose(train_loss=RISING[shape](seed), recommendation=_rec(schedule))
+    found = {f.symptom: f for f in dx.findings}
+    assert "loss_rising" in found, [(f.symptom, f.evidence.summary) for f in dx.findings]
+    f = found["loss_rising"]
+    assert f.evidence.end_step == N - 1 and 0 < f.evidence.start_step < N - 100
+    assert f.evidence.summary.startswith("the loss fell to ") and "then rose to " in f.evidence.summary
+    assert f.cause_applies is False and f.actions == [] and "divides the learning rate by 10" in f.fix
+    assert not found.keys() & {"no_improvement", "late_plateau", "divergence"}
+    assert not [c for c in dx.changes if c.symptom == "loss_rising"]
+
+
+def test_a_climb_under_warm_restarts_is_the_schedule() -> None:
+    assert "loss_rising" not in {
+        f.symptom for f in diagnose(train_loss=u_shape(0), recommendation=_rec("cosine_restarts")).findings
+    }
 
 
 # ---------------------------------------------------------------------------------------- late plateau
