@@ -19,6 +19,7 @@ without ``val_steps`` validation points are spread evenly over the training poin
 - gradient_explosion: sudden jumps against a rolling median and MAD (robust: one noisy point moves nothing);
 - early_instability: spikes, a rise or outsized noise in the first ``early_fraction``, without warmup;
 - no_improvement: the loss never falls over the whole curve (flat, noisy or swinging with no downward trend);
+- loss_rising: the loss fell, then climbs back steadily (short of a divergence); both in rules/diagnose_trend.py;
 - late_plateau: a last ``plateau_fraction`` flat relative to the noise level after progress, under any schedule
   (the seed's cause, a fixed learning rate, is named only under a constant or unknown one);
 - oscillation: high-frequency sign alternation of the differences, with amplitude and no downward trend;
