@@ -11,7 +11,9 @@ The pairs checked:
 * ``domain`` against the domain vocabulary.toml gives the ``architecture`` (a related domain agrees);
 * ``rl_method`` against the method vocabulary.toml gives the ``architecture``;
 * a ``goal`` that continues from pretrained weights against a ``phase`` that starts from random ones;
-* ``sharding`` over ``num_devices`` 1; ``precision`` bf16/fp16 against ``mixed_precision`` false.
+* ``sharding`` over ``num_devices`` 1; ``goal`` distributed on ``num_devices`` 1; ``precision`` bf16/fp16
+  against ``mixed_precision`` false; ``memory_limited`` false on an ``on_device`` job;
+* ``data`` large_batch with a ``batch_size`` the rulebook does not count as large.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def contradictions(book: Rulebook, p: Profile) -> list[str]:
     if p.total_steps is not None or p.epochs is not None or p.total_tokens is not None:
         _length(p, out)
     if p.batch_size is not None:
-        _batch(p, out)
+        _batch(book, p, out)
     if p.architecture is not None:
         _architecture(book, p, out)
     if p.goal in _PRETRAINED_GOALS and p.phase in _RANDOM_START_PHASES:
@@ -57,6 +59,16 @@ def contradictions(book: Rulebook, p: Profile) -> list[str]:
         out.append(
             f"sharding {p.sharding} with num_devices 1: one device has no other to split with, so the memory "
             "estimate shards nothing; give the number of devices the job shards over."
+        )
+    if p.goal == "distributed" and p.num_devices == 1:
+        out.append(
+            "goal distributed with num_devices 1: the distributed goal rules still vote, as stated, but the memory "
+            "estimate counts one device; give the number of devices the job trains on."
+        )
+    if p.memory_limited is False and p.on_device:
+        out.append(
+            "memory_limited false contradicts on_device true: an edge device's memory is treated as the binding "
+            "constraint all the same (rules/memory.py; constraint.on_device, 004 §2.2 on-device learning)."
         )
     if p.precision in ("bf16", "fp16") and p.mixed_precision is False:
         out.append(
@@ -105,7 +117,7 @@ def _length(p: Profile, out: list[str]) -> None:
         )
 
 
-def _batch(p: Profile, out: list[str]) -> None:
+def _batch(book: Rulebook, p: Profile, out: list[str]) -> None:
     b = p.batch_size
     assert b is not None
     if p.batch_tokens is not None and p.sequence_length is not None:
@@ -116,6 +128,12 @@ def _batch(p: Profile, out: list[str]) -> None:
                 f"batch_tokens {p.batch_tokens:,}: batch_size is used as the batch (lr scaling) and batch_tokens "
                 "as a step's tokens (steps from total_tokens); correct whichever is wrong."
             )
+    above = book.principles.large_batch_above
+    if "large_batch" in p.data and b <= above:
+        out.append(
+            f"data large_batch contradicts batch_size {b:,}: the rulebook counts a batch as large above {above:,} "
+            f"({book.principles.sources['large_batch_above']}); the large_batch rules still apply, as stated."
+        )
     if p.dataset_size is not None and b > p.dataset_size:
         epoch = f", and an epoch counts as {math.ceil(p.dataset_size / b)} step" if p.epochs is not None else ""
         out.append(

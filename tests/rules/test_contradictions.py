@@ -97,6 +97,24 @@ CONTRADICTING: list[tuple[str, dict[str, Any], str]] = [
         "nothing; give the number of devices the job shards over.",
     ),
     (
+        "large_batch-vs-batch_size",
+        {"data": ["large_batch"], "batch_size": 256},
+        "data large_batch contradicts batch_size 256: the rulebook counts a batch as large above 8,192 (004 §6.4.3); "
+        "the large_batch rules still apply, as stated.",
+    ),
+    (
+        "distributed-on-one-device",
+        {"goal": "distributed", "num_devices": 1},
+        "goal distributed with num_devices 1: the distributed goal rules still vote, as stated, but the memory "
+        "estimate counts one device; give the number of devices the job trains on.",
+    ),
+    (
+        "memory_limited-false-on-device",
+        {"memory_limited": False, "on_device": True},
+        "memory_limited false contradicts on_device true: an edge device's memory is treated as the binding "
+        "constraint all the same (rules/memory.py; constraint.on_device, 004 §2.2 on-device learning).",
+    ),
+    (
         "precision-vs-mixed_precision",
         {"precision": "bf16", "mixed_precision": False},
         "mixed_precision false contradicts precision bf16, a half-precision format: precision is used, so the memory "
@@ -126,6 +144,11 @@ CONSISTENT: list[tuple[str, dict[str, Any]]] = [
     ("zero-shot-pretraining", {"goal": "zero_shot", "phase": "pretraining"}),
     ("sharding-over-devices", {"sharding": "zero3", "num_devices": 8, "num_parameters": 10**9}),
     ("no-sharding-one-device", {"sharding": "none", "num_devices": 1}),
+    ("large_batch-with-a-large-batch", {"data": ["large_batch"], "batch_size": 16384}),
+    ("large_batch-without-a-batch", {"data": ["large_batch"]}),
+    ("distributed-over-devices", {"goal": "distributed", "num_devices": 64}),
+    ("memory_limited-on-device", {"memory_limited": True, "on_device": True}),
+    ("not-memory_limited-off-device", {"memory_limited": False, "on_device": False}),
     ("bf16-mixed", {"precision": "bf16", "mixed_precision": True}),
     ("fp32-weights-with-autocast", {"precision": "fp32", "mixed_precision": True}),
 ]
