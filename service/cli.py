@@ -20,12 +20,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .cli_catalog import add_catalog_parsers, cmd_recipes, cmd_sources
+from .cli_help import HelpFormatter, one_of, unknown_flag, valid_values
 from .cli_profile import UsageError, add_profile_arguments, number, profile_from_args, read_json_object
+from .cli_trial import client, cmd_trial
 
 __all__ = ["main"]
 
@@ -35,9 +36,73 @@ EXIT_USAGE = 2
 _EXPORT_FORMATS = ("json", "hf", "lightning", "timm", "torch", "optuna")
 
 
+#: exit status after the reader of stdout went away (``optirec rules | head``): 128 + SIGPIPE, as a shell tool
+EXIT_BROKEN_PIPE = 141
+
+
 class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (UsageError), valid values in --help, and "did you mean" for flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
+        # argparse prefixes a type error with "argument --flag: "; our converters already name the field
+        head, sep, rest = message.partition(": ")
+        if sep and head.startswith("argument ") and rest.split(":", 1)[0].replace("_", "-") in head:
+            message = rest
         raise UsageError(message)
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            sub = self._subcommands().get(command) if command else None
+            raise UsageError(unknown_flag(sub or self, extras, command or "optirec"))
+        return parsed
+
+    def _subcommands(self) -> dict[str, argparse.ArgumentParser]:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+
+def _levels() -> list[str]:
+    from optirec.rules.loader import LEVEL_WEIGHTS
+
+    return list(LEVEL_WEIGHTS)
+
+
+def _families() -> list[str]:
+    from optirec.rules import default_rulebook
+
+    return sorted({o.family for o in default_rulebook().optimizers.values()})
+
+
+def _optimizer_names() -> list[str]:
+    from optirec.rules import default_rulebook
+
+    return sorted(default_rulebook().optimizers)
+
+
+def _workloads() -> list[str]:
+    from optirec.service.trials.models import WORKLOAD_NAMES
+
+    return list(WORKLOAD_NAMES)
+
+
+def _devices() -> list[str]:
+    from optirec.service.trials.models import DEVICES
+
+    return list(DEVICES)
+
+
+def _symptoms() -> list[str]:
+    from optirec.rules import default_rulebook
+
+    return sorted(default_rulebook().symptoms)
 
 
 def _build_parser() -> _Parser:
@@ -49,9 +114,9 @@ def _build_parser() -> _Parser:
     rec.add_argument(
         "--format",
         dest="fmt",
-        metavar="{" + ",".join(_EXPORT_FORMATS) + "}",
+        metavar="FORMAT",
         default="json",
-        help="output format: json (the Recommendation), hf (TrainingArguments kwargs), lightning "
+        help="output format: json (the Recommendation, the default), hf (TrainingArguments kwargs), lightning "
         "(LightningModule methods), timm (create_optimizer_v2, create_scheduler_v2 and train.py kwargs), "
         "torch (PyTorch code), optuna (search space)",
     )
@@ -63,10 +128,15 @@ def _build_parser() -> _Parser:
     )
     add_profile_arguments(trial)
     trial.add_argument("--recommendation", metavar="FILE", help="run this Recommendation JSON ('-' = stdin)")
-    trial.add_argument("--workload", default="auto", help="auto (matches the profile) or a name of `GET /workloads`")
+    valid_values(
+        trial.add_argument("--workload", default="auto", help="the proxy workload: auto matches the profile"),
+        _workloads,
+    )
     trial.add_argument("--steps", type=number(int, "--steps"), default=200, help="optimizer steps (default 200)")
-    trial.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    trial.add_argument("--seed", type=number(int, "--seed"), default=0)
+    valid_values(
+        trial.add_argument("--device", default="auto", help="where to train (auto: CUDA when there)"), _devices
+    )
+    trial.add_argument("--seed", type=number(int, "--seed"), default=0, help="random seed (default 0)")
     trial.add_argument("--size", type=number(int, "--size"), default=1, help="workload scale (default 1)")
     trial.add_argument(
         "--race", type=number(int, "--race"), default=0, help="0..4: race the recommendation and its alternatives"
@@ -84,15 +154,25 @@ def _build_parser() -> _Parser:
         "diagnose", help="diagnose a loss curve (JSON or --csv on stdin) or named symptoms; prints the Diagnosis"
     )
     add_profile_arguments(dx)
-    dx.add_argument("--csv", action="store_true", help="stdin is CSV: step?,train_loss,val_loss with a header")
-    dx.add_argument("--symptom", action="append", metavar="NAME", help="a symptom by name (repeatable)")
+    dx.add_argument(
+        "--csv",
+        action="store_true",
+        help="stdin is CSV: step?,train_loss,val_loss with a header (CSV on stdin is also recognised without it)",
+    )
+    valid_values(
+        dx.add_argument("--symptom", action="append", metavar="NAME", help="a symptom by name (repeatable)"),
+        _symptoms,
+    )
     dx.add_argument("--recommendation", metavar="FILE", help="the Recommendation JSON the job trained with")
     dx.add_argument("--compact", action="store_true", help="one-line JSON")
 
     rules = sub.add_parser("rules", help="list the knowledge base's rules (filterable)")
-    rules.add_argument("--level", help="recipe, architecture, domain, constraint, family, data, goal, guide or default")
+    valid_values(rules.add_argument("--level", help="rules of one level"), _levels)
     rules.add_argument("--id", dest="rule_id", help="rule id or id prefix, e.g. architecture.resnet or data.")
-    rules.add_argument("--optimizer", help="rules that prefer or avoid this optimizer")
+    valid_values(
+        rules.add_argument("--optimizer", help="rules that prefer or avoid this optimizer (aliases accepted)"),
+        _optimizer_names,
+    )
     rules.add_argument("--source", help="text the rule's source contains, e.g. '§2.4'")
     rules.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
 
@@ -109,7 +189,7 @@ def _build_parser() -> _Parser:
     add_catalog_parsers(sub)
 
     opts = sub.add_parser("optimizers", help="list the optimizer catalog")
-    opts.add_argument("--family", help="sgd, adaptive, second_order or wrapper")
+    valid_values(opts.add_argument("--family", help="optimizers of one family"), _families)
     opts.add_argument("--json", dest="as_json", action="store_true", help="print JSON instead of a table")
     return parser
 
@@ -118,7 +198,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from optirec.rules import recommend
 
     if args.fmt not in _EXPORT_FORMATS:
-        raise UsageError(f"format: unknown format {args.fmt!r}; valid values: {', '.join(_EXPORT_FORMATS)}")
+        one_of("format", args.fmt, _EXPORT_FORMATS, "format")
 
     flags = profile_from_args(args)
     if args.json_file is not None:
@@ -154,8 +234,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     from optirec.rules.loader import LEVEL_WEIGHTS
 
     book = default_rulebook()
-    if args.level and args.level not in LEVEL_WEIGHTS:
-        raise UsageError(f"level: unknown level {args.level!r}; valid values: {', '.join(LEVEL_WEIGHTS)}")
+    if args.level:
+        one_of("level", args.level, list(LEVEL_WEIGHTS), "level")
     optimizer = None
     if args.optimizer:
         optimizer = book.optimizer(args.optimizer).name
@@ -192,8 +272,8 @@ def _cmd_optimizers(args: argparse.Namespace) -> int:
 
     book = default_rulebook()
     families = sorted({o.family for o in book.optimizers.values()})
-    if args.family and args.family not in families:
-        raise UsageError(f"family: unknown family {args.family!r}; valid values: {', '.join(families)}")
+    if args.family:
+        one_of("family", args.family, families, "family")
     specs = sorted(
         (o for o in book.optimizers.values() if not args.family or o.family == args.family), key=lambda o: o.name
     )
@@ -263,148 +343,9 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(url: str) -> Any:
-    from optirec.service.client import OptirecClient
-
-    return OptirecClient(url, api_key=os.environ.get("OPTIREC_API_KEY") or None)
-
-
 def _remote_recommend(url: str, profile: dict[str, Any]) -> Any:
-    with _client(url) as client:
-        return client.recommend(profile)
-
-
-class _ProgressBar:
-    """A one-line text progress bar on stderr (redrawn in place on a terminal, a line every few seconds otherwise)."""
-
-    WIDTH = 30
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last = 0.0
-        self._drawn = False
-
-    def update(self, done: int, total: int, loss: float | None = None, label: str = "running") -> None:
-        now = time.monotonic()
-        if done < total and now - self._last < (0.1 if self.tty else 2.0):
-            return
-        self._last = now
-        total = max(total, 1)
-        filled = min(self.WIDTH, self.WIDTH * done // total)
-        text = f"{label:<9} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
-        if loss is not None:
-            text += f"  loss {loss:.4g}"
-        self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
-        self.stream.flush()
-        self._drawn = True
-
-    def close(self) -> None:
-        if self._drawn and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-        self._drawn = False
-
-
-def _trial_body(args: argparse.Namespace) -> dict[str, Any]:
-    flags = profile_from_args(args)
-    body: dict[str, Any] = {
-        "workload": args.workload,
-        "steps": args.steps,
-        "device": args.device,
-        "seed": args.seed,
-        "size": args.size,
-        "race": args.race,
-    }
-    if args.validate:
-        body["validate"] = True
-    if args.recommendation is not None:
-        if flags or args.json_file is not None:
-            raise UsageError("recommendation: give a profile (flags or --json) or --recommendation, not both")
-        body["recommendation"] = read_json_object(args.recommendation)
-    elif args.json_file is not None:
-        body["profile"] = {**read_json_object(args.json_file), **flags}
-    else:
-        body["profile"] = flags
-    return body
-
-
-def _cmd_trial(args: argparse.Namespace) -> int:
-    body = _trial_body(args)
-    indent = None if args.compact else 2
-    if args.url:
-        return _remote_trial(args, body, indent)
-    from pydantic import ValidationError
-
-    from optirec.rules import recommend
-    from optirec.rules.errors import ProfileError
-    from optirec.service.settings import Settings
-    from optirec.service.trials.models import TrialRequest, request_issues
-
-    try:
-        request = TrialRequest.model_validate(body)
-    except ValidationError as exc:
-        raise ProfileError(request_issues(exc.errors(include_url=False))) from None
-    settings = Settings()
-    for field, value, most in (
-        ("steps", request.steps, settings.trial_max_steps),
-        ("size", request.size, settings.trial_max_size),
-    ):
-        if value > most:
-            raise UsageError(f"{field}: must be at most {most} (OPTIREC_TRIAL_MAX_{field.upper()}), got {value}")
-    rec = request.recommendation if request.recommendation is not None else recommend(request.profile)
-    job = {
-        **body,
-        "recommendation": rec.model_dump(mode="json"),
-        "budget": {
-            "max_steps": settings.trial_max_steps,
-            "max_seconds": settings.trial_max_seconds,
-            "max_parameters": settings.trial_max_parameters,
-        },
-    }
-    job.pop("profile", None)
-    from optirec.optimizers.errors import BuildError
-    from optirec.service.trials.jobs import execute
-
-    bar = _ProgressBar()
-    try:
-        result, _ = execute(job, lambda done, total, loss: bar.update(done, total, loss), lambda: False)
-    except BuildError as exc:
-        bar.close()
-        raise UsageError(str(exc)) from None
-    except KeyboardInterrupt:
-        bar.close()
-        print("optirec: trial interrupted", file=sys.stderr)
-        return 130
-    bar.close()
-    print(json.dumps(result, ensure_ascii=False, indent=indent))
-    return 0
-
-
-def _remote_trial(args: argparse.Namespace, body: dict[str, Any], indent: int | None) -> int:
-    bar = _ProgressBar()
-    with _client(args.url) as client:
-        status = client.submit_trial(body)
-        print(f"optirec: trial {status.id} queued ({args.url.rstrip('/')}/trials/{status.id})", file=sys.stderr)
-
-        def show(current: Any) -> None:
-            bar.update(current.progress.steps_done, current.progress.steps_total, current.progress.loss, current.status)
-
-        try:
-            final = client.wait_trial(status.id, timeout=args.timeout, on_progress=show)
-        except KeyboardInterrupt:
-            bar.close()
-            client.cancel_trial(status.id)
-            print(f"optirec: trial {status.id} cancelled", file=sys.stderr)
-            return 130
-        finally:
-            bar.close()
-    if final.result is not None:
-        print(json.dumps(final.result.model_dump(mode="json"), ensure_ascii=False, indent=indent))
-    if final.status != "succeeded":
-        print(f"optirec: error: trial {final.id} {final.status}: {final.error or 'no result'}", file=sys.stderr)
-        return 1
-    return 0
+    with client(url) as remote:
+        return remote.recommend(profile)
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -414,7 +355,26 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``optirec`` command; returns the exit code."""
+    """Entry point of the ``optirec`` command; returns the exit code.
+
+    When the reader of stdout goes away (``optirec rules | head``) the command stops quietly with
+    EXIT_BROKEN_PIPE, as the Python documentation advises ("Note on SIGPIPE", the signal module): stdout is
+    pointed at devnull so that the interpreter's final flush cannot raise again."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a broken pipe surfaces here for output still in the buffer
+        return code
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # stdout is not a file (an embedding, a test's capture)
+            pass
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
@@ -427,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "optimizers": _cmd_optimizers,
             "serve": _cmd_serve,
             "openapi": _cmd_openapi,
-            "trial": _cmd_trial,
+            "trial": cmd_trial,
             "diagnose": _cmd_diagnose,
             "sources": cmd_sources,
             "recipes": cmd_recipes,

@@ -488,6 +488,9 @@ def test_cli_trial_runs_locally_with_a_progress_bar(capsys: pytest.CaptureFixtur
     result = json.loads(captured.out)
     assert result["status"] == "succeeded" and result["steps_done"] == 4
     assert "4/4" in captured.err
+    summary = captured.err.splitlines()[-1]  # the summary line, after the progress bar
+    assert summary.startswith("optirec: trial succeeded: ") and "4/4 steps on cpu" in summary
+    assert "steps/s" in summary and "final loss " in summary
 
 
 FLAT_BODIES = [
