@@ -1,6 +1,6 @@
 """Quality benchmark: is the recommendation as good as a search would find? (figures, not a test)
 
-    .venv/bin/python bench/quality.py [--steps 300] [--seeds 3] [--trials 20] [--tasks cnn,vit,...]
+    .venv/bin/python bench/quality.py [--steps 300] [--seeds 3] [--trials 20] [--tasks digits-cnn,char-lm,...]
 
 For each task (a proxy workload on real small data shipped with installed packages, or generated
 in-process), with the same step budget and seeds, held-out loss (mean over seeds) of:
@@ -217,7 +217,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="training steps of every run (default 300)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per configuration (default 3)")
     parser.add_argument("--trials", type=int, default=20, help="random-search configurations (default 20)")
-    parser.add_argument("--tasks", default=",".join(t.name for t in TASKS), help="comma-separated (default: all)")
+    parser.add_argument(
+        "--tasks",
+        default=",".join(t.name for t in TASKS),
+        help=f"comma-separated, of the {len(TASKS)} tasks: {', '.join(t.name for t in TASKS)} (default: all)",
+    )
     args = parser.parse_args()
     names = [t.name for t in TASKS]
     wanted = [name.strip() for name in args.tasks.split(",") if name.strip()]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -215,3 +216,16 @@ def test_installed_console_script(installed: tuple[Path, Path]) -> None:
     )
     assert result.returncode == 2
     assert "did you mean 'resnet'" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal", ".lock"])
+def test_the_trial_store_files_a_running_server_writes_are_ignored_by_git(suffix: str) -> None:
+    """The default store (Settings.trial_store) and SQLite's WAL/shared-memory/journal files beside it must not
+    show up in `git status` while `make run` serves from the checkout."""
+    from optirec.service.settings import Settings
+
+    store = Path(Settings.model_fields["trial_store"].default).name + suffix
+    if shutil.which("git") is None or not (_REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    done = subprocess.run(["git", "check-ignore", "-q", store], cwd=_REPO, check=False)
+    assert done.returncode == 0, f"{store} is not ignored by .gitignore"

@@ -114,3 +114,22 @@ def test_the_export_table_refuses_an_unknown_format(repo_root: Path) -> None:
     assert done.returncode == 2
     assert "--formats" in done.stderr and "keras" in done.stderr and "valid values: hf, lightning" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_the_quality_help_names_the_tasks_that_exist(repo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality_help", repo_root / "bench" / "quality.py")
+    assert spec is not None and spec.loader is not None
+    quality = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, quality)
+    spec.loader.exec_module(quality)
+    names = [t.name for t in quality.TASKS]
+    out = subprocess.run(
+        [sys.executable, str(repo_root / "bench" / "quality.py"), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    text = " ".join(out.split()).replace("- ", "-")  # argparse wraps long lines, also at hyphens
+    assert f"of the {len(names)} tasks: {', '.join(names)}" in text
+    usage = next(line for line in out.splitlines() if "--tasks " in line and "quality.py [" in line)
+    for example in filter(None, usage.split("--tasks ", 1)[1].rstrip("]").rstrip(".").split(",")):
+        assert example in names, example  # the usage example names real tasks
