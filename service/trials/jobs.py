@@ -21,7 +21,7 @@ from optirec.optimizers.errors import BuildError
 from optirec.optimizers.racing import RaceEntry, candidates
 from optirec.optimizers.trial import TrialBudget, TrialResult, built_model, resolve_device, run_trial, trial_workload
 
-__all__ = ["ProgressFn", "execute", "job_budget"]
+__all__ = ["ProgressFn", "execute", "job_budget", "race_jobs", "race_outcome"]
 
 #: progress(steps_done, steps_total, loss)
 ProgressFn = Callable[[int, int, float | None], None]
@@ -68,7 +68,7 @@ def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], b
     cands = candidates(rec, race)
     total = steps * len(cands)
     start = time.perf_counter()
-    scored: list[tuple[float, RaceEntry]] = []
+    results: list[dict[str, Any]] = []
     warnings: list[str] = []
     cancelled = False
     for index, cand in enumerate(cands):
@@ -93,14 +93,34 @@ def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], b
             progress=report,
             cancel=cancel,
         )
-        scored.append((_score(result), _entry(cand.optimizer.name, dict(cand.optimizer.hyperparameters), result)))
+        results.append(result.model_dump(mode="json"))
         if result.status == "cancelled":
             cancelled = True
             break
+    return race_outcome(job, results, warnings), cancelled
+
+
+def race_jobs(job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A race job's candidates as single-trial jobs (plain JSON, same workload, steps, seed and budget), in the
+    order ``execute`` runs them: what the Ray backend runs in parallel (ray_tasks.py)."""
+    rec = as_recommendation(job["recommendation"])
+    out = []
+    for cand in candidates(rec, int(job.get("race", 0))):
+        out.append({**job, "recommendation": cand.model_dump(mode="json"), "race": 0, "validate": False})
+    return out
+
+
+def race_outcome(job: Mapping[str, Any], results: list[dict[str, Any]], warnings: list[str]) -> dict[str, Any]:
+    """The race's result from its candidates' trial results (JSON, in ``race_jobs`` order; fewer when the
+    budget ran out or it was cancelled): ranked by final loss, diverged runs last."""
+    cands = candidates(as_recommendation(job["recommendation"]), int(job.get("race", 0)))
+    scored: list[tuple[float, RaceEntry]] = []
+    for cand, data in zip(cands, results, strict=False):
+        result = TrialResult.model_validate(data)
+        scored.append((_score(result), _entry(cand.optimizer.name, dict(cand.optimizer.hyperparameters), result)))
     scored.sort(key=lambda pair: pair[0])
     ranked = [entry.model_copy(update={"rank": i + 1}) for i, (_, entry) in enumerate(scored)]
-    out: dict[str, Any] = {"ranked": [e.model_dump(mode="json") for e in ranked], "warnings": warnings}
-    return out, cancelled
+    return {"ranked": [e.model_dump(mode="json") for e in ranked], "warnings": list(warnings)}
 
 
 def _validate(

@@ -10,10 +10,13 @@ sends it each claimed trial as one JSON line, with the trial's resources:
 The bridge forwards each task's messages (the worker processes' own: progress, result, error) as they come,
 and the runner copies them into the store as for a worker process: SSE, long-poll and the progress bar are
 unchanged. A cancel marks the trial cancelled at once and is ``ray.cancel``: the job stops at its next step,
-or its worker is killed by force CANCEL_GRACE s later (so within 10 s the cluster's CPU is free again). Unlike a
-worker process's, a cancelled Ray trial keeps no partial result: Ray drops what a cancelled task yields. A Ray worker or node lost mid-trial fails that trial with the reason; other
-trials go on. After a loss the slots claim nothing until the next heartbeat (at most HEARTBEAT s later) says the
-cluster still answers, so a queued trial is not handed to a cluster whose head has just gone.
+or its worker is killed by force CANCEL_GRACE s later (so within 10 s the cluster's CPU is free again). Unlike
+a worker process's, a cancelled Ray trial keeps no partial result: Ray drops what a cancelled task yields.
+
+A Ray worker or node lost mid-trial fails that trial with the reason; other trials go on. After a loss the
+slots claim nothing until the next heartbeat (at most HEARTBEAT s later) says the cluster still answers, so a
+queued trial is not handed to a cluster whose head has just gone. A race runs its candidates in parallel as
+child tasks (ray_tasks.fan_out), each with a single trial's resources.
 
 **The head going away.** The bridge sends a heartbeat every second while the cluster answers. When it exits
 (Ray ends a driver whose head is gone) or misses HEARTBEAT_TIMEOUT s of heartbeats, the backend kills it,

@@ -29,35 +29,15 @@ import time
 from typing import Any
 
 from .backends import CANCEL_GRACE
-from .ray_tasks import run_job
+from .ray_tasks import first_line, lost_reason, run_job
 from .worker import PARENT_ENV, _Channel, _die_with_parent
 
-__all__ = ["ADDRESS_ENV", "HEARTBEAT", "lost_reason", "main"]
+__all__ = ["ADDRESS_ENV", "HEARTBEAT", "main"]
 
 #: Environment variable carrying the cluster's address (Settings.ray_address).
 ADDRESS_ENV = "OPTIREC_RAY_BRIDGE_ADDRESS"
 #: Seconds between two heartbeats.
 HEARTBEAT = 1.0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def lost_reason(exc: BaseException) -> str:
-    """Why Ray could not finish a trial, in words (the trial's error)."""
-    from ray import exceptions as rex
-
-    if isinstance(exc, rex.OutOfMemoryError):
-        return f"the trial ran out of memory: Ray's memory monitor killed its worker ({_first_line(exc)})"
-    if isinstance(exc, rex.NodeDiedError | rex.LocalRayletDiedError):
-        return f"the Ray node running the trial was lost ({_first_line(exc)})"
-    if isinstance(exc, rex.WorkerCrashedError):
-        return "the Ray worker process running the trial died (killed, out of memory, or crashed)"
-    if isinstance(exc, rex.ObjectLostError):
-        return f"the Ray node holding the trial's output was lost ({type(exc).__name__})"
-    return f"Ray could not run the trial: {type(exc).__name__}: {_first_line(exc)}"
 
 
 def _resources() -> dict[str, Any]:
@@ -80,14 +60,16 @@ class _Bridge:
         self.lock = threading.Lock()
 
     def submit(self, trial_id: str, job: dict[str, Any], resources: dict[str, Any]) -> None:
-        payload = json.dumps({"type": "job", "id": trial_id, "job": job})  # the user's input crosses as text
+        race = int(job.get("race", 0)) > 1 and not job.get("validate")
+        message = {"type": "job", "id": trial_id, "job": job, **({"fan_out": resources} if race else {})}
+        payload = json.dumps(message)  # the user's input crosses as text
         options = {
-            "num_cpus": float(resources.get("num_cpus", 1)),
-            "num_gpus": float(resources.get("num_gpus", 0)),
+            "num_cpus": 0.0 if race else float(resources.get("num_cpus", 1)),  # a race's task only waits
+            "num_gpus": 0.0 if race else float(resources.get("num_gpus", 0)),
             "max_retries": 0,  # ray/_private/ray_option_utils.py: a lost worker fails the trial, not re-runs it
             "name": f"optirec-trial-{trial_id}",
         }
-        if resources.get("memory"):
+        if resources.get("memory") and not race:
             options["memory"] = int(resources["memory"])
         ref = self.remote.options(**options).remote(payload)
         with self.lock:
@@ -129,7 +111,7 @@ class _Bridge:
         try:
             self.ray.cancel(ref, force=force)
         except Exception as exc:  # already finished, or the cluster is gone: the follower reports it
-            print(f"optirec ray bridge: cancel {trial_id}: {_first_line(exc)}", file=sys.stderr)
+            print(f"optirec ray bridge: cancel {trial_id}: {first_line(exc)}", file=sys.stderr)
         if not force:
             timer = threading.Timer(CANCEL_GRACE, self.cancel, args=(trial_id, True))
             timer.daemon = True
@@ -142,7 +124,7 @@ class _Bridge:
             try:
                 state = _resources()
             except Exception as exc:  # the head (its GCS) is gone: the backend fails the running trials
-                why = f"the Ray cluster's head does not answer ({type(exc).__name__}: {_first_line(exc)})"
+                why = f"the Ray cluster's head does not answer ({type(exc).__name__}: {first_line(exc)})"
                 self.channel.send({"type": "down", "message": why})
                 os._exit(4)
             self.channel.send({"type": "alive", **state})
@@ -184,7 +166,7 @@ def main() -> int:
         bridge = _Bridge(channel)
         channel.send({"type": "ready", "address": address, **_resources()})
     except Exception as exc:
-        channel.send({"type": "down", "message": f"cannot connect to the Ray cluster at {address}: {_first_line(exc)}"})
+        channel.send({"type": "down", "message": f"cannot connect to the Ray cluster at {address}: {first_line(exc)}"})
         return 3
     threading.Thread(target=bridge.heartbeat, name="heartbeat", daemon=True).start()
     bridge.serve(sys.stdin)

@@ -12,23 +12,52 @@ A cancel (``ray.cancel(ref)``, which raises KeyboardInterrupt in the task's main
 for the next task at once; the bridge kills the task by force (``force=True``) if it has not stopped within the
 runner's CANCEL_GRACE. (Ray drops what a cancelled task yields after that, partial result included.)
 
+**A race fans out.** A race job sent with ``"fan_out": {...resources}`` (the bridge does so for every race) runs
+its candidates as child tasks of this one, in parallel across the cluster, each a single-trial job from
+``jobs.race_jobs`` with those resources; this task (which holds no CPU) sums their progress and ranks their
+results with ``jobs.race_outcome``, the function the sequential race uses, so the ranking is the same. Each
+candidate gets the race's whole time budget (they run side by side, not one after another). A cancel reaches
+the children too (``ray.cancel`` is recursive by default).
+
 This module imports neither Ray nor torch at import time (torch comes with ``jobs`` on the worker).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from .worker import run_message
+from .worker import PROGRESS_INTERVAL, run_message
 
-__all__ = ["POLL", "run_job"]
+__all__ = ["POLL", "fan_out", "first_line", "lost_reason", "run_job"]
 
 #: Seconds the task's main thread waits for the next message before it looks again (and sees a cancel).
 POLL = 0.1
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def lost_reason(exc: BaseException) -> str:
+    """Why Ray could not finish a trial, in words (the trial's error)."""
+    from ray import exceptions as rex
+
+    if isinstance(exc, rex.OutOfMemoryError):
+        return f"the trial ran out of memory: Ray's memory monitor killed its worker ({first_line(exc)})"
+    if isinstance(exc, rex.NodeDiedError | rex.LocalRayletDiedError):
+        return f"the Ray node running the trial was lost ({first_line(exc)})"
+    if isinstance(exc, rex.WorkerCrashedError):
+        return "the Ray worker process running the trial died (killed, out of memory, or crashed)"
+    if isinstance(exc, rex.ObjectLostError):
+        return f"the Ray node holding the trial's output was lost ({type(exc).__name__})"
+    return f"Ray could not run the trial: {type(exc).__name__}: {first_line(exc)}"
 
 
 class _QueueChannel:
@@ -49,6 +78,10 @@ def run_job(payload: str) -> Iterator[str]:
     if not isinstance(message, dict) or not isinstance(message.get("job"), dict):
         raise ValueError("a trial's payload is a JSON object with a 'job' object")
     trial_id = str(message.get("id"))
+    resources = message.get("fan_out")
+    if isinstance(resources, dict) and int(message["job"].get("race", 0)) > 1 and not message["job"].get("validate"):
+        yield from fan_out(trial_id, message["job"], resources)
+        return
     channel = _QueueChannel()
     cancelled: set[str] = set()
 
@@ -70,4 +103,82 @@ def run_job(payload: str) -> Iterator[str]:
             continue
         if item is None:
             return
-        yield json.dumps(item, allow_nan=False, separators=(",", ":"))
+        yield _text(item)
+
+
+def _follow_child(ray: Any, index: int, ref: Any, out: queue.Queue[tuple[int, dict[str, Any]]]) -> None:
+    try:
+        for item in ref:
+            out.put((index, json.loads(ray.get(item))))
+    except Exception as exc:  # the candidate's worker or node was lost
+        out.put((index, {"type": "error", "message": f"a race candidate failed: {lost_reason(exc)}"}))
+
+
+def fan_out(trial_id: str, job: dict[str, Any], resources: dict[str, Any]) -> Iterator[str]:
+    """Run a race's candidates as parallel child tasks; yield the race's progress, then its ranked result."""
+    import ray
+
+    from .jobs import job_budget, race_jobs, race_outcome
+
+    parts = race_jobs(job)
+    steps = min(int(job["steps"]), job_budget(job).max_steps)
+    total = steps * len(parts)
+    remote = ray.remote(run_job)
+    options: dict[str, Any] = {
+        "num_cpus": float(resources.get("num_cpus", 1)),
+        "num_gpus": float(resources.get("num_gpus", 0)),
+        "max_retries": 0,
+    }
+    if resources.get("memory"):
+        options["memory"] = int(resources["memory"])
+    out: queue.Queue[tuple[int, dict[str, Any]]] = queue.Queue()
+    refs = []
+    for index, part in enumerate(parts):
+        payload = json.dumps({"type": "job", "id": f"{trial_id}-{index}", "job": part})
+        refs.append(remote.options(name=f"optirec-trial-{trial_id}-{index}", **options).remote(payload))
+        threading.Thread(target=_follow_child, args=(ray, index, refs[-1], out), daemon=True).start()
+    done = [0] * len(parts)
+    losses: list[Any] = [None] * len(parts)  # each candidate's last loss; the race ends on the last one's
+    results: dict[int, dict[str, Any]] = {}
+    cancelled = False
+    last = 0.0
+    while len(results) < len(parts):
+        try:
+            index, message = out.get(timeout=POLL)
+        except queue.Empty:
+            continue
+        except KeyboardInterrupt:  # ray.cancel: the children are cancelled with this task
+            continue
+        kind = message.get("type")
+        if kind == "progress":
+            done[index] = int(message.get("steps_done", 0))
+            losses[index] = message.get("loss")
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL:
+                last = now
+                yield _text(
+                    {
+                        "type": "progress",
+                        "id": trial_id,
+                        "steps_done": sum(done),
+                        "steps_total": total,
+                        "loss": message.get("loss"),
+                    }
+                )
+        elif kind == "result":
+            results[index] = message.get("result") or {}
+            done[index] = steps
+            cancelled = cancelled or bool(message.get("cancelled"))
+        else:  # a candidate failed: so does the race, as the sequential one does
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+            yield _text({"type": "error", "id": trial_id, "message": str(message.get("message") or "failed")})
+            return
+    yield _text({"type": "progress", "id": trial_id, "steps_done": sum(done), "steps_total": total, "loss": losses[-1]})
+    ranked = race_outcome(job, [results[i] for i in range(len(parts))], [])
+    yield _text({"type": "result", "id": trial_id, "result": ranked, "cancelled": cancelled})
+
+
+def _text(message: dict[str, Any]) -> str:
+    return json.dumps(message, allow_nan=False, separators=(",", ":"))

@@ -177,9 +177,9 @@ def servers(ray_cluster: RayCluster, module_live_server: Any) -> Any:
     "body",
     [
         {"profile": {"architecture": "mlp"}, "workload": "mlp", "steps": 25, "device": "cpu", "seed": 7},
-        {"profile": {"architecture": "resnet"}, "workload": "mlp", "steps": 10, "device": "cpu", "seed": 1, "race": 2},
+        {"profile": {"architecture": "resnet"}, "workload": "mlp", "steps": 10, "device": "cpu", "seed": 1, "race": 3},
     ],
-    ids=["one-trial", "race-of-2"],
+    ids=["one-trial", "race-of-3"],
 )
 def test_a_trial_on_ray_equals_the_worker_process_one(servers: Any, body: Any) -> None:
     on_ray, here = servers
@@ -200,6 +200,24 @@ def test_a_trial_runs_in_a_ray_worker_named_after_it(servers: Any, ray_cluster: 
     assert len(ray_cluster.task_pids(trial_id)) == 1  # a Ray worker runs it: the API's host has no worker
     on_ray.delete(f"/trials/{trial_id}")
     _wait(on_ray, trial_id)
+
+
+def test_a_race_runs_its_candidates_side_by_side_on_ray(servers: Any, ray_cluster: RayCluster) -> None:
+    """Each candidate a child task (``optirec-trial-<id>-<n>``), at once; a cancel stops them all."""
+    on_ray, _ = servers
+    race = {**LONG, "profile": {"architecture": "resnet"}, "race": 2}
+    trial_id = on_ray.post("/trials", json=race).json()["id"]
+    _wait(on_ray, trial_id, lambda s: s["progress"]["steps_done"] > 0)
+    deadline = time.monotonic() + 30
+    while len(children := ray_cluster.task_pids(f"{trial_id}-")) < 2:
+        assert time.monotonic() < deadline, f"the candidates did not run side by side: {children}"
+        time.sleep(0.1)
+    assert on_ray.get(f"/trials/{trial_id}").json()["progress"]["steps_total"] == 2 * LONG["steps"]
+    on_ray.delete(f"/trials/{trial_id}")
+    started = time.monotonic()
+    while ray_cluster.task_pids(trial_id):
+        assert time.monotonic() - started < 12, "a race candidate kept running after the cancel"
+        time.sleep(0.1)
 
 
 def test_cancel_stops_the_ray_task(servers: Any, ray_cluster: RayCluster) -> None:
