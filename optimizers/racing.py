@@ -13,11 +13,11 @@ from optirec.rules.recommendation import OptimizerChoice
 
 from .builder import as_recommendation
 from .errors import BuildError
-from .results import RaceEntry
+from .results import RaceEntry, TrialResult
 from .trial import run_trial
 from .workloads.base import Workload
 
-__all__ = ["RaceEntry", "at_catalog_defaults", "candidates", "race", "with_optimizer"]
+__all__ = ["RaceEntry", "at_catalog_defaults", "candidates", "race", "race_entries", "with_optimizer"]
 
 
 def with_optimizer(rec: Recommendation, name: str, hyperparameters: Mapping[str, Any]) -> Recommendation:
@@ -59,20 +59,29 @@ def race(
         raise BuildError("k", f"must be at least 1, got {k}")
     if not seeds:
         raise BuildError("seeds", "at least one seed is needed")
+    cands = candidates(rec, k)
+    runs = [[run_trial(c, workload, steps, device, seed, size=size) for seed in seeds] for c in cands]
+    return race_entries(cands, runs)
+
+
+def race_entries(cands: Sequence[Recommendation], results: Sequence[Sequence[TrialResult]]) -> list[RaceEntry]:
+    """Rank candidates by their runs (one list of results per candidate, a run per seed): best mean held-out
+    loss first, a candidate whose every run diverged last. ``race`` ranks with it, as do runs made elsewhere
+    (on a Ray cluster: bench/ray.py)."""
     entries: list[tuple[float, RaceEntry]] = []
-    for cand in candidates(rec, k):
-        results = [run_trial(cand, workload, steps, device, seed, size=size) for seed in seeds]
-        finals = [r.final_loss for r in results if r.final_loss is not None and not r.diverged]
+    for cand, seeded in zip(cands, results, strict=True):
+        runs = list(seeded)
+        finals = [r.final_loss for r in runs if r.final_loss is not None and not r.diverged]
         mean = sum(finals) / len(finals) if finals else None
-        diverged = sum(r.diverged for r in results)
+        diverged = sum(r.diverged for r in runs)
         entry = RaceEntry(
             rank=0,
             optimizer=cand.optimizer.name,
             hyperparameters=dict(cand.optimizer.hyperparameters),
             mean_final_loss=mean,
             diverged_runs=diverged,
-            results=results,
+            results=runs,
         )
-        entries.append((math.inf if mean is None else mean + (math.inf if diverged == len(results) else 0.0), entry))
+        entries.append((math.inf if mean is None else mean + (math.inf if diverged == len(runs) else 0.0), entry))
     entries.sort(key=lambda pair: pair[0])
     return [entry.model_copy(update={"rank": i + 1}) for i, (_, entry) in enumerate(entries)]
