@@ -11,6 +11,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# the package's extras: "torch", or "torch,ray" for the images of docker-compose.yml's ray profile
+ARG EXTRAS=torch
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -27,7 +29,7 @@ COPY optirec ./optirec
 COPY rules ./rules
 COPY optimizers ./optimizers
 COPY service ./service
-RUN pip install -c constraints.txt ".[torch]" \
+RUN pip install -c constraints.txt ".[${EXTRAS}]" \
     && optirec rules > /dev/null
 
 FROM ${PYTHON_IMAGE}

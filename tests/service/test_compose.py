@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from optirec.service.settings import Settings
+from optirec.service.trials.ray_address import parse_ray_address
 
 ENV_PREFIX = "OPTIREC_"
 PORT = 8000
@@ -91,7 +92,7 @@ def test_api_service_has_a_healthcheck_on_healthz(compose: dict[str, Any]) -> No
 
 
 def test_trial_store_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
-    for name in ("api", "api-gpu"):
+    for name in ("api", "api-gpu", "api-ray"):
         service = compose["services"][name]
         store = _environment(service)[f"{ENV_PREFIX}TRIAL_STORE"]
         folder = str(PurePosixPath(store).parent)
@@ -100,11 +101,13 @@ def test_trial_store_lives_on_a_named_volume(compose: dict[str, Any]) -> None:
         assert mounts[folder] in (compose.get("volumes") or {}), f"{name}: {mounts[folder]!r} is not a named volume"
 
 
-@pytest.mark.parametrize("service", ["api", "api-gpu"])
+@pytest.mark.parametrize("service", ["api", "api-gpu", "api-ray"])
 def test_environment_names_are_settings_fields(compose: dict[str, Any], service: str) -> None:
     env = _environment(compose["services"][service])
     assert env, f"{service} sets no environment"
     for name in env:
+        if name.startswith("RAY_"):  # Ray's own (its token), read by the Ray driver the API starts
+            continue
         assert name.startswith(ENV_PREFIX), f"{service}: {name} lacks the {ENV_PREFIX} prefix of Settings"
         field = name.removeprefix(ENV_PREFIX).lower()
         assert field in Settings.model_fields, (
@@ -141,10 +144,11 @@ def test_dockerfile_pins_torch_through_the_constraints(repo_root: Path, instruct
     )
     runs = [args for kind, args in instructions if kind == "RUN"]
     torch_step = next(i for i, args in enumerate(runs) if f'"{pin}"' in args or f" {pin}" in args)
-    package_step = next(i for i, args in enumerate(runs) if ".[torch]" in args)
+    package_step = next(i for i, args in enumerate(runs) if ".[${EXTRAS}]" in args)
     assert torch_step < package_step, "torch must be installed before the package"
     for step in (torch_step, package_step):
         assert "-c constraints.txt" in runs[step], runs[step]
+    assert ("ARG", "EXTRAS=torch") in instructions  # the default image's extras: torch only
     assert ("FROM", "${PYTHON_IMAGE} AS build") in instructions
     assert any(kind == "ARG" and args == "PYTHON_IMAGE=python:3.11-slim" for kind, args in instructions)
 
@@ -188,3 +192,51 @@ def test_compose_default_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -
     """docker-compose passes ``OPTIREC_API_KEY=""`` when the host has none: that must mean "no key", not ""."""
     monkeypatch.setenv(f"{ENV_PREFIX}API_KEY", "")
     assert Settings().api_key is None
+
+
+RAY_SERVICES = ("ray-head", "ray-worker", "ray-gpu-worker")
+
+
+def _command(service: dict[str, Any]) -> str:
+    command = service["command"]
+    return " ".join(command) if isinstance(command, list) else str(command)
+
+
+def test_ray_profile_points_the_api_at_its_head(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    api, head, worker = services["api-ray"], services["ray-head"], services["ray-worker"]
+    for name in ("api-ray", "ray-head", "ray-worker"):
+        assert services[name]["profiles"] == ["ray"], name
+    env = _environment(api)
+    assert env[f"{ENV_PREFIX}TRIAL_BACKEND"] == "ray"
+    assert "ray" in Settings.model_fields["trial_backend"].annotation.__args__  # type: ignore[union-attr]
+    address = parse_ray_address(env[f"{ENV_PREFIX}RAY_ADDRESS"])
+    assert (address.kind, address.host) == ("gcs", "ray-head")
+    head_cmd = _command(head)
+    assert "ray start --head" in head_cmd and f"--port={address.port}" in head_cmd and "--block" in head_cmd
+    assert "--include-dashboard=false" in head_cmd and "--disable-usage-stats" in head_cmd
+    assert f"--address=ray-head:{address.port}" in _command(worker) and "--block" in _command(worker)
+    assert api["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert f"'127.0.0.1', {address.port})" in " ".join(head["healthcheck"]["test"])
+    assert "ports" not in head and "ports" not in worker  # Ray's ports stay on the compose network
+    assert "127.0.0.1:8002:8000" in [str(p) for p in api["ports"]]
+
+
+@pytest.mark.parametrize("service", ["api-ray", *RAY_SERVICES])
+def test_ray_images_have_the_ray_extra(compose: dict[str, Any], service: str) -> None:
+    spec = compose["services"][service]
+    assert "ray" in spec["build"]["args"]["EXTRAS"].split(","), spec["build"]
+    assert "torch" in spec["build"]["args"]["EXTRAS"].split(",")
+    if service in RAY_SERVICES:
+        assert spec["shm_size"], f"{service}: Ray's object store needs more than the default 64 MB of /dev/shm"
+        env = _environment(spec)
+        assert env["RAY_USAGE_STATS_ENABLED"] == "0" and env["RAY_AUTH_MODE"] == "${RAY_AUTH_MODE:-disabled}"
+
+
+def test_the_gpu_profile_has_a_ray_gpu_worker(compose: dict[str, Any]) -> None:
+    gpu = compose["services"]["ray-gpu-worker"]
+    assert gpu["profiles"] == ["gpu"]
+    assert "--num-gpus=1" in _command(gpu) and "--address=ray-head:" in _command(gpu)
+    assert gpu["build"]["args"]["TORCH_INDEX_URL"] == "https://pypi.org/simple"  # a CUDA build of torch
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and d["count"] == 1 and "gpu" in d["capabilities"] for d in devices), devices
