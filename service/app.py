@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,7 +36,7 @@ log = logging.getLogger("optirec.service")
 class SecurityHeaders:
     """Add ``headers`` to every HTTP response that does not set them itself: the web form's policy
     (service/routers/web.py SECURITY_HEADERS) then also covers JSON answers, error pages and 413s.
-    ``skip`` are path prefixes left alone (FastAPI's /docs and /redoc pages load their scripts from a CDN).
+    ``skip`` are path prefixes left alone (the /docs and /redoc pages start their scripts inline).
     """
 
     def __init__(self, app: ASGIApp, headers: dict[str, str], skip: tuple[str, ...] = ()) -> None:
@@ -149,6 +150,8 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
 
 #: Retry-After seconds of a 507 (the dispatcher itself retries its writes every second).
 STORE_FULL_RETRY_AFTER = 30
+#: The API documentation pages (fastapi-offline's defaults: Swagger UI, its OAuth2 redirect, ReDoc)
+DOCS_PAGES = ("/docs", "/redoc")
 
 
 async def _store_full(request: Request, exc: Exception) -> Response:
@@ -171,7 +174,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     book = default_rulebook()  # a malformed rule file fails here, at start-up
     metrics = Metrics()
-    app = FastAPI(
+    # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN (fastapi/openapi/docs.py), a blank page
+    # offline; fastapi-offline serves the same pages with the assets from its package (/static-offline-docs)
+    app = FastAPIOffline(
         title="optirec",
         version=optirec.__version__,
         description="Optimizer recommendations for deep-learning training jobs, each reason citing its seed row.",
@@ -199,6 +204,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # counts every answer, 413s included
-    docs = tuple(p for p in (app.docs_url, app.redoc_url) if p)
-    app.add_middleware(SecurityHeaders, headers=web.SECURITY_HEADERS, skip=docs)  # outermost
+    # the docs pages start Swagger UI / ReDoc with an inline script, which the form's CSP forbids
+    app.add_middleware(SecurityHeaders, headers=web.SECURITY_HEADERS, skip=DOCS_PAGES)  # outermost
     return app

@@ -255,3 +255,39 @@ def test_a_new_profile_field_shows_up_by_itself(monkeypatch: pytest.MonkeyPatch)
     assert got["warm_start"].description == "Resumes from a checkpoint."
     assert (got["grad_accum"].type, got["grad_accum"].minimum, got["grad_accum"].maximum) == ("integer", 1, 64)
     assert list(got)[: len(Profile.model_fields)] == list(Profile.model_fields)
+
+
+@pytest.mark.parametrize(
+    ("page", "kinds"),
+    [
+        ("/docs", {"script": "javascript", "stylesheet": "css"}),
+        ("/redoc", {"script": "javascript"}),
+    ],
+    ids=["swagger-ui", "redoc"],
+)
+def test_docs_pages_load_only_assets_the_service_serves(client: TestClient, page: str, kinds: dict[str, str]) -> None:
+    """Offline the CDN copies FastAPI's pages used are unreachable (a blank page): every asset is local and served."""
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    parser = _Refs()
+    parser.feed(r.text)
+    urls = [url for _, _, url in parser.refs] + re.findall(r"""url:\s*['"]([^'"]+)['"]""", r.text)
+    assert urls, r.text
+    external = [u for u in urls if re.match(r"^(https?:)?//", u)]
+    assert not external, external
+    served: dict[str, str] = {}
+    for tag, attr, url in parser.refs:
+        kind = "script" if tag == "script" else ("stylesheet" if attr == "href" and url.endswith(".css") else "other")
+        got = client.get(url)
+        assert got.status_code == 200, (url, got.status_code)
+        if kind in kinds:
+            assert kinds[kind] in got.headers["content-type"], (url, got.headers["content-type"])
+            assert len(got.content) > 10_000, url  # the real bundle, not an error page
+            served[kind] = url
+    assert set(served) == set(kinds), served
+    assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/static-offline-docs/missing.js", "/static-offline-docs/../core.py"])
+def test_docs_assets_outside_the_bundle_are_404(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
