@@ -36,7 +36,7 @@ log = logging.getLogger("optirec.service")
 class SecurityHeaders:
     """Add ``headers`` to every HTTP response that does not set them itself: the web form's policy
     (service/routers/web.py SECURITY_HEADERS) then also covers JSON answers, error pages and 413s.
-    ``skip`` are path prefixes left alone (the /docs and /redoc pages start their scripts inline).
+    ``skip`` are path prefixes left alone (the /docs page starts Swagger UI with an inline script).
     """
 
     def __init__(self, app: ASGIApp, headers: dict[str, str], skip: tuple[str, ...] = ()) -> None:
@@ -150,8 +150,8 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
 
 #: Retry-After seconds of a 507 (the dispatcher itself retries its writes every second).
 STORE_FULL_RETRY_AFTER = 30
-#: The API documentation pages (fastapi-offline's defaults: Swagger UI, its OAuth2 redirect, ReDoc)
-DOCS_PAGES = ("/docs", "/redoc")
+#: The API documentation page (fastapi-offline's default: Swagger UI, with /docs/oauth2-redirect under it)
+DOCS_PAGES = ("/docs",)
 
 
 async def _store_full(request: Request, exc: Exception) -> Response:
@@ -175,8 +175,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     book = default_rulebook()  # a malformed rule file fails here, at start-up
     metrics = Metrics()
     # FastAPI's own /docs and /redoc load Swagger UI and ReDoc from a CDN (fastapi/openapi/docs.py), a blank page
-    # offline; fastapi-offline serves the same pages with the assets from its package (/static-offline-docs)
+    # offline; fastapi-offline serves the same /docs with the assets from its package (/static-offline-docs).
+    # ReDoc is off: its bundle still fetches a logo from cdn.redoc.ly (fastapi_offline/static/redoc.standalone.js)
     app = FastAPIOffline(
+        redoc_url=None,
         title="optirec",
         version=optirec.__version__,
         description="Optimizer recommendations for deep-learning training jobs, each reason citing its seed row.",

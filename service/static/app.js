@@ -71,13 +71,7 @@
 
   function fmt(value) {
     if (value === null || value === undefined) return "—";
-    if (typeof value === "number") {
-      if (!Number.isFinite(value)) return String(value);
-      if (Number.isInteger(value)) return Math.abs(value) >= 1e6 ? value.toExponential(3).replace("e+", "e") : String(value);
-      const abs = Math.abs(value);
-      if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) return value.toExponential(3).replace(/\.?0+e/, "e");
-      return String(Number(value.toPrecision(4)));
-    }
+    if (typeof value === "number") return window.optirecFormat.number(value);
     if (typeof value === "boolean") return value ? "yes" : "no";
     if (Array.isArray(value)) return "[" + value.map(fmt).join(", ") + "]";
     if (typeof value === "object") return JSON.stringify(value);
@@ -278,6 +272,26 @@
     return ok ? profile : null;
   }
 
+  /** Remove the shown recommendation and its trial view (after Clear, or when a submit fails). */
+  function clearResult() {
+    stopFollowing();
+    state.rec = null;
+    state.trialId = null;
+    state.finished = true;
+    state.cited = new Map();
+    show($("result"), false);
+    show($("trial"), false);
+    $("optimizer-name").textContent = "";
+    $("optimizer-display").textContent = "";
+    show($("trial-result"), false);
+    clear($("trial-plot-container"));
+    show($("trial-progress"), false);
+    show($("trial-cancel"), false);
+    $("trial-button").disabled = false;
+    setTrialStatus("", "");
+    trialError("");
+  }
+
   function issueText(issue) {
     let text = issue.message;
     if (issue.suggestion) text += " (did you mean '" + issue.suggestion + "'?)";
@@ -288,7 +302,12 @@
     event.preventDefault();
     clearErrors();
     const profile = collectProfile();
-    if (!profile) return;
+    if (!profile) {
+      clearResult();
+      $("form-error").textContent = "Please correct the marked fields.";
+      show($("form-error"), true);
+      return;
+    }
     const button = $("recommend-button");
     button.disabled = true;
     try {
@@ -298,6 +317,7 @@
         renderRecommendation(data);
         return;
       }
+      clearResult();
       const issues = (data && data.error && data.error.issues) || [];
       const unplaced = [];
       for (const issue of issues) {
@@ -310,6 +330,7 @@
       const firstInvalid = document.querySelector("[aria-invalid='true']");
       if (firstInvalid) firstInvalid.focus();
     } catch (e) {
+      clearResult();
       $("form-error").textContent = "The service could not be reached: " + e.message;
       show($("form-error"), true);
     } finally {
@@ -1141,7 +1162,12 @@
       startTrial();
     });
     $("profile-form").addEventListener("submit", onSubmit);
-    $("profile-form").addEventListener("reset", () => setTimeout(clearErrors, 0));
+    $("profile-form").addEventListener("reset", () =>
+      setTimeout(() => {
+        clearErrors();
+        clearResult();
+      }, 0)
+    );
     $("trial-button").addEventListener("click", startTrial);
     $("trial-cancel").addEventListener("click", cancelTrial);
     loadFields();

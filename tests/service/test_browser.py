@@ -488,3 +488,167 @@ def test_the_search_shows_its_candidates_and_winner(watched: Watched, server: Se
     assert "winner" in summary and "runs of 20 steps" in summary
     assert page.is_enabled("#trial-button")
     assert not watched.problems(), watched.problems()
+
+
+# ---------------------------------------------------------------------------------------- layout, Clear, numbers
+def _page_at(browser: Browser, server: Server, width: int) -> tuple[Any, Page]:
+    context = browser.new_context(viewport={"width": width, "height": 844}, base_url=server.url)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return context, page
+
+
+def _horizontal_overflow(page: Page) -> list[int]:
+    """[document scroll width, viewport width]."""
+    return list(page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]"))
+
+
+@pytest.mark.parametrize("width", [390, 1280], ids=["phone-390px", "desktop-1280px"])
+@pytest.mark.parametrize(
+    ("choices", "block"),
+    [
+        ({"#field-architecture": "vit"}, "#param-groups-block"),
+        ({"#field-architecture": "transformer", "#field-domain": "nlp"}, "#param-groups-block"),
+        ({"#field-architecture": "convnext", "#field-batch_size": "1024"}, "#recipe-block"),
+    ],
+    ids=["vit-param-groups", "transformer-layerwise-groups", "convnext-recipe"],
+)
+def test_the_page_never_scrolls_sideways(
+    browser: Browser, server: Server, width: int, choices: dict[str, str], block: str
+) -> None:
+    context, page = _page_at(browser, server, width)
+    try:
+        _open_form(page)
+        assert _horizontal_overflow(page)[0] <= width
+        for selector, value in choices.items():
+            if selector.endswith("batch_size"):
+                page.fill(selector, value)
+            else:
+                page.select_option(selector, value)
+        page.click("#recommend-button")
+        page.wait_for_selector("#optimizer-name:not(:empty)")
+        assert page.is_visible(block)
+        scroll_width, inner_width = _horizontal_overflow(page)
+        assert scroll_width <= inner_width == width, (scroll_width, inner_width)
+        # a wide table scrolls inside its own box, which a keyboard can reach
+        table = page.locator(f"{block} .scroll")
+        assert table.get_attribute("tabindex") == "0"
+        box = table.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+    finally:
+        context.close()
+
+
+def _show_a_result(page: Page) -> None:
+    _open_form(page)
+    page.select_option("#field-architecture", "vit")
+    page.click("#recommend-button")
+    page.wait_for_selector("#optimizer-name:not(:empty)")
+    assert page.is_visible("#result") and page.is_visible("#trial-button")
+
+
+@pytest.mark.parametrize(
+    ("action", "error"),
+    [
+        ("clear", ""),
+        ("server-refuses", "greater than or equal to 1"),
+        ("not-a-number", "must be a number"),
+    ],
+    ids=["clear-button", "submit-refused-by-the-server", "submit-refused-in-the-browser"],
+)
+def test_clear_or_a_failed_submit_removes_the_stale_result(watched: Watched, action: str, error: str) -> None:
+    page = watched.page
+    _show_a_result(page)
+    if action == "clear":
+        page.click("#reset-button")
+    elif action == "server-refuses":
+        page.fill("#field-batch_size", "0")
+        page.click("#recommend-button")
+    else:  # the browser keeps "1e" as bad input: the form's own check refuses it before anything is sent
+        page.focus("#field-total_steps")
+        page.keyboard.type("1e")
+        page.click("#recommend-button")
+    page.wait_for_selector("#result", state="hidden")
+    assert page.is_hidden("#trial") and page.is_hidden("#trial-button")
+    assert page.inner_text("#optimizer-name") == ""
+    if error:
+        page.wait_for_selector("#form-error", state="visible")
+        shown = page.inner_text("#form-error") + " " + " ".join(page.locator(".field-error:visible").all_inner_texts())
+        assert error in shown, shown
+    else:
+        assert page.is_hidden("#form-error")
+        assert page.input_value("#field-architecture") == ""
+    assert not watched.problems(allowed=("status of 422",)), watched.problems()
+
+
+NUMBERS = [
+    (67108864, "67,108,864"),
+    (10_000_000_000_000, "10 trillion"),
+    (10_000_000_000, "10 billion"),
+    (1_500_000_000_000, "1.5 trillion"),
+    (1_234_567_890_123, "1,234,567,890,123"),
+    (10**16, "10 quadrillion"),
+    (1_000_000, "1,000,000"),
+    (999, "999"),
+    (0, "0"),
+    (-2048, "-2,048"),
+    (0.1, "0.1"),
+    (0.0003, "3e-4"),
+    (1e-8, "1e-8"),
+    (0.123456, "0.1235"),
+    (2.5e7 + 0.5, "2.5e7"),
+]
+
+
+def test_numbers_are_written_as_people_write_them(watched: Watched) -> None:
+    page = watched.page
+    _open_form(page)
+    got = page.evaluate("values => values.map(v => window.optirecFormat.number(v))", [v for v, _ in NUMBERS])
+    assert dict(zip([t for _, t in NUMBERS], got, strict=True)) == {t: t for _, t in NUMBERS}
+
+
+@pytest.mark.parametrize(
+    ("field", "text"),
+    [
+        ("num_parameters", "(≥ 1, ≤ 10 trillion)"),
+        ("batch_size", "(≥ 1, ≤ 67,108,864)"),
+        ("epochs", "(≥ 1, ≤ 1,000,000)"),
+        ("device_memory_gb", "(> 0, ≤ 100,000)"),
+        ("total_tokens", "(≥ 1, ≤ 10 quadrillion)"),
+    ],
+    ids=["num_parameters", "batch_size", "epochs", "device_memory_gb", "total_tokens"],
+)
+def test_range_hints_read_naturally(watched: Watched, field: str, text: str) -> None:
+    page = watched.page
+    _open_form(page)
+    hint = page.inner_text(f"#hint-{field}")
+    assert hint.endswith(text), hint
+    assert "e1" not in hint and "e7" not in hint, hint
+
+
+# ---------------------------------------------------------------------------------------- API documentation offline
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/docs", ".swagger-ui .opblock-summary-path"), ("/docs#/recommend", ".swagger-ui .opblock-tag")],
+    ids=["swagger-ui", "swagger-ui-deep-link"],
+)
+def test_api_docs_render_with_the_network_off(browser: Browser, server: Server, path: str, rendered: str) -> None:
+    context, page = _page_at(browser, server, 1280)
+    refused: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(server.url + "/"):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    try:
+        context.route("**/*", only_this_server)
+        page.goto(path)
+        page.wait_for_selector(rendered)
+        text = page.inner_text("body")
+        assert "/recommend" in text and "optirec" in text
+        assert not refused, refused
+    finally:
+        context.close()
