@@ -535,6 +535,9 @@ def test_the_page_never_scrolls_sideways(
         assert table.get_attribute("tabindex") == "0"
         box = table.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+        # the trial's "search" checkbox is a checkbox, not a 110 px wide number-input box
+        check = page.locator("#trial-search").bounding_box()
+        assert check is not None and check["width"] < 30, check
     finally:
         context.close()
 
