@@ -7,7 +7,6 @@ Trials run in worker processes (service/trials/runner.py); nothing here imports 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
@@ -26,7 +25,7 @@ from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
 from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
 from ..settings import Settings
-from ..trials.devices import cuda_device_count, trial_devices
+from ..trials.devices import trial_devices
 from ..trials.envelope import MemoryEstimate, estimate_trial_memory, resolve_workload
 from ..trials.models import (
     FINISHED,
@@ -177,21 +176,15 @@ def _limit_issues(body: TrialRequest, settings: Settings) -> list[FieldIssue]:
     return issues
 
 
-async def _device_issues(body: TrialRequest) -> list[FieldIssue]:
-    """``cuda`` on a server whose workers have no CUDA, refused now rather than failed in the worker later."""
+async def _device_issues(body: TrialRequest, runner: TrialRunner) -> list[FieldIssue]:
+    """``cuda`` where the trials cannot get a CUDA device (this server's workers, or the Ray cluster), refused now
+    rather than failed (or left waiting) later."""
     if body.device != "cuda":
         return []
-    cuda = await asyncio.to_thread(cuda_device_count)  # a child process, once per server (trials/devices.py)
+    cuda, where = await runner.backend.cuda_devices()
     if cuda != 0:
         return []
-    return [
-        FieldIssue(
-            "device",
-            "this server's trial workers have no CUDA device (torch.cuda.is_available() is false here)",
-            value=body.device,
-            valid=trial_devices(cuda),
-        )
-    ]
+    return [FieldIssue("device", where, value=body.device, valid=trial_devices(cuda))]
 
 
 def _state_multiplier(book: Rulebook, rec: Recommendation, race: int, search: bool) -> float:
@@ -267,7 +260,7 @@ async def submit_trial(
     body: TrialRequest, response: Response, runner: RunnerDep, settings: SettingsDep, book: RulebookDep
 ) -> TrialStatus:
     """Give a ``profile`` (the service recommends) or a ``recommendation``; 202 with the trial and its Location."""
-    issues = _limit_issues(body, settings) + await _device_issues(body)
+    issues = _limit_issues(body, settings) + await _device_issues(body, runner)
     rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
     issues += _catalog_issues(book, rec, body.race)
     if not issues:

@@ -26,6 +26,7 @@ import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .devices import cuda_device_count
 from .store import TrialRecord
 from .worker import PARENT_ENV
 
@@ -127,6 +128,11 @@ class TrialBackend(ABC):
     def check(self) -> str:
         """For /readyz: "ok", or "failed: why" while no trial can be started."""
         return "ok"
+
+    async def cuda_devices(self) -> tuple[int | None, str]:
+        """CUDA devices trials can use (0: none; None: cannot tell) and, for none, where they were looked for."""
+        count = await asyncio.to_thread(cuda_device_count)  # a child process, once per server (devices.py)
+        return count, "this server's trial workers have no CUDA device (torch.cuda.is_available() is false here)"
 
     async def wait_available(self) -> None:  # noqa: B027 - the process backend is always available
         """Return once a trial can be started (the Ray backend waits for its cluster)."""

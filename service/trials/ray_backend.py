@@ -126,6 +126,7 @@ class RayBackend(TrialBackend):
         self._up = asyncio.Event()
         self._state = f"failed: connecting to the Ray cluster at {self.address}"
         self._supervisor: asyncio.Task[None] | None = None
+        self._gpus: float | None = None  # the cluster's GPUs at the last heartbeat (None: not connected yet)
 
     async def start(self) -> None:
         self._supervisor = asyncio.create_task(self._supervise(), name="ray-bridge")
@@ -138,6 +139,11 @@ class RayBackend(TrialBackend):
 
     def check(self) -> str:
         return self._state
+
+    async def cuda_devices(self) -> tuple[int | None, str]:
+        """The cluster's GPUs at the last heartbeat (a trial asking for CUDA would wait forever without one)."""
+        gpus = None if self._gpus is None else int(self._gpus)
+        return gpus, f"the Ray cluster at {self.address} has no GPU (its nodes report 0)"
 
     async def wait_available(self) -> None:
         await self._up.wait()
@@ -234,6 +240,8 @@ class RayBackend(TrialBackend):
             kind = message.get("type")
             if kind in ("ready", "alive"):
                 timeout = HEARTBEAT_TIMEOUT
+                gpus = message.get("gpus")
+                self._gpus = float(gpus) if isinstance(gpus, int | float) else None
                 self._state = (
                     f"ok (ray at {self.address}: {message.get('nodes', 0)} node(s), "
                     f"{message.get('cpus', 0):g} CPU, {message.get('gpus', 0):g} GPU)"

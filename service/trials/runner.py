@@ -94,8 +94,12 @@ class TrialRunner:
         self._on_finish = on_finish
         self._slots = [_Slot(i) for i in range(settings.trial_concurrency)]
         #: The most resident MiB a worker may hold while it runs a trial (0: no limit).
-        self.memory_limit_mb = memory_limit_mb(
-            settings.trial_max_memory_mb, settings.trial_memory_fraction, settings.trial_concurrency
+        #: On Ray only an explicit trial_max_memory_mb counts: this machine's memory says nothing of the cluster's.
+        local = settings.trial_backend == "process" or settings.trial_max_memory_mb is not None
+        self.memory_limit_mb = (
+            memory_limit_mb(settings.trial_max_memory_mb, settings.trial_memory_fraction, settings.trial_concurrency)
+            if local
+            else 0
         )
         #: Where the trials run (settings.trial_backend).
         self.backend = backend or _backend(settings, self.memory_limit_mb)

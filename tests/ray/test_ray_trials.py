@@ -193,6 +193,20 @@ def test_a_trial_on_ray_equals_the_worker_process_one(servers: Any, body: Any) -
     assert "trial_backend" not in here.get("/readyz").json()["checks"]  # the default's checks are unchanged
 
 
+@pytest.mark.parametrize(("device", "status"), [("cuda", 422), ("cpu", 202)], ids=["cuda-refused", "cpu-queued"])
+def test_cuda_is_refused_when_the_cluster_has_no_gpu(servers: Any, device: str, status: int) -> None:
+    """The cluster's GPUs decide (its heartbeat's count), not the API's own machine."""
+    on_ray, _ = servers
+    r = on_ray.post("/trials", json={**LONG, "steps": 5, "device": device})
+    assert r.status_code == status, r.text
+    if status == 422:
+        (issue,) = r.json()["error"]["issues"]
+        assert issue["field"] == "device" and issue["valid"] == ["auto", "cpu"]
+        assert "the Ray cluster at 127.0.0.1:" in issue["message"] and "has no GPU" in issue["message"]
+    else:
+        assert _wait(on_ray, r.json()["id"])["status"] == "succeeded"
+
+
 def test_a_trial_runs_in_a_ray_worker_named_after_it(servers: Any, ray_cluster: RayCluster) -> None:
     on_ray, _ = servers
     trial_id = on_ray.post("/trials", json=LONG).json()["id"]
