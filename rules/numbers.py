@@ -11,9 +11,26 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-__all__ = ["BEYOND_FLOAT", "beyond_float", "finite_float", "first_beyond_float"]
+from pydantic import BeforeValidator, Strict
+
+__all__ = ["BEYOND_FLOAT", "JsonBool", "JsonFloat", "JsonInt", "beyond_float", "finite_float", "first_beyond_float"]
+
+
+def _integral(value: Any) -> Any:
+    """4.0 as 4: JSON Schema counts a number with a zero fraction as an integer (and so do generated clients)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+#: A JSON integer as JSON Schema means it: 4 and 4.0, never "4", 4.5 or true.
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+#: A JSON number: 0.5 and 1, never "0.5" or false.
+JsonFloat = Annotated[float, Strict()]
+#: A JSON boolean: true or false, never 1 or "yes".
+JsonBool = Annotated[bool, Strict()]
 
 #: The message of a number outside a 64-bit float's range (sys.float_info.max is about 1.8e308).
 BEYOND_FLOAT = "is outside the range of a 64-bit float (its magnitude must be below about 1.8e308)"

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .hyperparameters import hyperparameters_schema, optimizer_name_schema
+from .numbers import JsonBool, JsonFloat, JsonInt
+
 __all__ = [
     "EMA",
     "AdaptedValue",
@@ -32,10 +35,13 @@ class _Out(BaseModel):
 
 
 class OptimizerChoice(_Out):
-    name: str = Field(description="Canonical optimizer name (GET /optimizers).")
+    name: str = Field(
+        description="Canonical optimizer name (GET /optimizers).", json_schema_extra=optimizer_name_schema
+    )
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
         description="Keyword arguments in torch.optim naming; left out, the optimizer class's own defaults apply.",
+        json_schema_extra=hyperparameters_schema,
     )
 
 
@@ -43,16 +49,18 @@ class ScheduleSpec(_Out):
     name: Literal[
         "constant", "step", "cosine", "linear", "exponential", "one_cycle", "cosine_restarts", "inverse_sqrt", "poly"
     ]
-    warmup_steps: int | None = Field(default=None, description="Linear warmup steps; null when total_steps is unknown.")
-    warmup_ratio: float = Field(default=0.0, description="Warmup as a fraction of total steps (0 = none).")
-    total_steps: int | None = None
-    milestones: list[int] | None = None
-    milestone_fractions: list[float] | None = None
-    gamma: float | None = None
-    final_lr_fraction: float | None = Field(
+    warmup_steps: JsonInt | None = Field(
+        default=None, description="Linear warmup steps; null when total_steps is unknown."
+    )
+    warmup_ratio: JsonFloat = Field(default=0.0, description="Warmup as a fraction of total steps (0 = none).")
+    total_steps: JsonInt | None = None
+    milestones: list[JsonInt] | None = None
+    milestone_fractions: list[JsonFloat] | None = None
+    gamma: JsonFloat | None = None
+    final_lr_fraction: JsonFloat | None = Field(
         default=None, description="cosine / linear / poly / exponential decay ends at this fraction of the peak lr."
     )
-    power: float | None = Field(default=None, description="poly: lr x (1 - t/T) ** power.")
+    power: JsonFloat | None = Field(default=None, description="poly: lr x (1 - t/T) ** power.")
 
 
 class LRScaling(_Out):
@@ -62,44 +70,44 @@ class LRScaling(_Out):
     ``lr = base_lr x factor x size_factor x horizon_factor``, kept inside 004 §6.3's range."""
 
     rule: Literal["linear", "sqrt", "none"]
-    base_lr: float
-    base_batch_size: int | None = None
-    batch_size: int | None = None
-    factor: float
+    base_lr: JsonFloat
+    base_batch_size: JsonInt | None = None
+    batch_size: JsonInt | None = None
+    factor: JsonFloat
     reason: str
     reference_model: str | None = None
-    reference_parameters: int | None = None
-    num_parameters: int | None = None
-    size_factor: float = 1.0
-    reference_steps: int | None = None
-    total_steps: int | None = None
-    horizon_factor: float = 1.0
+    reference_parameters: JsonInt | None = None
+    num_parameters: JsonInt | None = None
+    size_factor: JsonFloat = 1.0
+    reference_steps: JsonInt | None = None
+    total_steps: JsonInt | None = None
+    horizon_factor: JsonFloat = 1.0
 
 
 class Clipping(_Out):
-    max_norm: float
+    max_norm: JsonFloat
 
 
 class EMA(_Out):
-    decay: float
+    decay: JsonFloat
 
 
 class ParamGroup(_Out):
     name: str = Field(description="Which parameters: embeddings, dense, no_decay, frozen, layerwise.")
     match: list[str] = Field(description="What selects them (module types or name patterns).")
-    optimizer: str | None = None
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    frozen: bool = False
-    layerwise_lr_decay: float | None = None
+    optimizer: str | None = Field(default=None, json_schema_extra=optimizer_name_schema)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, json_schema_extra=hyperparameters_schema)
+    frozen: JsonBool = False
+    layerwise_lr_decay: JsonFloat | None = None
     why: str = ""
 
 
 class Alternative(_Out):
-    name: str
-    score: float
+    name: str = Field(json_schema_extra=optimizer_name_schema)
+    score: JsonFloat
     why: str
     rule: str | None = None
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, json_schema_extra=hyperparameters_schema)
 
 
 class AvoidEntry(_Out):
@@ -122,37 +130,37 @@ class MemoryEstimate(_Out):
     """Bytes of the whole job (``*_bytes``) and of one device (``per_device_bytes``, compared with
     ``device_memory_bytes`` for ``fits``): sharded parts (``sharded``) are split over ``num_devices``."""
 
-    state_multiplier: float
-    optimizer_state_bytes: int | None = None
-    parameter_bytes: int | None = None
-    gradient_bytes: int | None = None
-    total_bytes: int | None = None
-    device_memory_bytes: int | None = None
-    budget_multiplier: float | None = None
-    fits: bool | None = None
-    per_device_bytes: int | None = None
-    master_weight_bytes: int | None = None
-    num_devices: int = 1
+    state_multiplier: JsonFloat
+    optimizer_state_bytes: JsonInt | None = None
+    parameter_bytes: JsonInt | None = None
+    gradient_bytes: JsonInt | None = None
+    total_bytes: JsonInt | None = None
+    device_memory_bytes: JsonInt | None = None
+    budget_multiplier: JsonFloat | None = None
+    fits: JsonBool | None = None
+    per_device_bytes: JsonInt | None = None
+    master_weight_bytes: JsonInt | None = None
+    num_devices: JsonInt = 1
     sharded: list[str] = Field(default_factory=list, description="Parts split over the devices: state, grads, weights.")
     #: bytes one optimizer-state value of one parameter costs one device (for re-costing another optimizer)
-    state_value_bytes_per_device: float | None = None
-    parameters: int | None = None
+    state_value_bytes_per_device: JsonFloat | None = None
+    parameters: JsonInt | None = None
 
 
 class Phase(_Out):
     name: str
     optimizer: OptimizerChoice
-    start_step: int | None = None
-    end_step: int | None = None
+    start_step: JsonInt | None = None
+    end_step: JsonInt | None = None
     trigger: str
     why: str
 
 
 class TuningHint(_Out):
     name: str
-    priority: int
-    low: float
-    high: float
+    priority: JsonInt
+    low: JsonFloat
+    high: JsonFloat
     scale: Literal["log", "linear"]
     why: str
     source: str
@@ -174,7 +182,7 @@ class AdaptedValue(_Out):
 class NearRecipe(_Out):
     id: str
     title: str
-    distance: float
+    distance: JsonFloat
     optimizer: str
 
 
@@ -184,8 +192,8 @@ class RecipeInfo(_Out):
     id: str
     title: str
     source: str = Field(description="The citation: paper or official config, and where in it.")
-    distance: float = Field(description="How far its job is from yours (0 = the same job; see GET /rules).")
-    table_distance: float = Field(description="How far the seed table's row is; the recipe is nearer.")
+    distance: JsonFloat = Field(description="How far its job is from yours (0 = the same job; see GET /rules).")
+    table_distance: JsonFloat = Field(description="How far the seed table's row is; the recipe is nearer.")
     adapted: list[AdaptedValue] = Field(default_factory=list)
     nearest: list[NearRecipe] = Field(default_factory=list, description="The next-nearest recipes.")
 
@@ -205,7 +213,7 @@ class Recommendation(_Out):
 
     optimizer: OptimizerChoice
     schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(name="constant"))
-    batch_size: int | None = None
+    batch_size: JsonInt | None = None
     lr_scaling: LRScaling | None = Field(default=None, description="How the lr was scaled; null if not by optirec.")
     gradient_clipping: Clipping | None = None
     param_groups: list[ParamGroup] = Field(default_factory=list)
@@ -221,7 +229,7 @@ class Recommendation(_Out):
         default_factory=list, description="What needs the caller's attention: constraints, contradictory input."
     )
     memory: MemoryEstimate | None = Field(default=None, description="Memory of the chosen optimizer; null if unknown.")
-    search_space: dict[str, list[float]] = Field(
+    search_space: dict[str, list[JsonFloat]] = Field(
         default_factory=dict, description="Priority-ordered tuning ranges (004 §6.3)."
     )
     tuning: list[TuningHint] = Field(default_factory=list)

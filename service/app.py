@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -169,6 +170,22 @@ async def _store_full(request: Request, exc: Exception) -> Response:
     )
 
 
+def _state_server_limits(app: FastAPI, settings: Settings) -> None:
+    """The schema states this server's trial limits (steps, size), so a client generated from it sends what
+    this server accepts; FastAPI builds the schema once and keeps it (app.openapi_schema)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            props = schema["components"]["schemas"]["TrialRequest"]["properties"]
+            props["steps"]["maximum"] = settings.trial_max_steps
+            props["size"]["maximum"] = settings.trial_max_size
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service. Loads (and so validates) the knowledge base before serving anything."""
     settings = settings or get_settings()
@@ -185,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=_lifespan(settings, metrics),
     )
     app.state.settings = settings
+    _state_server_limits(app, settings)
     app.state.metrics = metrics
     app.state.answers = AnswerCache(settings.recommend_cache_size, book, settings.recommend_cache_bytes)
     metrics.watch_answers(app.state.answers.stats)

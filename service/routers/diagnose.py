@@ -28,22 +28,36 @@ Loss = Annotated[float, Field(strict=True)] | None
 Step = Annotated[int, Field(strict=True, ge=0, le=2**53)]
 
 
+def _symptom_schema(schema: dict[str, Any]) -> None:
+    """The symptom names as the items' enum (the server also takes their labels and aliases)."""
+    names = sorted(default_rulebook().symptoms)
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") == "array":
+            option["items"] = {"type": "string", "enum": names}
+
+
+def _request_schema(schema: dict[str, Any]) -> None:
+    """Steps only with their curve (their count must equal its points, which JSON schema cannot say)."""
+    schema["dependentRequired"] = {"steps": ["train_loss"], "val_steps": ["val_loss"]}
+
+
 class DiagnoseRequest(BaseModel):
     """What a training job saw. Give a curve, named symptoms, or both."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_request_schema)
 
     train_loss: list[Loss] | None = Field(
         default=None,
         max_length=MAX_POINTS,
+        json_schema_extra={"minItems": 1},
         description="Training loss per step; null where it was NaN/inf (NaN literals are not JSON).",
         examples=[[2.3, 1.9, 1.7, 1.6, None]],
     )
     val_loss: list[Loss] | None = Field(
         default=None,
         max_length=MAX_POINTS,
-        description="Validation loss (any number of points): at val_steps, else spread evenly over the training "
-        "points.",
+        json_schema_extra={"minItems": 1},
+        description="Validation loss (one point or more): at val_steps, else spread evenly over the training points.",
     )
     steps: list[Step] | None = Field(
         default=None,
@@ -59,7 +73,10 @@ class DiagnoseRequest(BaseModel):
         "evenly spaced); same rules as steps.",
     )
     symptoms: list[str] | None = Field(
-        default=None, max_length=32, description="Symptom names (004 §6.4.1 rows), e.g. ['overfitting']."
+        default=None,
+        max_length=32,
+        json_schema_extra=_symptom_schema,
+        description="Symptom names (004 §6.4.1 rows, GET /rules), e.g. ['overfitting'].",
     )
     recommendation: dict[str, Any] | None = Field(
         default=None, description="The recommendation the job trained with (POST /recommend's answer)."

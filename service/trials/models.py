@@ -8,7 +8,6 @@ equals the live registry ``optirec.optimizers.workloads.WORKLOADS``.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -18,7 +17,9 @@ from pydantic_core import PydanticCustomError
 from optirec.optimizers.results import TrialOutput
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, suggest
-from optirec.rules.numbers import BEYOND_FLOAT, beyond_float, finite_float
+from optirec.rules.hyperparameters import HYPERPARAMETER_NAME, in_range
+from optirec.rules.hyperparameters import HYPERPARAMETER_RANGES as _RANGES
+from optirec.rules.numbers import BEYOND_FLOAT, JsonInt, beyond_float
 from optirec.rules.profile import issues_from_errors
 
 __all__ = [
@@ -105,19 +106,18 @@ class TrialRequest(BaseModel):
         description="'auto' (the proxy matching the profile) or a name from GET /workloads.",
         json_schema_extra=_enum_schema(WORKLOAD_NAMES),
     )
-    steps: int = Field(default=200, ge=1, strict=True, description="Optimizer steps (at most the server's limit).")
+    steps: JsonInt = Field(default=200, ge=1, description="Optimizer steps (at most the server's limit).")
     device: str = Field(
         default="auto",
         description="'auto' (CUDA when available), 'cpu' or 'cuda'.",
         json_schema_extra=_enum_schema(DEVICES),
     )
-    seed: int = Field(default=0, ge=0, le=2**32 - 1, strict=True)
-    size: int = Field(default=1, ge=1, strict=True, description="Workload scale (at most the server's limit).")
-    race: int = Field(
+    seed: JsonInt = Field(default=0, ge=0, le=2**32 - 1)
+    size: JsonInt = Field(default=1, ge=1, description="Workload scale (at most the server's limit).")
+    race: JsonInt = Field(
         default=0,
         ge=0,
         le=MAX_RACE,
-        strict=True,
         description="0: the recommendation only; k > 0: race it and its top alternatives, k candidates in all.",
     )
     search: bool = Field(
@@ -158,26 +158,6 @@ class TrialRequest(BaseModel):
         return self
 
 
-#: What a hyperparameter name may look like: a Python keyword argument (torch.optim's names all are).
-_HYPERPARAMETER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-#: name -> (lowest, lowest allowed?, highest, highest allowed?) for the hyperparameters every family shares
-_RANGES: dict[str, tuple[float, bool, float, bool]] = {
-    "lr": (0.0, False, math.inf, False),
-    "weight_decay": (0.0, True, math.inf, False),
-    "eps": (0.0, True, math.inf, False),
-    "momentum": (0.0, True, 1.0, True),
-    "dampening": (0.0, True, 1.0, True),
-}
-
-
-def _in_range(value: Any, bounds: tuple[float, bool, float, bool]) -> bool:
-    low, low_ok, high, high_ok = bounds
-    x = finite_float(value)
-    if x is None:
-        return False
-    return (low < x or (low_ok and x == low)) and (x < high or (high_ok and x == high))
-
-
 def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
     """Torch-free sanity checks of a recommendation's hyperparameters, before any worker builds them.
 
@@ -190,13 +170,13 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
     issues: list[FieldIssue] = []
     for name, value in hyperparameters.items():
         where = f"{field}.{str(name)[:64]}"
-        if not isinstance(name, str) or not _HYPERPARAMETER_NAME.fullmatch(name):
+        if not isinstance(name, str) or not HYPERPARAMETER_NAME.fullmatch(name):
             issues.append(
                 FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
             )
         elif name in _RANGES and beyond_float(value):
             issues.append(FieldIssue(where, BEYOND_FLOAT))
-        elif name in _RANGES and not (name == "lr" and value is None) and not _in_range(value, _RANGES[name]):
+        elif name in _RANGES and not (name == "lr" and value is None) and not in_range(value, _RANGES[name]):
             low, low_ok, high, high_ok = _RANGES[name]
             if math.isinf(high):
                 interval = f"{'>=' if low_ok else '>'} {low:g}"
@@ -211,7 +191,7 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
                 for i, beta in enumerate(betas):
                     if beyond_float(beta):
                         issues.append(FieldIssue(f"{where}[{i}]", BEYOND_FLOAT))
-                    elif beta is not None and not _in_range(beta, (0.0, True, 1.0, False)):
+                    elif beta is not None and not in_range(beta, (0.0, True, 1.0, False)):
                         issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
     return issues
 
