@@ -133,3 +133,25 @@ def test_the_quality_help_names_the_tasks_that_exist(repo_root: Path, monkeypatc
     usage = next(line for line in out.splitlines() if "--tasks " in line and "quality.py [" in line)
     for example in filter(None, usage.split("--tasks ", 1)[1].rstrip("]").rstrip(".").split(",")):
         assert example in names, example  # the usage example names real tasks
+
+
+def test_fuzz_counts_a_documented_pair_only_for_its_own_answer(
+    repo_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fuzz", repo_root / "bench" / "fuzz.py")
+    assert spec is not None and spec.loader is not None
+    fuzz = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, fuzz)
+    spec.loader.exec_module(fuzz)
+    diagnose = ("positive_data_acceptance", "POST /diagnose")
+    cancel = ("use_after_free", "DELETE /trials/{trial_id}")
+    failures = {
+        diagnose: ['{"message": "val_steps: has 0 step(s) for 1 point(s): give one step per point"}', '{"other": 1}'],
+        cancel: ["anything"],
+        ("not_a_server_error", "POST /trials"): ["500"],
+    }
+    failing, documented = fuzz.split_documented(failures)
+    assert failing == {diagnose: ['{"other": 1}'], ("not_a_server_error", "POST /trials"): ["500"]}
+    assert documented == {diagnose: [failures[diagnose][0]], cancel: ["anything"]}
