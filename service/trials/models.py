@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -237,7 +237,30 @@ class WorkloadInfo(BaseModel):
     description: str
 
 
-_MODELS: dict[str, type[BaseModel]] = {"profile": Profile}
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside a field's type: ``Schedule``, ``Schedule | None``, ``list[ParamGroup]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The model whose field the last part of ``loc`` would be (TrialRequest at the top; list indexes skipped)."""
+    model: type[BaseModel] = TrialRequest
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        fields = model.model_fields
+        info = fields.get(str(part)) or next((f for f in fields.values() if f.alias == part), None)
+        found = _nested_model(info.annotation) if info is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
 
 
 def _belongs_under(name: str) -> str:
@@ -291,8 +314,7 @@ def request_issues(errors: Iterable[Mapping[str, Any]]) -> list[FieldIssue]:
             issues.append(FieldIssue(field="profile", message=str(err["msg"]), valid=["profile", "recommendation"]))
         elif etype == "extra_forbidden":
             name = str(loc[-1]) if loc else ""
-            parent = loc[0] if len(loc) == 2 else None
-            model = TrialRequest if len(loc) == 1 else _MODELS.get(str(parent)) if parent is not None else None
+            model = _model_at(loc)
             valid = _field_names(model) if model is not None else None
             issues.append(
                 FieldIssue(

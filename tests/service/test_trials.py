@@ -500,6 +500,46 @@ FLAT_BODIES = [
     ("misspelt-trial-field", {"profile": {}, "stepz": 5}, "stepz", None, "steps"),
 ]
 
+_ADAM = {"name": "adam"}
+#: (id, body, field, suggestion, a valid name): an unknown field at any depth gets its own model's names
+NESTED_UNKNOWN = [
+    ("profile", {"profile": {"architecure": "resnet"}}, "profile.architecure", "architecture", "phase"),
+    (
+        "recommendation",
+        {"recommendation": {"optimizer": _ADAM, "schedul": {}}},
+        "recommendation.schedul",
+        "schedule",
+        "param_groups",
+    ),
+    (
+        "schedule",
+        {"recommendation": {"optimizer": _ADAM, "schedule": {"name": "cosine", "warmup_step": 3}}},
+        "recommendation.schedule.warmup_step",
+        "warmup_steps",
+        "final_lr_fraction",
+    ),
+    (
+        "param-group",
+        {"recommendation": {"optimizer": _ADAM, "param_groups": [{"name": "x", "match": [], "frozn": 1}]}},
+        "recommendation.param_groups[0].frozn",
+        "frozen",
+        "layerwise_lr_decay",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "suggestion", "valid"), [c[1:] for c in NESTED_UNKNOWN], ids=[c[0] for c in NESTED_UNKNOWN]
+)
+def test_an_unknown_nested_field_gets_its_models_names(
+    paused: TestClient, body: dict[str, Any], field: str, suggestion: str, valid: str
+) -> None:
+    r = paused.post("/trials", json=body)
+    assert r.status_code == 422, r.text
+    issue = next(i for i in r.json()["error"]["issues"] if i["field"] == field)
+    assert issue["message"] == "unknown field" and issue["suggestion"] == suggestion
+    assert valid in issue["valid"] and suggestion in issue["valid"]
+
 
 @pytest.mark.parametrize(
     ("body", "field", "hint", "suggestion"), [c[1:] for c in FLAT_BODIES], ids=[c[0] for c in FLAT_BODIES]
