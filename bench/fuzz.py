@@ -18,6 +18,8 @@ into failures and the documented behaviours that schemathesis's checks read as b
   cancelled) on purpose: the trial and its result are never lost.
 - a long-poll (``GET /trials/{id}?wait=``) answering after schemathesis's own time budget: the wait is the
   client's request.
+- ``POST /trials`` refusing ``"device": "cuda"`` on a server without CUDA (the committed schema is the same
+  for every machine; the 422 names the devices this server has).
 - ``POST /diagnose`` refusing ``steps``/``val_steps`` whose count differs from their curve's points: JSON Schema
   cannot relate two arrays' lengths (the schema states everything else: non-empty curves, steps only with their
   curve, the symptom names).
@@ -51,7 +53,12 @@ PHASES = "examples,coverage,fuzzing,stateful"
 #: (check, operation) -> (text the answer contains, "" for any; why it is documented behaviour, not a bug)
 DOCUMENTED = {
     ("use_after_free", "DELETE /trials/{trial_id}"): ("", "a cancelled trial stays readable (nothing is lost)"),
+    ("use_after_free", "GET /trials/{trial_id}"): ('"status":"cancelled"', "a cancelled trial stays readable"),
     ("max_response_time", "GET /trials/{trial_id}"): ("", "the client asked for a long-poll of up to 30 s"),
+    ("positive_data_acceptance", "POST /trials"): (
+        "trial workers have no CUDA device",
+        "device cuda on a server without CUDA: the schema lists what a server may take, the 422 names this one's",
+    ),
     ("positive_data_acceptance", "POST /diagnose"): (
         "give one step per point",
         "steps/val_steps need one step per point of their curve, a rule JSON Schema cannot state",

@@ -37,8 +37,14 @@ def _symptom_schema(schema: dict[str, Any]) -> None:
 
 
 def _request_schema(schema: dict[str, Any]) -> None:
-    """Steps only with their curve (their count must equal its points, which JSON schema cannot say)."""
+    """Something to diagnose (a curve or a symptom); steps only with their curve (their count must equal its
+    points, which JSON schema cannot say)."""
     schema["dependentRequired"] = {"steps": ["train_loss"], "val_steps": ["val_loss"]}
+    schema["anyOf"] = [
+        {"required": ["train_loss"], "properties": {"train_loss": {"type": "array"}}},
+        {"required": ["val_loss"], "properties": {"val_loss": {"type": "array"}}},
+        {"required": ["symptoms"], "properties": {"symptoms": {"type": "array", "minItems": 1}}},
+    ]
 
 
 class DiagnoseRequest(BaseModel):

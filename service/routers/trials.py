@@ -133,6 +133,8 @@ def _get(runner: TrialRunner, trial_id: str) -> TrialRecord:
 
 def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[FieldIssue]:
     names = [("recommendation.optimizer.name", rec.optimizer.name)]
+    # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
+    names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
     for i, group in enumerate(rec.param_groups):
         if group.optimizer:
             names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
@@ -140,6 +142,10 @@ def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[Fiel
         for i, alt in enumerate(rec.alternatives[: race - 1]):
             names.append((f"recommendation.alternatives[{i}].name", alt.name))
     hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
+    hyperparameters += [
+        (f"recommendation.phases[{i}].optimizer.hyperparameters", p.optimizer.hyperparameters)
+        for i, p in enumerate(rec.phases)
+    ]
     hyperparameters += [
         (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
         for i, group in enumerate(rec.param_groups)

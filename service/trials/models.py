@@ -89,11 +89,26 @@ class TrialRequest(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         # "exactly one of profile or recommendation" (the model validator below), stated in the schema as well
+        # and "validate, not race" and "validate, not on a two-player workload" (the same validator)
         json_schema_extra={
             "oneOf": [
                 {"required": ["profile"], "properties": {"profile": {"type": "object"}}},
                 {"required": ["recommendation"], "properties": {"recommendation": {"type": "object"}}},
-            ]
+            ],
+            "allOf": [
+                {
+                    "not": {
+                        "required": ["validate", "race"],
+                        "properties": {"validate": {"const": True}, "race": {"minimum": 1}},
+                    }
+                },
+                {
+                    "not": {
+                        "required": ["validate", "workload"],
+                        "properties": {"validate": {"const": True}, "workload": {"enum": list(SINGLE_OBJECTIVE_ONLY)}},
+                    }
+                },
+            ],
         },
     )
 

@@ -27,6 +27,10 @@ def _with(**fields: Any) -> dict[str, Any]:
     return {"recommendation": {"optimizer": ADAM, **fields}}
 
 
+def _phase(**optimizer: Any) -> dict[str, Any]:
+    return {"name": "switch", "optimizer": {**ADAM, **optimizer}, "trigger": "step 100", "why": "test"}
+
+
 def _hp(**hyperparameters: Any) -> dict[str, Any]:
     return _rec(hyperparameters=hyperparameters)
 
@@ -67,6 +71,15 @@ CASES = [
     ("trial-ratio-bool", "/trials", _with(schedule={"name": "cosine", "warmup_ratio": False}), False),
     ("trial-clip-string", "/trials", _with(gradient_clipping={"max_norm": "1.0"}), False),
     ("trial-frozen-int", "/trials", _with(param_groups=[{"name": "frozen", "match": ["bn"], "frozen": 1}]), False),
+    ("trial-phase-bad-name", "/trials", _with(phases=[_phase(hyperparameters={"": 1})]), False),
+    ("trial-phase-unknown", "/trials", _with(phases=[_phase(name="adamm")]), False),
+    ("trial-phase", "/trials", _with(phases=[_phase()]), True),
+    ("trial-validate-and-race", "/trials", {**_rec(), "validate": True, "race": 2}, False),
+    ("trial-validate-gan", "/trials", {**_rec(), "validate": True, "workload": "gan"}, False),
+    ("trial-validate", "/trials", {**_rec(), "validate": True, "workload": "mlp"}, True),
+    ("diagnose-nothing", "/diagnose", {}, False),
+    ("diagnose-no-symptoms", "/diagnose", {"symptoms": []}, False),
+    ("diagnose-val-only", "/diagnose", {"val_loss": [1.0, 0.9]}, True),
     ("trial-frozen", "/trials", _with(param_groups=[{"name": "frozen", "match": ["bn"], "frozen": True}]), True),
 ]
 
