@@ -60,7 +60,7 @@ def hyperparameters_schema(schema: dict[str, Any]) -> None:
     }
     base: dict[str, Any] = {"type": "string"}
     optimizer_name_schema(base)  # a wrapper's base optimizer (lookahead, sam) is a catalog name as well
-    props["base"] = base
+    props["base"] = {"anyOf": [base, {"type": "null"}]}  # null: the wrapper's own default base
     schema["properties"] = props
     schema["propertyNames"] = {"pattern": f"^{HYPERPARAMETER_NAME.pattern}$"}
 

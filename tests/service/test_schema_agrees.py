@@ -57,6 +57,8 @@ CASES = [
     ("trial-betas", "/trials", _hp(lr=1e-3, betas=[0.9, 0.95]), True),
     ("trial-bad-name", "/trials", _hp(**{"lr": 1e-3, "no-dash": 1}), False),
     ("trial-unknown-base", "/trials", _rec(name="lookahead", hyperparameters={"base": "adamm"}), False),
+    ("trial-base-null", "/trials", _rec(name="lookahead", hyperparameters={"base": None}), True),
+    ("trial-base-number", "/trials", _rec(name="lookahead", hyperparameters={"base": 3}), False),
     ("trial-base", "/trials", _rec(name="lookahead", hyperparameters={"base": "adamw"}), True),
     ("trial-steps-at-limit", "/trials", {**_rec(), "steps": 2000}, True),
     ("trial-steps-over-limit", "/trials", {**_rec(), "steps": 2001}, False),
