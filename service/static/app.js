@@ -561,6 +561,8 @@
           el("strong", { class: "mono" }, a.name),
           " ",
           el("span", { class: "score" }, "score " + fmt(a.score)),
+          " ",
+          el("span", { class: "mono alt-hp" }, Object.entries(a.hyperparameters || {}).map(([k, v]) => k + "=" + fmt(v)).join(", ")),
           el("span", { class: "detail" }, a.why + (a.rule ? " [" + a.rule + "]" : ""))
         )
       );

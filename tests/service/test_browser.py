@@ -220,8 +220,12 @@ def test_recommend_then_validate_with_a_trial_run(watched: Watched, server: Serv
     for entry in expected["rationale"]:
         assert entry["rule"] in rationale and entry["source"] in rationale
     assert page.locator("#rationale li").count() == len(expected["rationale"])
-    for alt in expected["alternatives"]:
-        assert alt["name"] in page.inner_text("#alternatives")
+    for i, alt in enumerate(expected["alternatives"]):
+        shown = page.locator("#alternatives li").nth(i).inner_text()
+        assert alt["name"] in shown
+        for name in alt["hyperparameters"]:  # each alternative with its own hyperparameters
+            assert f"{name}=" in shown, (name, shown)
+    assert any(alt["hyperparameters"] for alt in expected["alternatives"])
     for avoid in expected["avoid"]:
         assert avoid["name"] in page.inner_text("#avoid")
 
