@@ -36,7 +36,7 @@ from .results import Candidate, Kind, Rung, SearchCost, ValidationReport
 from .training import evaluation_mode, train_step
 from .trial import exploded
 
-__all__ = ["Candidate", "Rung", "SearchCost", "ValidationReport", "validate"]
+__all__ = ["Candidate", "Rung", "RungTrainer", "SearchCost", "SearchReplica", "ValidationReport", "validate"]
 
 #: the recommendation's lr times these, in priority order (the first ones survive a small budget): a log
 #: grid 10**0.5 apart from about 1/30x to 30x
@@ -56,6 +56,8 @@ HELDOUT_SHARE = 0.2
 
 Objective = Callable[[nn.Module, Any], torch.Tensor]
 Progress = Callable[[int, int, float | None], None]
+#: rung_trainer(candidates, length) -> (held-out score or None, steps done) per candidate: SearchReplica.train
+RungTrainer = Callable[[list[int], int], list[tuple[float | None, int]]]
 
 
 @dataclass
@@ -168,6 +170,7 @@ def validate(
     objective: Objective | None = None,
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
+    rung_trainer: RungTrainer | None = None,
 ) -> ValidationReport:
     """Search for a better config than ``recommendation`` on the user's model, within ``budget`` optimizer steps.
 
@@ -178,8 +181,52 @@ def validate(
     (``range_steps``, default ``min(100, steps // 3)``, none below 15 steps; 0 turns it off). Runs are scored
     on ``heldout`` batches, or on the last ``HELDOUT_SHARE`` of ``batches``, which then no run trains on.
     ``progress(spent, budget, loss)`` is called every step; ``cancel()`` returning True stops the search
-    (BuildError "cancel").
+    (BuildError "cancel"). With ``rung_trainer`` each rung's candidates are trained by it, side by side (by
+    SearchReplica copies of the search on other machines); the report is the same.
     """
+    search = _setup(recommendation, loss_fn, batches, steps, budget, heldout, range_steps, objective)
+    rec, objective, the_plan, specs = search.rec, search.objective, search.plan, search.specs
+    budget, range_steps = search.budget, search.range_steps
+
+    with torch.random.fork_rng(devices=_cuda_devices(model)), preserved(model) as optimizers:
+        torch.manual_seed(seed)
+        test = lr_range_test(model, objective, search.train, rec, steps=range_steps) if range_steps else None
+        runner = _runner(model, search, seed, progress, cancel, optimizers)
+        try:
+            train_rung = None if rung_trainer is None else _remote_rungs(runner, rung_trainer)
+            scores = halve(the_plan, runner, protected=0, release=runner.release, train_rung=train_rung)
+        except _Cancelled:
+            raise BuildError("cancel", "the search was cancelled") from None
+    return _report(rec, specs, search.skipped, scores, the_plan, runner, test, budget, range_steps, search.scored_on)
+
+
+@dataclass
+class _Search:
+    """What validate() searches, from its arguments alone (so that every replica of the search agrees)."""
+
+    rec: Recommendation
+    objective: Objective
+    train: list[Any]
+    held: list[Any]
+    scored_on: Literal["heldout", "heldout_slice"]
+    range_steps: int
+    budget: int
+    specs: list[_Spec]
+    skipped: list[str]
+    plan: Plan
+    steps: int
+
+
+def _setup(
+    recommendation: Recommendation | Mapping[str, Any],
+    loss_fn: Callable[[Any, Any], torch.Tensor] | None,
+    batches: Iterable[Any],
+    steps: int,
+    budget: int | None,
+    heldout: Iterable[Any] | None,
+    range_steps: int | None,
+    objective: Objective | None,
+) -> _Search:
     rec = as_recommendation(recommendation)
     data = list(batches)
     if not data:
@@ -228,30 +275,85 @@ def validate(
     ]
     specs = specs[: the_plan.candidates]
 
-    with torch.random.fork_rng(devices=_cuda_devices(model)), preserved(model) as optimizers:
-        torch.manual_seed(seed)
-        test = lr_range_test(model, objective, train, rec, steps=range_steps) if range_steps else None
-        runner = _Runner(
-            model=model,
-            objective=objective,
-            train=train,
-            held=held,
-            specs=specs,
-            steps=steps,
-            seed=seed,
-            initial=copy.deepcopy(model.state_dict()),
-            trainable={name: p.requires_grad for name, p in model.named_parameters()},
-            progress=progress,
-            cancel=cancel,
-            total=range_steps + the_plan.cost,
-            spent=range_steps,
-            optimizers=optimizers,
-        )
-        try:
-            scores = halve(the_plan, runner, protected=0, release=runner.release)
-        except _Cancelled:
-            raise BuildError("cancel", "the search was cancelled") from None
-    return _report(rec, specs, skipped, scores, the_plan, runner, test, budget, range_steps, scored_on)
+    return _Search(rec, objective, train, held, scored_on, range_steps, budget, specs, skipped, the_plan, steps)
+
+
+def _runner(
+    model: nn.Module,
+    search: _Search,
+    seed: int,
+    progress: Progress | None,
+    cancel: Callable[[], bool] | None,
+    optimizers: list[torch.optim.Optimizer],
+) -> _Runner:
+    return _Runner(
+        model=model,
+        objective=search.objective,
+        train=search.train,
+        held=search.held,
+        specs=search.specs,
+        steps=search.steps,
+        seed=seed,
+        initial=copy.deepcopy(model.state_dict()),
+        trainable={name: p.requires_grad for name, p in model.named_parameters()},
+        progress=progress,
+        cancel=cancel,
+        total=search.range_steps + search.plan.cost,
+        spent=search.range_steps,
+        optimizers=optimizers,
+    )
+
+
+def _remote_rungs(runner: _Runner, rung_trainer: RungTrainer) -> Callable[[list[int], int], list[float | None]]:
+    """A rung trained by ``rung_trainer`` (SearchReplica.train on other machines), booked in this runner."""
+
+    def train_rung(indices: list[int], length: int) -> list[float | None]:
+        if runner.cancel is not None and runner.cancel():
+            raise _Cancelled
+        out = rung_trainer(indices, length)
+        for i, (_, done) in zip(indices, out, strict=True):
+            runner.spent += done - runner.steps_of.get(i, 0)
+            runner.steps_of[i] = done
+        if runner.progress is not None:
+            runner.progress(runner.spent, runner.total, None)
+        return [score for score, _ in out]
+
+    return train_rung
+
+
+class SearchReplica:
+    """A copy of validate()'s search that trains the candidates it is given, exactly as validate() would (same
+    candidates, starting weights, batches and seeds): ``validate(..., rung_trainer=...)`` hands each rung's
+    candidates to replicas on other machines (the Ray trial backend), each holding its candidates' state."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Any], torch.Tensor] | None,
+        batches: Iterable[Any],
+        recommendation: Recommendation | Mapping[str, Any],
+        *,
+        steps: int = 100,
+        budget: int | None = None,
+        heldout: Iterable[Any] | None = None,
+        seed: int = 0,
+        range_steps: int | None = None,
+        objective: Objective | None = None,
+    ) -> None:
+        search = _setup(recommendation, loss_fn, batches, steps, budget, heldout, range_steps, objective)
+        self._runner = _runner(model, search, seed, None, None, [])
+
+    def train(self, indices: list[int], length: int) -> list[tuple[float | None, int]]:
+        """Train each candidate to ``length`` steps in all; (held-out score or None if diverged, steps done)."""
+        out = []
+        for i in indices:
+            score = self._runner(i, length)
+            out.append((score, self._runner.steps_of.get(i, 0)))
+        return out
+
+    def release(self, index: int) -> None:
+        """Drop a candidate that the search will not train again."""
+        self._runner.release(index)
 
 
 def _cuda_devices(model: nn.Module) -> list[int]:

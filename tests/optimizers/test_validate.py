@@ -348,3 +348,50 @@ def test_every_candidate_draws_the_same_randomness_at_the_same_step() -> None:
     first = report.rungs[0].steps
     assert not report.candidates[1].diverged
     assert draws[:first] == draws[first : 2 * first], "candidate 1 saw candidate 0's random numbers"
+
+
+def test_halving_by_whole_rungs_scores_and_promotes_as_one_at_a_time() -> None:
+    plan = halving.Plan(lengths=(10, 30, 90), keep=(9, 3, 2))
+    quality = {0: 9.0, 1: 1.0, 2: None, 3: 2.0, 4: 3.0, 5: 8.0, 6: 7.0, 7: 6.0, 8: 5.0}
+
+    def train(i: int, length: int) -> float | None:
+        q = quality[i]
+        return None if q is None else q / length
+
+    rungs: list[tuple[list[int], int]] = []
+
+    def train_rung(indices: list[int], length: int) -> list[float | None]:
+        rungs.append((indices, length))
+        return [train(i, length) for i in indices]
+
+    def unused(i: int, length: int) -> float | None:
+        raise AssertionError("a whole-rung search trains nothing one at a time")
+
+    assert halving.halve(plan, unused, train_rung=train_rung) == halving.halve(plan, train)
+    assert rungs == [(list(range(9)), 10), ([0, 1, 3], 30), ([0, 1], 90)]
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+def test_a_search_on_replicas_equals_the_search_in_one_process(replicas: int) -> None:
+    """What the Ray backend does: each replica builds the same model and holds some candidates' state."""
+    rec = _rec("adam", 1e-2)
+    alone = _net_search(_Net(), rec, seed=2)
+    copies = [
+        validation.SearchReplica(_Net(), nn.functional.mse_loss, _regression_batches(), rec, steps=45, seed=2)
+        for _ in range(replicas)
+    ]
+    calls: list[int] = []
+
+    def rung_trainer(indices: list[int], length: int) -> list[tuple[float | None, int]]:
+        calls.append(len(indices))
+        out: dict[int, tuple[float | None, int]] = {}
+        for r, replica in enumerate(copies):  # candidate i always on replica i % replicas, where its state is
+            mine = [i for i in indices if i % replicas == r]
+            out.update(zip(mine, replica.train(mine, length), strict=True))
+        return [out[i] for i in indices]
+
+    spread = _net_search(_Net(), rec, seed=2, rung_trainer=rung_trainer)
+    assert [c.rung_scores for c in spread.candidates] == [c.rung_scores for c in alone.candidates]
+    assert [c.steps for c in spread.candidates] == [c.steps for c in alone.candidates]
+    assert (spread.winner, spread.validated_lr, spread.cost) == (alone.winner, alone.validated_lr, alone.cost)
+    assert len(calls) == len(alone.rungs) and calls[0] == len(alone.candidates)
