@@ -21,7 +21,7 @@ from optirec.optimizers.errors import BuildError
 from optirec.optimizers.racing import RaceEntry, candidates
 from optirec.optimizers.trial import TrialBudget, TrialResult, built_model, resolve_device, run_trial, trial_workload
 
-__all__ = ["ProgressFn", "execute", "job_budget", "race_jobs", "race_outcome"]
+__all__ = ["ProgressFn", "RungsFactory", "execute", "job_budget", "race_jobs", "race_outcome", "search_replica"]
 
 #: progress(steps_done, steps_total, loss)
 ProgressFn = Callable[[int, int, float | None], None]
@@ -38,8 +38,13 @@ def job_budget(job: Mapping[str, Any]) -> TrialBudget:
     )
 
 
-def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], bool]) -> tuple[dict[str, Any], bool]:
-    """Run the job; returns (result as JSON, whether it was cancelled). Raises BuildError on bad input."""
+def execute(
+    job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], bool], rungs: RungsFactory | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Run the job; returns (result as JSON, whether it was cancelled). Raises BuildError on bad input.
+
+    ``rungs(job, stop)`` makes a validate job's rung trainer: its candidates then train elsewhere, side by side
+    (the Ray backend's actors, each a ``search_replica(job)``)."""
     rec = as_recommendation(job["recommendation"])
     budget = job_budget(job)
     steps = min(int(job["steps"]), budget.max_steps)
@@ -50,7 +55,8 @@ def execute(job: Mapping[str, Any], progress: ProgressFn, cancel: Callable[[], b
     race = int(job.get("race", 0))
 
     if job.get("validate"):
-        return _validate(rec, workload, steps, device, seed, size, budget, progress, cancel)
+        factory = None if rungs is None else (lambda stop: rungs(job, stop))
+        return _validate(rec, workload, steps, device, seed, size, budget, progress, cancel, factory)
     if race <= 0:
         result = run_trial(
             rec,
@@ -123,6 +129,49 @@ def race_outcome(job: Mapping[str, Any], results: list[dict[str, Any]], warnings
     return {"ranked": [e.model_dump(mode="json") for e in ranked], "warnings": list(warnings)}
 
 
+#: a validate job's rung trainer, made from the job and its cancel (the Ray backend's actors; None: this process)
+RungsFactory = Callable[[Mapping[str, Any], Callable[[], bool]], Any]
+
+
+def _validation_inputs(
+    rec: Any, workload: str, steps: int, device: str, seed: int, size: int, budget: TrialBudget
+) -> tuple[Any, Any, list[Any]]:
+    """The proxy workload, its model and its batches, the same in every process that builds them for a seed."""
+    import torch
+
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    work = trial_workload(rec, workload, size, seed, dev)
+    if len(work.players) > 1:
+        raise BuildError(
+            "validate", f"the {work.name} workload trains {len(work.players)} players; validate searches one"
+        )
+    model = built_model(work, budget)
+    return work, model, [work.train_batch(i) for i in range(steps)]
+
+
+def search_replica(job: Mapping[str, Any]) -> Any:
+    """A SearchReplica of a validate job's search (a Ray actor holds one): the same candidates, model and batches."""
+    from optirec.optimizers.validation import SearchReplica
+
+    rec = as_recommendation(job["recommendation"])
+    budget = job_budget(job)
+    steps = min(int(job["steps"]), budget.max_steps)
+    seed = int(job.get("seed", 0))
+    work, model, batches = _validation_inputs(
+        rec,
+        str(job.get("workload", "auto")),
+        steps,
+        str(job.get("device", "auto")),
+        seed,
+        int(job.get("size", 1)),
+        budget,
+    )
+    return SearchReplica(
+        model, None, batches, rec, steps=steps, heldout=work.heldout_batches(), seed=seed, objective=work.loss
+    )
+
+
 def _validate(
     rec: Any,
     workload: str,
@@ -133,26 +182,17 @@ def _validate(
     budget: TrialBudget,
     progress: ProgressFn,
     cancel: Callable[[], bool],
+    rung_trainer: Any = None,
 ) -> tuple[dict[str, Any], bool]:
     """optirec.validate on the proxy workload's model, batches and held-out set (within the server's limits)."""
-    import torch
-
     from optirec.optimizers.validation import validate
 
-    dev = resolve_device(device)
-    torch.manual_seed(seed)
-    work = trial_workload(rec, workload, size, seed, dev)
-    if len(work.players) > 1:
-        raise BuildError(
-            "validate", f"the {work.name} workload trains {len(work.players)} players; validate searches one"
-        )
-    model = built_model(work, budget)
+    work, model, batches = _validation_inputs(rec, workload, steps, device, seed, size, budget)
     start = time.perf_counter()
 
     def stop() -> bool:
         return cancel() or time.perf_counter() - start > budget.max_seconds
 
-    batches = [work.train_batch(i) for i in range(steps)]
     try:
         report = validate(
             model,
@@ -165,6 +205,7 @@ def _validate(
             objective=work.loss,
             progress=lambda done, total, loss: progress(done, total, _finite(loss)),
             cancel=stop,
+            rung_trainer=rung_trainer(stop) if rung_trainer is not None else None,
         )
     except BuildError as exc:
         if exc.field == "cancel":

@@ -60,7 +60,8 @@ class _Bridge:
         self.lock = threading.Lock()
 
     def submit(self, trial_id: str, job: dict[str, Any], resources: dict[str, Any]) -> None:
-        race = int(job.get("race", 0)) > 1 and not job.get("validate")
+        # a race's candidates run as child tasks, a search's as actors (ray_search.py): its own task only waits
+        race = (int(job.get("race", 0)) > 1 and not job.get("validate")) or bool(job.get("validate"))
         message = {"type": "job", "id": trial_id, "job": job, **({"fan_out": resources} if race else {})}
         payload = json.dumps(message)  # the user's input crosses as text
         options = {

@@ -19,6 +19,9 @@ results with ``jobs.race_outcome``, the function the sequential race uses, so th
 candidate gets the race's whole time budget (they run side by side, not one after another). A cancel reaches
 the children too (``ray.cancel`` is recursive by default).
 
+**So does a validate() search** (``"fan_out"`` with ``"validate": true``): this task runs the search and its
+rungs' candidates train side by side in Ray actors (ray_search.py).
+
 This module imports neither Ray nor torch at import time (torch comes with ``jobs`` on the worker).
 """
 
@@ -32,32 +35,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .ray_errors import first_line, lost_reason
+from .ray_search import SearchOnRay
 from .worker import PROGRESS_INTERVAL, run_message
 
 __all__ = ["POLL", "fan_out", "first_line", "lost_reason", "run_job"]
 
 #: Seconds the task's main thread waits for the next message before it looks again (and sees a cancel).
 POLL = 0.1
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
-
-
-def lost_reason(exc: BaseException) -> str:
-    """Why Ray could not finish a trial, in words (the trial's error)."""
-    from ray import exceptions as rex
-
-    if isinstance(exc, rex.OutOfMemoryError):
-        return f"the trial ran out of memory: Ray's memory monitor killed its worker ({first_line(exc)})"
-    if isinstance(exc, rex.NodeDiedError | rex.LocalRayletDiedError):
-        return f"the Ray node running the trial was lost ({first_line(exc)})"
-    if isinstance(exc, rex.WorkerCrashedError):
-        return "the Ray worker process running the trial died (killed, out of memory, or crashed)"
-    if isinstance(exc, rex.ObjectLostError):
-        return f"the Ray node holding the trial's output was lost ({type(exc).__name__})"
-    return f"Ray could not run the trial: {type(exc).__name__}: {first_line(exc)}"
 
 
 class _QueueChannel:
@@ -84,11 +69,16 @@ def run_job(payload: str) -> Iterator[str]:
         return
     channel = _QueueChannel()
     cancelled: set[str] = set()
+    search = (
+        SearchOnRay(trial_id, resources) if isinstance(resources, dict) and message["job"].get("validate") else None
+    )
 
     def work() -> None:
         try:
-            run_message(channel, message, cancelled)
+            run_message(channel, message, cancelled, search.rungs if search is not None else None)
         finally:
+            if search is not None:
+                search.close()
             channel.messages.put(None)
 
     thread = threading.Thread(target=work, name=f"trial-{trial_id}", daemon=True)

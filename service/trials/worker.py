@@ -108,9 +108,9 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def run_message(channel: Channel, message: dict[str, Any], cancelled: set[str]) -> None:
+def run_message(channel: Channel, message: dict[str, Any], cancelled: set[str], rungs: Any = None) -> None:
     """Run one ``{"type": "job", "id", "job"}`` message, sending its progress and its end to ``channel``; the job
-    stops at its next step once its id is in ``cancelled``."""
+    stops at its next step once its id is in ``cancelled``. ``rungs``: jobs.execute's (validate on Ray)."""
     from optirec.optimizers.errors import BuildError
     from optirec.rules.errors import OptirecError
 
@@ -128,7 +128,7 @@ def run_message(channel: Channel, message: dict[str, Any], cancelled: set[str]) 
         channel.send({"type": "progress", "id": trial_id, "steps_done": done, "steps_total": total, "loss": loss})
 
     try:
-        result, was_cancelled = execute(message["job"], progress, lambda: trial_id in cancelled)
+        result, was_cancelled = execute(message["job"], progress, lambda: trial_id in cancelled, rungs)
     except (BuildError, OptirecError) as exc:
         channel.send({"type": "error", "id": trial_id, "message": str(exc)})
     except MemoryError:

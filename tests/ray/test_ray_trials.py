@@ -207,6 +207,39 @@ def test_cuda_is_refused_when_the_cluster_has_no_gpu(servers: Any, device: str, 
         assert _wait(on_ray, r.json()["id"])["status"] == "succeeded"
 
 
+def test_a_search_trains_its_candidates_side_by_side_in_actors_and_equals_the_worker_process_one(
+    servers: Any, ray_cluster: RayCluster
+) -> None:
+    """validate on Ray: each rung's candidates on SearchActor actors at once; the same report as in-process."""
+    on_ray, here = servers
+    body = {
+        "profile": {"architecture": "mlp"},
+        "workload": "mlp",
+        "steps": 150,
+        "device": "cpu",
+        "seed": 5,
+        "validate": True,
+    }
+    ray_id = on_ray.post("/trials", json=body).json()["id"]
+    local_id = here.post("/trials", json=body).json()["id"]
+    most = 0
+    deadline = time.monotonic() + 120
+    while (status := on_ray.get(f"/trials/{ray_id}").json())["status"] not in FINISHED:
+        most = max(most, len(ray_cluster.task_pids("SearchActor")))
+        assert time.monotonic() < deadline, "the search did not finish"
+        time.sleep(0.05)
+    local_done = _wait(here, local_id)
+    assert status["status"] == local_done["status"] == "succeeded", status.get("error")
+    assert most == ray_cluster.cpus, f"{most} SearchActor(s) at once on a {ray_cluster.cpus}-CPU cluster"
+    report, local = status["result"]["validation"], local_done["result"]["validation"]
+    assert _trained(report) == _trained(local)
+    assert status["progress"]["steps_done"] == report["cost"]["spent_steps"]
+    ended = time.monotonic()
+    while ray_cluster.task_pids("SearchActor"):  # the actors go with the search
+        assert time.monotonic() - ended < 15, "the search's actors outlived it"
+        time.sleep(0.1)
+
+
 def test_a_trial_runs_in_a_ray_worker_named_after_it(servers: Any, ray_cluster: RayCluster) -> None:
     on_ray, _ = servers
     trial_id = on_ray.post("/trials", json=LONG).json()["id"]
