@@ -318,6 +318,31 @@ def test_the_job_crosses_to_ray_as_json_text(repo_root: Path) -> None:
     assert len(made) == 1 and ast.unparse(made[0].func) == "json.dumps"  # type: ignore[attr-defined]
 
 
+def test_a_search_crosses_to_its_actors_as_json_text_and_numbers(repo_root: Path) -> None:
+    """ray_search.py: ``ray.remote`` wraps SearchActor; an actor is made from the job as json.dumps text, and
+    each rung call passes the candidates' indexes and the rung's length (numbers the search computed)."""
+    tree = ast.parse((repo_root / "service/trials/ray_search.py").read_text(encoding="utf-8"))
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "remote"
+    ]
+    wraps = [c for c in calls if ast.unparse(c.func) == "ray.remote"]
+    assert [ast.unparse(a) for c in wraps for a in c.args] == ["SearchActor"]
+    sent = sorted(", ".join(ast.unparse(a) for a in c.args) for c in calls if c not in wraps and not c.keywords)
+    assert sent == ["mine, length", "self.payload"], sent
+    made = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(ast.unparse(t) == "self.payload" for t in node.targets)
+    ]
+    assert len(made) == 1 and ast.unparse(made[0].func) == "json.dumps"  # type: ignore[attr-defined]
+    from optirec.service.trials.ray_search import SearchActor
+
+    with pytest.raises(TypeError, match="JSON text"):
+        SearchActor({"recommendation": {}})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "payload",
     [{"type": "job", "id": "x", "job": {}}, b'{"type": "job"}', ["job"]],
