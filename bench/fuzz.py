@@ -20,6 +20,8 @@ into failures and the documented behaviours that schemathesis's checks read as b
   client's request.
 - ``POST /trials`` refusing ``"device": "cuda"`` on a server without CUDA (the committed schema is the same
   for every machine; the 422 names the devices this server has).
+- ``POST /recommend?format=`` refusing a framework that cannot express the answer (which optimizer a profile
+  gets is the engine's to say, not the schema's; the 422 names the formats that can).
 - ``POST /diagnose`` refusing ``steps``/``val_steps`` whose count differs from their curve's points: JSON Schema
   cannot relate two arrays' lengths (the schema states everything else: non-empty curves, steps only with their
   curve, the symptom names).
@@ -58,6 +60,10 @@ DOCUMENTED = {
     ("positive_data_acceptance", "POST /trials"): (
         "trial workers have no CUDA device",
         "device cuda on a server without CUDA: the schema lists what a server may take, the 422 names this one's",
+    ),
+    ("positive_data_acceptance", "POST /recommend"): (
+        "cannot express",
+        "?format= for a framework that cannot express this answer (the 422 names the formats that can)",
     ),
     ("positive_data_acceptance", "POST /diagnose"): (
         "give one step per point",

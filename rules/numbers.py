@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Strict
 
-__all__ = ["BEYOND_FLOAT", "JsonBool", "JsonFloat", "JsonInt", "beyond_float", "finite_float", "first_beyond_float"]
+__all__ = [
+    "BEYOND_FLOAT",
+    "INTEGRAL",
+    "JsonBool",
+    "JsonFloat",
+    "JsonInt",
+    "beyond_float",
+    "finite_float",
+    "first_beyond_float",
+]
 
 
 def _integral(value: Any) -> Any:
@@ -25,8 +34,11 @@ def _integral(value: Any) -> Any:
     return value
 
 
+#: 4.0 taken as 4, for an int annotation: put bounds before it (``Annotated[int, Strict(), Field(ge=0), INTEGRAL]``) so
+#: that the schema says minimum/maximum (after it, pydantic writes them as unknown "ge"/"le" keys)
+INTEGRAL = BeforeValidator(_integral)
 #: A JSON integer as JSON Schema means it: 4 and 4.0, never "4", 4.5 or true.
-JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+JsonInt = Annotated[int, Strict(), INTEGRAL]
 #: A JSON number: 0.5 and 1, never "0.5" or false.
 JsonFloat = Annotated[float, Strict()]
 #: A JSON boolean: true or false, never 1 or "yes".

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from optirec.rules import Profile, Recommendation, default_rulebook
 from optirec.rules.diagnose import Diagnosis, diagnose
 from optirec.rules.errors import FieldIssue, ProfileError, suggest
+from optirec.rules.numbers import INTEGRAL
 from optirec.rules.profile import issues_from_errors
 
 from ..deps import JSON_BODY
@@ -24,8 +25,8 @@ from ..trials.models import hyperparameter_issues
 _SETTINGS = default_rulebook().diagnosis
 MAX_POINTS = _SETTINGS.max_points if _SETTINGS is not None else 100_000
 Loss = Annotated[float, Field(strict=True)] | None
-#: a step as JSON sends it: an integer (strict: 1.5, "7" and true are refused, naming the element)
-Step = Annotated[int, Field(strict=True, ge=0, le=2**53)]
+#: a step as JSON sends it: an integer (4.0 is one; 1.5, "7" and true are refused, naming the element)
+Step = Annotated[int, Strict(), Field(ge=0, le=2**53), INTEGRAL]
 
 
 def _symptom_schema(schema: dict[str, Any]) -> None:

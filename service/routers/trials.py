@@ -131,16 +131,15 @@ def _get(runner: TrialRunner, trial_id: str) -> TrialRecord:
     return record
 
 
-def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[FieldIssue]:
+def _catalog_issues(book: Rulebook, rec: Recommendation) -> list[FieldIssue]:
     names = [("recommendation.optimizer.name", rec.optimizer.name)]
     # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
     names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
     for i, group in enumerate(rec.param_groups):
         if group.optimizer:
             names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
-    if race > 1:
-        for i, alt in enumerate(rec.alternatives[: race - 1]):
-            names.append((f"recommendation.alternatives[{i}].name", alt.name))
+    # every alternative, raced or not: what was sent is checked whole (a race runs the first race - 1)
+    names += [(f"recommendation.alternatives[{i}].name", alt.name) for i, alt in enumerate(rec.alternatives)]
     hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
     hyperparameters += [
         (f"recommendation.phases[{i}].optimizer.hyperparameters", p.optimizer.hyperparameters)
@@ -150,11 +149,10 @@ def _catalog_issues(book: Rulebook, rec: Recommendation, race: int) -> list[Fiel
         (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
         for i, group in enumerate(rec.param_groups)
     ]
-    if race > 1:
-        hyperparameters += [
-            (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
-            for i, alt in enumerate(rec.alternatives[: race - 1])
-        ]
+    hyperparameters += [
+        (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
+        for i, alt in enumerate(rec.alternatives)
+    ]
     issues: list[FieldIssue] = []
     for field, values in hyperparameters:
         issues += hyperparameter_issues(values, field)
@@ -268,7 +266,7 @@ async def submit_trial(
     """Give a ``profile`` (the service recommends) or a ``recommendation``; 202 with the trial and its Location."""
     issues = _limit_issues(body, settings) + await _device_issues(body, runner)
     rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
-    issues += _catalog_issues(book, rec, body.race)
+    issues += _catalog_issues(book, rec)
     if not issues:
         issues = _memory_issues(body, rec, book, runner.memory_limit_mb, settings.trial_max_size)
     if issues:

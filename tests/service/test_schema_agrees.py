@@ -31,6 +31,10 @@ def _phase(**optimizer: Any) -> dict[str, Any]:
     return {"name": "switch", "optimizer": {**ADAM, **optimizer}, "trigger": "step 100", "why": "test"}
 
 
+def _alt(**fields: Any) -> dict[str, Any]:
+    return {"name": "sgd", "score": 0.5, "why": "test", "hyperparameters": {"lr": 0.1}, **fields}
+
+
 def _hp(**hyperparameters: Any) -> dict[str, Any]:
     return _rec(hyperparameters=hyperparameters)
 
@@ -43,6 +47,8 @@ CASES = [
     ("diagnose-steps-without-curve", "/diagnose", {"steps": [1, 2]}, False),
     ("diagnose-val-steps-without-val", "/diagnose", {"train_loss": [1.0, 0.5], "val_steps": [1]}, False),
     ("diagnose-steps-with-curve", "/diagnose", {"train_loss": [1.0, 0.5], "steps": [10, 20]}, True),
+    ("diagnose-integral-steps", "/diagnose", {"train_loss": [1.0, 0.5], "steps": [10.0, 15227017463.0]}, True),
+    ("diagnose-fraction-step", "/diagnose", {"train_loss": [1.0, 0.5], "steps": [10, 20.5]}, False),
     ("diagnose-symptom", "/diagnose", {"symptoms": ["overfitting"]}, True),
     ("diagnose-unknown-symptom", "/diagnose", {"symptoms": ["wobbly"]}, False),
     ("trial-adam", "/trials", _rec(), True),
@@ -82,6 +88,9 @@ CASES = [
     ("diagnose-nothing", "/diagnose", {}, False),
     ("diagnose-no-symptoms", "/diagnose", {"symptoms": []}, False),
     ("diagnose-val-only", "/diagnose", {"val_loss": [1.0, 0.9]}, True),
+    ("trial-alternative-bad-hp", "/trials", _with(alternatives=[_alt(hyperparameters={"no-dash": 1})]), False),
+    ("trial-alternative-unknown", "/trials", _with(alternatives=[_alt(name="adamm")]), False),
+    ("trial-alternative", "/trials", _with(alternatives=[_alt()]), True),
     ("trial-frozen", "/trials", _with(param_groups=[{"name": "frozen", "match": ["bn"], "frozen": True}]), True),
 ]
 
@@ -128,3 +137,19 @@ def test_the_schema_states_this_servers_limits() -> None:
     settings = Settings(trial_store=":memory:", trial_concurrency=0, trial_max_steps=50, trial_max_size=3)
     props = create_app(settings).openapi()["components"]["schemas"]["TrialRequest"]["properties"]
     assert (props["steps"]["maximum"], props["size"]["maximum"]) == (50, 3)
+
+
+def test_every_bound_is_stated_as_json_schema_states_it(client: TestClient) -> None:
+    """minimum/maximum, never pydantic's own ge/le/gt/lt keys (which a validator in the way leaves behind)."""
+
+    def keys(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key != "properties":
+                    yield key
+                yield from keys(value)
+        elif isinstance(node, list):
+            for item in node:
+                yield from keys(item)
+
+    assert not {"ge", "le", "gt", "lt"} & set(keys(client.get("/openapi.json").json()))
