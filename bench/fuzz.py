@@ -56,6 +56,7 @@ PHASES = "examples,coverage,fuzzing,stateful"
 DOCUMENTED = {
     ("use_after_free", "DELETE /trials/{trial_id}"): ("", "a cancelled trial stays readable (nothing is lost)"),
     ("use_after_free", "GET /trials/{trial_id}"): ('"status":"cancelled"', "a cancelled trial stays readable"),
+    ("use_after_free", "GET /trials/{trial_id}/events"): ('"status":"cancelled"', "so does its event stream"),
     ("max_response_time", "GET /trials/{trial_id}"): ("", "the client asked for a long-poll of up to 30 s"),
     ("positive_data_acceptance", "POST /trials"): (
         "trial workers have no CUDA device",
