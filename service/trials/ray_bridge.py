@@ -61,16 +61,16 @@ class _Bridge:
 
     def submit(self, trial_id: str, job: dict[str, Any], resources: dict[str, Any]) -> None:
         # a race's candidates run as child tasks, a search's as actors (ray_search.py): its own task only waits
-        race = (int(job.get("race", 0)) > 1 and not job.get("validate")) or bool(job.get("validate"))
-        message = {"type": "job", "id": trial_id, "job": job, **({"fan_out": resources} if race else {})}
+        fans_out = int(job.get("race", 0)) > 1 or bool(job.get("validate"))
+        message = {"type": "job", "id": trial_id, "job": job, **({"fan_out": resources} if fans_out else {})}
         payload = json.dumps(message)  # the user's input crosses as text
         options = {
-            "num_cpus": 0.0 if race else float(resources.get("num_cpus", 1)),  # a race's task only waits
-            "num_gpus": 0.0 if race else float(resources.get("num_gpus", 0)),
+            "num_cpus": 0.0 if fans_out else float(resources.get("num_cpus", 1)),  # a race's task only waits
+            "num_gpus": 0.0 if fans_out else float(resources.get("num_gpus", 0)),
             "max_retries": 0,  # ray/_private/ray_option_utils.py: a lost worker fails the trial, not re-runs it
             "name": f"optirec-trial-{trial_id}",
         }
-        if resources.get("memory") and not race:
+        if resources.get("memory") and not fans_out:
             options["memory"] = int(resources["memory"])
         ref = self.remote.options(**options).remote(payload)
         with self.lock:

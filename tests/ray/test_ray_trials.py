@@ -295,16 +295,21 @@ def test_a_killed_ray_worker_fails_its_trial_and_no_other(servers: Any, ray_clus
     assert _wait(on_ray, other)["status"] == "succeeded"
 
 
-def test_the_job_crosses_to_ray_as_json_text(repo_root: Path) -> None:
-    """Nothing the user sent is pickled: ``ray.remote`` wraps ``run_job`` (pickled by reference, its module's
-    name), and the one task submission, ``.remote(...)``, passes ``payload``, made by json.dumps."""
-    tree = ast.parse((repo_root / "service/trials/ray_bridge.py").read_text(encoding="utf-8"))
+def _remote_calls(path: Path) -> tuple[ast.Module, list[ast.Call], list[ast.Call]]:
+    """A module's tree, its ``.remote(...)`` calls, and those of them that are ``ray.remote(...)`` wrappings."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
     calls = [
         node
         for node in ast.walk(tree)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "remote"
     ]
-    wraps = [c for c in calls if ast.unparse(c.func) == "ray.remote"]
+    return tree, calls, [c for c in calls if ast.unparse(c.func) == "ray.remote"]
+
+
+def test_the_job_crosses_to_ray_as_json_text(repo_root: Path) -> None:
+    """Nothing the user sent is pickled: ``ray.remote`` wraps ``run_job`` (pickled by reference, its module's
+    name), and the one task submission, ``.remote(...)``, passes ``payload``, made by json.dumps."""
+    tree, calls, wraps = _remote_calls(repo_root / "service/trials/ray_bridge.py")
     assert [ast.unparse(a) for c in wraps for a in c.args] == ["run_job"]
     submissions = [c for c in calls if c not in wraps]
     assert len(submissions) == 1
@@ -321,13 +326,7 @@ def test_the_job_crosses_to_ray_as_json_text(repo_root: Path) -> None:
 def test_a_search_crosses_to_its_actors_as_json_text_and_numbers(repo_root: Path) -> None:
     """ray_search.py: ``ray.remote`` wraps SearchActor; an actor is made from the job as json.dumps text, and
     each rung call passes the candidates' indexes and the rung's length (numbers the search computed)."""
-    tree = ast.parse((repo_root / "service/trials/ray_search.py").read_text(encoding="utf-8"))
-    calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "remote"
-    ]
-    wraps = [c for c in calls if ast.unparse(c.func) == "ray.remote"]
+    tree, calls, wraps = _remote_calls(repo_root / "service/trials/ray_search.py")
     assert [ast.unparse(a) for c in wraps for a in c.args] == ["SearchActor"]
     sent = sorted(", ".join(ast.unparse(a) for a in c.args) for c in calls if c not in wraps and not c.keywords)
     assert sent == ["mine, length", "self.payload"], sent
