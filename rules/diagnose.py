@@ -43,6 +43,7 @@ from .diagnose_revise import Reviser
 from .diagnose_stats import Context, Hit, Severity
 from .engine import recommend
 from .errors import FieldIssue, ProfileError, suggest
+from .hyperparameters import catalog_issues
 from .loader import Rulebook, default_rulebook
 from .numbers import BEYOND_FLOAT, beyond_float, first_beyond_float
 from .profile import Profile, issues_from_errors, parse_profile
@@ -163,6 +164,15 @@ def _prefixed(exc: ProfileError, prefix: str) -> ProfileError:
     )
 
 
+def _in_catalog(rec: Recommendation, book: Rulebook) -> Recommendation:
+    """``rec`` whose optimizers are all in the catalog and whose hyperparameters are in range (the fixes look
+    an optimizer's family up and scale its numbers), else a ProfileError naming each field."""
+    issues = catalog_issues(book, rec)
+    if issues:
+        raise ProfileError(issues)
+    return rec
+
+
 def _base_recommendation(
     recommendation: Any, profile: Any, book: Rulebook
 ) -> tuple[Recommendation, Profile | None, Literal["recommendation", "profile", "default"]]:
@@ -181,7 +191,7 @@ def _base_recommendation(
         if huge is not None:
             raise _issue(huge, BEYOND_FLOAT)
         if isinstance(recommendation, Recommendation):
-            return recommendation, parsed, "recommendation"
+            return _in_catalog(recommendation, book), parsed, "recommendation"
         try:
             rec = Recommendation.model_validate(recommendation)
         except ValidationError as exc:
@@ -199,7 +209,7 @@ def _base_recommendation(
                     for i in issues
                 ]
             ) from None
-        return rec, parsed, "recommendation"
+        return _in_catalog(rec, book), parsed, "recommendation"
     if parsed is not None:
         return recommend(parsed, rulebook=book), parsed, "profile"
     return recommend({}, rulebook=book), None, "default"

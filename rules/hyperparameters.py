@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from .numbers import finite_float
+from .errors import FieldIssue, UnknownNameError
+from .numbers import BEYOND_FLOAT, beyond_float, finite_float
+
+if TYPE_CHECKING:
+    from .loader import Rulebook
+    from .recommendation import Recommendation
 
 __all__ = [
     "HYPERPARAMETER_NAME",
     "HYPERPARAMETER_RANGES",
+    "catalog_issues",
+    "hyperparameter_issues",
     "hyperparameters_schema",
     "in_range",
     "optimizer_name_schema",
@@ -29,6 +38,7 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "momentum": (0.0, True, 1.0, True),
     "dampening": (0.0, True, 1.0, True),
 }
+_RANGES = HYPERPARAMETER_RANGES
 
 
 def in_range(value: Any, bounds: tuple[float, bool, float, bool]) -> bool:
@@ -75,3 +85,80 @@ def optimizer_name_schema(schema: dict[str, Any]) -> None:
     if "anyOf" in schema:  # str | None
         target = next((s for s in schema["anyOf"] if s.get("type") == "string"), schema)
     target["enum"] = names
+
+
+def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
+    """Torch-free sanity checks of a recommendation's hyperparameters, before any worker builds them.
+
+    Names must be keyword-argument names (the build then accepts only the ones the optimizer class takes);
+    ``lr`` > 0 (or null, e.g. Adafactor's relative step), ``weight_decay`` and ``eps`` >= 0, ``momentum`` and
+    ``dampening`` in [0, 1], each of ``betas`` in [0, 1). Anything else is for the optimizer class to judge.
+    """
+    if not isinstance(hyperparameters, Mapping):
+        return []  # the model validation reports a wrong type
+    issues: list[FieldIssue] = []
+    for name, value in hyperparameters.items():
+        where = f"{field}.{str(name)[:64]}"
+        if not isinstance(name, str) or not HYPERPARAMETER_NAME.fullmatch(name):
+            issues.append(
+                FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
+            )
+        elif name in _RANGES and beyond_float(value):
+            issues.append(FieldIssue(where, BEYOND_FLOAT))
+        elif name in _RANGES and not (name == "lr" and value is None) and not in_range(value, _RANGES[name]):
+            low, low_ok, high, high_ok = _RANGES[name]
+            if math.isinf(high):
+                interval = f"{'>=' if low_ok else '>'} {low:g}"
+            else:
+                interval = f"in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
+            issues.append(FieldIssue(where, f"must be a number {interval}", value=value))
+        elif name == "betas":
+            betas = value if isinstance(value, list | tuple) else None
+            if betas is None or not 1 <= len(betas) <= 3:
+                issues.append(FieldIssue(where, "must be a list of 2 (or 3) numbers in [0, 1)"))
+            else:
+                for i, beta in enumerate(betas):
+                    if beyond_float(beta):
+                        issues.append(FieldIssue(f"{where}[{i}]", BEYOND_FLOAT))
+                    elif beta is not None and not in_range(beta, (0.0, True, 1.0, False)):
+                        issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
+    return issues
+
+
+def catalog_issues(book: Rulebook, rec: Recommendation) -> list[FieldIssue]:
+    """Every optimizer a recommendation names (its optimizer, phases, param groups, alternatives and a wrapper's
+    base) is in ``book``'s catalog, and every hyperparameters object passes :func:`hyperparameter_issues`;
+    the issues name the field, with a did-you-mean for a name."""
+    names = [("recommendation.optimizer.name", rec.optimizer.name)]
+    # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
+    names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
+    for i, group in enumerate(rec.param_groups):
+        if group.optimizer:
+            names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
+    # every alternative, raced or not: what was sent is checked whole (a race runs the first race - 1)
+    names += [(f"recommendation.alternatives[{i}].name", alt.name) for i, alt in enumerate(rec.alternatives)]
+    hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
+    hyperparameters += [
+        (f"recommendation.phases[{i}].optimizer.hyperparameters", p.optimizer.hyperparameters)
+        for i, p in enumerate(rec.phases)
+    ]
+    hyperparameters += [
+        (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
+        for i, group in enumerate(rec.param_groups)
+    ]
+    hyperparameters += [
+        (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
+        for i, alt in enumerate(rec.alternatives)
+    ]
+    issues: list[FieldIssue] = []
+    for field, values in hyperparameters:
+        issues += hyperparameter_issues(values, field)
+        base = values.get("base")
+        if base is not None:  # a wrapper's base optimizer (lookahead, sam) is a catalog name as well
+            names.append((f"{field}.base", base if isinstance(base, str) else repr(base)))
+    for field, name in names:
+        try:
+            book.optimizer(name)
+        except UnknownNameError as exc:
+            issues.append(replace(exc.issue, field=field, message=f"unknown optimizer {name[:80]!r}"))
+    return issues

@@ -19,7 +19,6 @@ from optirec.rules.profile import issues_from_errors
 
 from ..deps import JSON_BODY
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
-from ..trials.models import hyperparameter_issues
 
 #: The longest curve accepted (principles.toml [diagnosis] max_points), read once when the service starts.
 _SETTINGS = default_rulebook().diagnosis
@@ -46,6 +45,20 @@ def _request_schema(schema: dict[str, Any]) -> None:
         {"required": ["val_loss"], "properties": {"val_loss": {"type": "array"}}},
         {"required": ["symptoms"], "properties": {"symptoms": {"type": "array", "minItems": 1}}},
     ]
+
+
+def _nullable_ref(component: str) -> Callable[[dict[str, Any]], None]:
+    """The field's schema as the component it is validated as (the server parses the object itself, to name
+    its fields in a 422), so a client generated from the schema sends what the server takes."""
+
+    def state(schema: dict[str, Any]) -> None:
+        description = schema.get("description")
+        schema.clear()
+        schema["anyOf"] = [{"$ref": f"#/components/schemas/{component}"}, {"type": "null"}]
+        if description:
+            schema["description"] = description
+
+    return state
 
 
 class DiagnoseRequest(BaseModel):
@@ -86,10 +99,14 @@ class DiagnoseRequest(BaseModel):
         description="Symptom names (004 §6.4.1 rows, GET /rules), e.g. ['overfitting'].",
     )
     recommendation: dict[str, Any] | None = Field(
-        default=None, description="The recommendation the job trained with (POST /recommend's answer)."
+        default=None,
+        description="The recommendation the job trained with (POST /recommend's answer).",
+        json_schema_extra=_nullable_ref("Recommendation"),
     )
     profile: dict[str, Any] | None = Field(
-        default=None, description="The job's Profile, used when no recommendation is given."
+        default=None,
+        description="The job's Profile, used when no recommendation is given.",
+        json_schema_extra=_nullable_ref("Profile"),
     )
 
 
@@ -198,23 +215,6 @@ def _finite_or_null(name: str, values: list[float | None] | None) -> None:
             )
 
 
-def _check_hyperparameters(rec: dict[str, Any] | None) -> None:
-    """A negative lr and the like are refused here (422), as POST /trials refuses them, not revised."""
-    if rec is None:
-        return
-    issues: list[FieldIssue] = []
-    optimizer = rec.get("optimizer")
-    if isinstance(optimizer, dict):
-        issues += hyperparameter_issues(optimizer.get("hyperparameters"), "recommendation.optimizer.hyperparameters")
-    groups = rec.get("param_groups")
-    for i, group in enumerate(groups if isinstance(groups, list) else []):
-        if isinstance(group, dict):
-            field = f"recommendation.param_groups[{i}].hyperparameters"
-            issues += hyperparameter_issues(group.get("hyperparameters"), field)
-    if issues:
-        raise ProfileError(issues)
-
-
 @router.post(
     "",
     response_model=Diagnosis,
@@ -226,7 +226,6 @@ def post_diagnose(body: DiagnoseRequest) -> Diagnosis:
     """A 422 names the field (train_loss, val_loss, steps, val_steps, symptoms, recommendation.*, profile.*)."""
     _finite_or_null("train_loss", body.train_loss)
     _finite_or_null("val_loss", body.val_loss)
-    _check_hyperparameters(body.recommendation)
     return diagnose(
         train_loss=body.train_loss,
         val_loss=body.val_loss,

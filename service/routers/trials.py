@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -21,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from optirec.optimizers.results import TrialOutput
 from optirec.rules import Recommendation, Rulebook, recommend
 from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
+from optirec.rules.hyperparameters import catalog_issues
 
 from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
@@ -36,7 +36,6 @@ from ..trials.models import (
     TrialState,
     TrialStatus,
     WorkloadInfo,
-    hyperparameter_issues,
     request_issues,
 )
 from ..trials.runner import QueueFullError, TrialFinishedError, TrialRunner
@@ -129,42 +128,6 @@ def _get(runner: TrialRunner, trial_id: str) -> TrialRecord:
     if record is None:
         raise HTTPException(404, f"no trial with id {trial_id[:64]!r}")
     return record
-
-
-def _catalog_issues(book: Rulebook, rec: Recommendation) -> list[FieldIssue]:
-    names = [("recommendation.optimizer.name", rec.optimizer.name)]
-    # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
-    names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
-    for i, group in enumerate(rec.param_groups):
-        if group.optimizer:
-            names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
-    # every alternative, raced or not: what was sent is checked whole (a race runs the first race - 1)
-    names += [(f"recommendation.alternatives[{i}].name", alt.name) for i, alt in enumerate(rec.alternatives)]
-    hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
-    hyperparameters += [
-        (f"recommendation.phases[{i}].optimizer.hyperparameters", p.optimizer.hyperparameters)
-        for i, p in enumerate(rec.phases)
-    ]
-    hyperparameters += [
-        (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
-        for i, group in enumerate(rec.param_groups)
-    ]
-    hyperparameters += [
-        (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
-        for i, alt in enumerate(rec.alternatives)
-    ]
-    issues: list[FieldIssue] = []
-    for field, values in hyperparameters:
-        issues += hyperparameter_issues(values, field)
-        base = values.get("base")
-        if base is not None:  # a wrapper's base optimizer (lookahead, sam) is a catalog name as well
-            names.append((f"{field}.base", base if isinstance(base, str) else repr(base)))
-    for field, name in names:
-        try:
-            book.optimizer(name)
-        except UnknownNameError as exc:
-            issues.append(replace(exc.issue, field=field, message=f"unknown optimizer {name[:80]!r}"))
-    return issues
 
 
 def _limit_issues(body: TrialRequest, settings: Settings) -> list[FieldIssue]:
@@ -266,7 +229,7 @@ async def submit_trial(
     """Give a ``profile`` (the service recommends) or a ``recommendation``; 202 with the trial and its Location."""
     issues = _limit_issues(body, settings) + await _device_issues(body, runner)
     rec = body.recommendation if body.recommendation is not None else recommend(body.profile, rulebook=book)
-    issues += _catalog_issues(book, rec)
+    issues += catalog_issues(book, rec)
     if not issues:
         issues = _memory_issues(body, rec, book, runner.memory_limit_mb, settings.trial_max_size)
     if issues:

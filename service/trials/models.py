@@ -7,7 +7,6 @@ equals the live registry ``optirec.optimizers.workloads.WORKLOADS``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -17,9 +16,8 @@ from pydantic_core import PydanticCustomError
 from optirec.optimizers.results import TrialOutput
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, suggest
-from optirec.rules.hyperparameters import HYPERPARAMETER_NAME, in_range
-from optirec.rules.hyperparameters import HYPERPARAMETER_RANGES as _RANGES
-from optirec.rules.numbers import BEYOND_FLOAT, JsonInt, beyond_float
+from optirec.rules.hyperparameters import hyperparameter_issues
+from optirec.rules.numbers import JsonInt
 from optirec.rules.profile import issues_from_errors
 
 __all__ = [
@@ -171,44 +169,6 @@ class TrialRequest(BaseModel):
                 {"workload": self.workload},
             )
         return self
-
-
-def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
-    """Torch-free sanity checks of a recommendation's hyperparameters, before any worker builds them.
-
-    Names must be keyword-argument names (the build then accepts only the ones the optimizer class takes);
-    ``lr`` > 0 (or null, e.g. Adafactor's relative step), ``weight_decay`` and ``eps`` >= 0, ``momentum`` and
-    ``dampening`` in [0, 1], each of ``betas`` in [0, 1). Anything else is for the optimizer class to judge.
-    """
-    if not isinstance(hyperparameters, Mapping):
-        return []  # the model validation reports a wrong type
-    issues: list[FieldIssue] = []
-    for name, value in hyperparameters.items():
-        where = f"{field}.{str(name)[:64]}"
-        if not isinstance(name, str) or not HYPERPARAMETER_NAME.fullmatch(name):
-            issues.append(
-                FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
-            )
-        elif name in _RANGES and beyond_float(value):
-            issues.append(FieldIssue(where, BEYOND_FLOAT))
-        elif name in _RANGES and not (name == "lr" and value is None) and not in_range(value, _RANGES[name]):
-            low, low_ok, high, high_ok = _RANGES[name]
-            if math.isinf(high):
-                interval = f"{'>=' if low_ok else '>'} {low:g}"
-            else:
-                interval = f"in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high_ok else ')'}"
-            issues.append(FieldIssue(where, f"must be a number {interval}", value=value))
-        elif name == "betas":
-            betas = value if isinstance(value, list | tuple) else None
-            if betas is None or not 1 <= len(betas) <= 3:
-                issues.append(FieldIssue(where, "must be a list of 2 (or 3) numbers in [0, 1)"))
-            else:
-                for i, beta in enumerate(betas):
-                    if beyond_float(beta):
-                        issues.append(FieldIssue(f"{where}[{i}]", BEYOND_FLOAT))
-                    elif beta is not None and not in_range(beta, (0.0, True, 1.0, False)):
-                        issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
-    return issues
 
 
 class TrialProgress(BaseModel):

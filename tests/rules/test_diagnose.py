@@ -352,6 +352,51 @@ def test_bad_input_names_the_field(kwargs: dict, field: str) -> None:
     assert info.value.issues[0].field.startswith(field), info.value.issues
 
 
+def _named(name: str, **fields: Any) -> dict[str, Any]:
+    return {"optimizer": {"name": "adamw", "hyperparameters": {"lr": 1e-3}}, **fields} | (
+        {"optimizer": {"name": name, "hyperparameters": {"lr": 1e-3}}} if name else {}
+    )
+
+
+ALT = {"name": "adamm", "score": 0.5, "why": "test", "hyperparameters": {"lr": 1e-3}}
+PHASE = {"name": "p", "optimizer": {"name": "sgdd", "hyperparameters": {"lr": 0.1}}, "trigger": "step 9", "why": "t"}
+
+
+@pytest.mark.parametrize(
+    ("rec", "field", "suggestion"),
+    [
+        pytest.param(_named("adamm"), "recommendation.optimizer.name", "adam", id="optimizer"),
+        pytest.param(_named("", alternatives=[ALT]), "recommendation.alternatives[0].name", "adam", id="alternative"),
+        pytest.param(_named("", phases=[PHASE]), "recommendation.phases[0].optimizer.name", "sgd", id="phase"),
+        pytest.param(
+            {"optimizer": {"name": "lookahead", "hyperparameters": {"lr": 1e-3, "base": "adamww"}}},
+            "recommendation.optimizer.hyperparameters.base",
+            "adamw",
+            id="wrapper-base",
+        ),
+        pytest.param(
+            {"optimizer": {"name": "adamw", "hyperparameters": {"lr": -1.0}}},
+            "recommendation.optimizer.hyperparameters.lr",
+            None,
+            id="lr-negative",
+        ),
+    ],
+)
+@pytest.mark.parametrize("as_model", [False, True], ids=["json", "model"])
+def test_a_recommendation_outside_the_catalog_is_refused_naming_the_field(
+    rec: dict[str, Any], field: str, suggestion: str | None, as_model: bool
+) -> None:
+    """The fixes look an optimizer's family up: an unknown name is a ProfileError with a did-you-mean, never a
+    KeyError (found by a POST /diagnose with a schema-valid body)."""
+    given: Any = Recommendation.model_validate(rec) if as_model else rec
+    with pytest.raises(ProfileError) as info:
+        diagnose(symptoms=["overfitting"], recommendation=given)
+    (issue,) = info.value.issues
+    assert issue.field == field
+    if suggestion:
+        assert issue.suggestion == suggestion
+
+
 def test_limit_is_stated_in_the_rulebook() -> None:
     ds = default_rulebook().diagnosis
     assert ds is not None and ds.max_points == 100_000

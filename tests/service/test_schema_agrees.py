@@ -92,6 +92,15 @@ CASES = [
     ("trial-alternative-unknown", "/trials", _with(alternatives=[_alt(name="adamm")]), False),
     ("trial-alternative", "/trials", _with(alternatives=[_alt()]), True),
     ("trial-frozen", "/trials", _with(param_groups=[{"name": "frozen", "match": ["bn"], "frozen": True}]), True),
+    # diagnose's recommendation and profile are the components POST /recommend and POST /trials use
+    ("diagnose-recommendation", "/diagnose", {"symptoms": ["overfitting"], **_rec()}, True),
+    ("diagnose-rec-unknown-key", "/diagnose", {"symptoms": ["overfitting"], **_with(colour="red")}, False),
+    ("diagnose-rec-no-optimizer", "/diagnose", {"symptoms": ["overfitting"], "recommendation": {}}, False),
+    ("diagnose-rec-unknown-name", "/diagnose", {"symptoms": ["overfitting"], **_rec(name="adamm")}, False),
+    ("diagnose-rec-lr-zero", "/diagnose", {"symptoms": ["overfitting"], **_hp(lr=0)}, False),
+    ("diagnose-profile", "/diagnose", {"symptoms": ["overfitting"], "profile": {"architecture": "cnn"}}, True),
+    ("diagnose-profile-unknown-key", "/diagnose", {"symptoms": ["overfitting"], "profile": {"colour": 1}}, False),
+    ("diagnose-profile-bad-value", "/diagnose", {"symptoms": ["overfitting"], "profile": {"batch_size": 0}}, False),
 ]
 
 
