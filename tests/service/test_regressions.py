@@ -204,7 +204,10 @@ def test_a_negative_lr_is_refused_up_front(client: TestClient) -> None:
     Fixed: torch-free range checks of the shared hyperparameters on /trials and /diagnose."""
     rec = client.post("/recommend", json={"architecture": "resnet"}).json()
     rec["optimizer"]["hyperparameters"]["lr"] = -0.1
-    for path, body in [("/trials", {"recommendation": rec}), ("/diagnose", {"recommendation": rec})]:
+    for path, body in [
+        ("/trials", {"recommendation": rec}),
+        ("/diagnose", {"symptoms": ["overfitting"], "recommendation": rec}),
+    ]:
         error = _error(client.post(path, json=body), 422)
         assert error["issues"][0]["field"] == "recommendation.optimizer.hyperparameters.lr"
 
