@@ -37,13 +37,13 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from .catalog_check import catalog_issues
 from .diagnose_curves import detect
 from .diagnose_models import Cause, Change, CurveSummary, Diagnosis, Evidence, Finding
 from .diagnose_revise import Reviser
 from .diagnose_stats import Context, Hit, Severity
 from .engine import recommend
 from .errors import FieldIssue, ProfileError, suggest
-from .hyperparameters import catalog_issues
 from .loader import Rulebook, default_rulebook
 from .numbers import BEYOND_FLOAT, beyond_float, first_beyond_float
 from .profile import Profile, issues_from_errors, parse_profile

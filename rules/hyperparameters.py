@@ -8,20 +8,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import FieldIssue, UnknownNameError
+from .errors import FieldIssue
 from .numbers import BEYOND_FLOAT, beyond_float, finite_float
-
-if TYPE_CHECKING:
-    from .loader import Rulebook
-    from .recommendation import Recommendation
 
 __all__ = [
     "HYPERPARAMETER_NAME",
     "HYPERPARAMETER_RANGES",
-    "catalog_issues",
     "hyperparameter_issues",
     "hyperparameters_schema",
     "in_range",
@@ -122,43 +116,4 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
                         issues.append(FieldIssue(f"{where}[{i}]", BEYOND_FLOAT))
                     elif beta is not None and not in_range(beta, (0.0, True, 1.0, False)):
                         issues.append(FieldIssue(f"{where}[{i}]", "must be a number in [0, 1)", value=beta))
-    return issues
-
-
-def catalog_issues(book: Rulebook, rec: Recommendation) -> list[FieldIssue]:
-    """Every optimizer a recommendation names (its optimizer, phases, param groups, alternatives and a wrapper's
-    base) is in ``book``'s catalog, and every hyperparameters object passes :func:`hyperparameter_issues`;
-    the issues name the field, with a did-you-mean for a name."""
-    names = [("recommendation.optimizer.name", rec.optimizer.name)]
-    # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
-    names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
-    for i, group in enumerate(rec.param_groups):
-        if group.optimizer:
-            names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
-    # every alternative, raced or not: what was sent is checked whole (a race runs the first race - 1)
-    names += [(f"recommendation.alternatives[{i}].name", alt.name) for i, alt in enumerate(rec.alternatives)]
-    hyperparameters = [("recommendation.optimizer.hyperparameters", rec.optimizer.hyperparameters)]
-    hyperparameters += [
-        (f"recommendation.phases[{i}].optimizer.hyperparameters", p.optimizer.hyperparameters)
-        for i, p in enumerate(rec.phases)
-    ]
-    hyperparameters += [
-        (f"recommendation.param_groups[{i}].hyperparameters", group.hyperparameters)
-        for i, group in enumerate(rec.param_groups)
-    ]
-    hyperparameters += [
-        (f"recommendation.alternatives[{i}].hyperparameters", alt.hyperparameters)
-        for i, alt in enumerate(rec.alternatives)
-    ]
-    issues: list[FieldIssue] = []
-    for field, values in hyperparameters:
-        issues += hyperparameter_issues(values, field)
-        base = values.get("base")
-        if base is not None:  # a wrapper's base optimizer (lookahead, sam) is a catalog name as well
-            names.append((f"{field}.base", base if isinstance(base, str) else repr(base)))
-    for field, name in names:
-        try:
-            book.optimizer(name)
-        except UnknownNameError as exc:
-            issues.append(replace(exc.issue, field=field, message=f"unknown optimizer {name[:80]!r}"))
     return issues

@@ -19,8 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from optirec.optimizers.results import TrialOutput
 from optirec.rules import Recommendation, Rulebook, recommend
+from optirec.rules.catalog_check import catalog_issues
 from optirec.rules.errors import FieldIssue, ProfileError, UnknownNameError
-from optirec.rules.hyperparameters import catalog_issues
 
 from ..deps import JSON_BODY, RulebookDep, RunnerDep, SettingsDep, app_settings, require_api_key
 from ..handlers import MAX_ISSUES, error_response, error_responses, issues_message
