@@ -8,16 +8,24 @@ norm at 1.0 (google-research/bert optimization.py:73-74).  Where no recipe is ne
 recipes of the *same architecture and phase, trained with the same optimizer family* all state it with
 one value; it is cited to them.  Recipes that disagree, or of another architecture, phase or optimizer
 family, fill nothing: their setting was chosen for a different job or update.
+
+The warmup's length is the other such detail: 004 gives one figure for every job (10% of the steps, its NLP
+starting point), while the recipes of one job state their own, and those of LLM pre-training warm up for
+0.1-1% of the run (GPT-3 375M of 300B tokens, Brown et al. 2020 §2.3 / Table 2.1).  Where at least two recipes
+of the same architecture, phase and optimizer family state a warmup and every one of them warms up, the
+warmup is the median of their fractions of the run.  If any of them trains without warmup, they disagree on
+whether to warm up at all and nothing is filled.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
 from .recipes import RecipeEntry
 
-__all__ = ["SILENT_FIELDS", "Agreed", "agreed_details"]
+__all__ = ["SILENT_FIELDS", "Agreed", "agreed_details", "typical_warmup"]
 
 #: the training-plan keys the recipes may fill (train key -> recipe config attribute)
 SILENT_FIELDS: Final = {"clip_norm": "clip_norm"}
@@ -31,20 +39,26 @@ class Agreed(NamedTuple):
     recipes: tuple[RecipeEntry, ...]
 
 
-def agreed_details(
+def _same_job(
     recipes: Iterable[RecipeEntry], architecture: str | None, phase: str | None, optimizer_family: str
-) -> tuple[Agreed, ...]:
-    """The :data:`SILENT_FIELDS` that every recipe of ``architecture`` and ``phase`` trained with an optimizer of
-    ``optimizer_family`` states with the same value (a recipe that leaves one unstated neither adds nor vetoes)."""
+) -> list[RecipeEntry]:
     if architecture is None or phase is None:
-        return ()
-    same = [
+        return []
+    return [
         e
         for e in recipes
         if e.recipe.job.architecture == architecture
         and e.recipe.job.phase == phase
         and e.optimizer_family == optimizer_family
     ]
+
+
+def agreed_details(
+    recipes: Iterable[RecipeEntry], architecture: str | None, phase: str | None, optimizer_family: str
+) -> tuple[Agreed, ...]:
+    """The :data:`SILENT_FIELDS` that every recipe of ``architecture`` and ``phase`` trained with an optimizer of
+    ``optimizer_family`` states with the same value (a recipe that leaves one unstated neither adds nor vetoes)."""
+    same = _same_job(recipes, architecture, phase, optimizer_family)
     out = []
     for key, attr in SILENT_FIELDS.items():
         stating = [e for e in same if getattr(e.recipe.config, attr) is not None]
@@ -52,3 +66,15 @@ def agreed_details(
         if len(values) == 1:
             out.append(Agreed(key, values.pop(), tuple(sorted(stating, key=lambda e: e.id))))
     return tuple(out)
+
+
+def typical_warmup(
+    recipes: Iterable[RecipeEntry], architecture: str | None, phase: str | None, optimizer_family: str
+) -> Agreed | None:
+    """``warmup_ratio``: the median warmup fraction of the recipes of ``architecture`` and ``phase`` trained with
+    ``optimizer_family`` that state one, when at least two do and all of them warm up; else None."""
+    stating = [e for e in _same_job(recipes, architecture, phase, optimizer_family) if e.warmup_ratio is not None]
+    ratios = [e.warmup_ratio for e in stating if e.warmup_ratio is not None]
+    if len(ratios) < 2 or min(ratios) <= 0:
+        return None
+    return Agreed("warmup_ratio", round(statistics.median(ratios), 6), tuple(sorted(stating, key=lambda e: e.id)))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .alternatives import Ranked, rank_alternatives
-from .companion import agreed_details
+from .companion import agreed_details, typical_warmup
 from .construct import new as _new
 from .contradictions import contradictions
 from .job_length import job_batch, job_steps
@@ -536,26 +536,37 @@ class _Run:
         )
 
     def _fill_silent(self, train: dict[str, Any], chosen: str) -> RationaleEntry | None:
-        """Details the deciding rules leave unsaid (clipping) that the recipes of the same architecture, phase and
-        optimizer family agree on (rules/companion.py); the rationale entry that says so, or None."""
+        """Details the deciding rules leave unsaid (clipping; the warmup's length) taken from the recipes of the same
+        architecture, phase and optimizer family (rules/companion.py); the rationale entry that says so, or None."""
         book = self.book
-        family, phase = book.optimizers[chosen].family, self._phase()
-        key = ("agreed", self.p.architecture, phase, family, self.exclude)
-        agreed = book.cache.get(key)
-        if agreed is None:
+        spec = book.optimizers[chosen]
+        phase = self._phase()
+        key = ("agreed", self.p.architecture, phase, spec.family, self.exclude)
+        found = book.cache.get(key)
+        if found is None:
             if len(book.cache) > _CACHE_LIMIT:
                 book.cache.clear()
             kept = [e for e in book.recipes.values() if e.id not in self.exclude]  # held out: not consulted
-            agreed = book.cache[key] = agreed_details(kept, self.p.architecture, phase, family)
+            found = book.cache[key] = (
+                agreed_details(kept, self.p.architecture, phase, spec.family),
+                typical_warmup(kept, self.p.architecture, phase, spec.family),
+            )
+        agreed, warmup = found
         filled = [a for a in agreed if a.key not in train and a.value]
+        said = [f"every one trains with {a.key} {a.value:g}" for a in filled]
+        # the rules' warmup is on, with 004's one fraction for every job: the recipes of this job say how long
+        warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
+        if warmup is not None and warms:
+            filled.append(warmup)
+            said.append(f"their median warmup is {warmup.value:.3g} of the run")
         if not filled:
             return None
         for a in filled:
             train[a.key] = a.value
-        what = ", ".join(f"{a.key} {a.value:g}" for a in filled)
         ids = sorted({e.id for a in filled for e in a.recipes})
         sources = "; ".join(sorted({e.citation for a in filled for e in a.recipes}))
-        self.notes.append(f"{what}: the deciding rules are silent on it; the published recipes of this job agree "
+        what = "; ".join(said)
+        self.notes.append(f"The deciding rules are silent on it; of the published recipes of this job, {what} "
                           f"({', '.join(ids)}).")  # fmt: skip
         return _new(
             RationaleEntry,
@@ -563,9 +574,9 @@ class _Run:
             source=sources,
             level="recipe",
             status="applied",
-            effect=f"Every published recipe of this architecture and phase with this optimizer family trains with "
-            f"{what}; the seed row says nothing of it.",
-            detail=f"agreed by {', '.join(ids)} (rules/companion.py)",
+            effect=f"Of the published recipes of this architecture and phase with this optimizer family, {what}; "
+            "the seed row says nothing of it.",
+            detail=f"from {', '.join(ids)} (rules/companion.py)",
         )
 
     def _avoid(self, decision: _Decision, newton_refused: bool) -> dict[str, AvoidEntry]:

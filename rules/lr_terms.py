@@ -92,6 +92,15 @@ def _bounded(pr: Principles, raw: float) -> tuple[float, str]:
     return factor, (f", bounded at {top:g}x" if factor != raw else "")
 
 
+def _run_epochs(profile: Profile, total_steps: int | None, batch: int | None) -> float | None:
+    """The job's length in epochs: stated, else its steps x batch over the data set (None when unknown)."""
+    if profile.epochs:
+        return float(profile.epochs)
+    if total_steps and batch and profile.dataset_size:
+        return total_steps * batch / profile.dataset_size
+    return None
+
+
 def _law_applies(pr: Principles, law: str, optimizer: str, family: str | None) -> bool:
     optimizers = getattr(pr, f"{law}_scaling_optimizers")
     families = getattr(pr, f"{law}_scaling_architectures")
@@ -187,6 +196,23 @@ def _batch_reason(job: LrJob, lr_rule: CompiledRule | None, kind: str, batch: in
             f"optimal lr does not follow one batch law, it rises and then falls with the batch "
             f"({pr.sources['adaptive_recipe_batch']}), and the recipe states no rule of its own",
         )
+    if (
+        kind == "linear"
+        and from_recipe
+        and job.recipe is not None
+        and job.recipe.recipe.config.lr_scaling is None
+        and job.family not in pr.recipe_linear_scaling_architectures
+        and batch != base_batch
+    ):
+        return (
+            "none",
+            1.0,
+            base_batch,
+            f"the recipe's lr is kept at batch {batch} (its own batch: {base_batch}): the linear scaling rule was "
+            f"measured on {', '.join(pr.recipe_linear_scaling_architectures)} architectures "
+            f"({pr.sources['recipe_linear_scaling_architectures']}), not on {job.family or 'this family'}, and the "
+            "recipe states no rule of its own",
+        )
     assert batch is not None
     hi = b_max or base_batch
     if base_batch <= batch <= hi:
@@ -267,10 +293,17 @@ def scale_lr(
         ]
         terms_said = f"{' and '.join(moved)} term{'s' if len(moved) > 1 else ''}"
         train["warmup"] = True
+        pr = job.book.principles
+        warm = pr.scaled_lr_warmup_epochs
+        epochs = _run_epochs(job.profile, job.total_steps, batch)
+        length = "over the first"
+        if epochs is not None and "warmup_ratio" not in train:
+            train["warmup_ratio"] = round(min(warm / epochs, pr.default_warmup_ratio), 6)
+            length = f"over {fmt(train['warmup_ratio'])} of the {fmt(epochs)}-epoch run, the first"
         job.notes.append(
             f"The {terms_said} put the lr at {raised:.3g}x the table's {fmt(base_lr)}: a gradual warmup is "
-            "added, as SGD started at a scaled-up lr needs it (external: Goyal et al. 2017, 5 warmup epochs "
-            "for an lr raised with the batch)."
+            f"added {length} {fmt(warm)} epochs, as SGD started at a scaled-up lr needs it "
+            f"({pr.sources['scaled_lr_warmup_epochs']})."
         )
     lr_range = train.get("lr_range")
     if lr_range is not None and job.recipe is None and job.chosen in train.get("lr_range_optimizers", (job.chosen,)):

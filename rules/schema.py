@@ -328,6 +328,8 @@ class Principles(_Strict):
     default_optimizer: Name
     default_warmup_ratio: float = Field(gt=0, lt=1)
     short_warmup_ratio: float = Field(gt=0, lt=1)
+    #: the warmup, in epochs, of an SGD lr raised linearly with the batch (Goyal et al. 2017 §2.2)
+    scaled_lr_warmup_epochs: float = Field(gt=0)
     sqrt_scaling_above: int = Field(ge=1)
     large_batch_above: int = Field(ge=1)
     small_data_max: int = Field(ge=1)
@@ -353,6 +355,8 @@ class Principles(_Strict):
     size_scaling_architectures: tuple[Name, ...]
     horizon_scaling_optimizers: tuple[Name, ...]
     horizon_scaling_architectures: tuple[Name, ...]
+    #: the architecture families a recipe's SGD lr is carried to another batch on by the linear rule
+    recipe_linear_scaling_architectures: tuple[Name, ...]
     switch_fraction: float = Field(gt=0, lt=1)
     tuning: list[TuningParam]
     sources: dict[str, Source]

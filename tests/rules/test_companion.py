@@ -6,7 +6,7 @@ import pytest
 
 from optirec import recommend
 from optirec.rules import default_rulebook
-from optirec.rules.companion import agreed_details
+from optirec.rules.companion import agreed_details, typical_warmup
 
 
 def _bert_finetune_recipes() -> frozenset[str]:
@@ -43,7 +43,7 @@ def test_the_fill_is_cited_and_explained() -> None:
     entry = next(e for e in rec.rationale if e.detail and "rules/companion.py" in e.detail)
     assert entry.level == "recipe" and entry.status == "applied"
     assert "optimization.py" in entry.source  # google-research/bert's clip_by_global_norm
-    assert any(n.startswith("clip_norm 1: the deciding rules are silent") for n in rec.notes)
+    assert any(n.startswith("The deciding rules are silent") and "clip_norm 1" in n for n in rec.notes)
 
 
 def test_held_out_recipes_are_not_consulted() -> None:
@@ -76,3 +76,51 @@ def test_a_goal_implied_phase_is_noted_once_and_answers_repeat() -> None:
     first, second = recommend(profile), recommend(profile)  # the second is answered from the engine's caches
     assert first == second
     assert sum(n.startswith("goal fine_tuning implies phase") for n in first.notes) == 1
+
+
+def _warmups(architecture: str, phase: str, family: str) -> list[float]:
+    book = default_rulebook()
+    return [
+        e.warmup_ratio
+        for e in book.recipes.values()
+        if e.recipe.job.architecture == architecture
+        and e.recipe.job.phase == phase
+        and e.optimizer_family == family
+        and e.warmup_ratio is not None
+    ]
+
+
+def test_the_warmup_length_is_the_median_of_the_jobs_recipes() -> None:
+    """004 gives 10% of the steps for every job; GPT-style pre-training recipes warm up for 0.1-1% of the run."""
+    ratios = sorted(_warmups("gpt", "pretraining", "adaptive"))
+    assert len(ratios) >= 2 and min(ratios) > 0
+    rec = recommend({"architecture": "gpt", "phase": "pretraining", "total_steps": 100_000})
+    assert rec.recipe is None  # the seed row decides; it names no warmup length of its own
+    median = (
+        ratios[len(ratios) // 2] if len(ratios) % 2 else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+    )
+    assert rec.schedule.warmup_ratio == pytest.approx(median, rel=1e-4)
+    assert rec.schedule.warmup_steps == round(median * 100_000)
+    assert any("median warmup" in n for n in rec.notes)
+    entry = next(e for e in rec.rationale if e.detail and "rules/companion.py" in e.detail)
+    assert "Brown" in entry.source or "gpt" in entry.detail
+
+
+def test_recipes_that_disagree_on_warming_up_fill_no_warmup() -> None:
+    """ResNet recipes warm up for 0-5% of the run, some not at all: 004's own choice stands."""
+    assert 0 in _warmups("resnet", "from_scratch", "sgd")
+    book = default_rulebook()
+    assert typical_warmup(book.recipes.values(), "resnet", "from_scratch", "sgd") is None
+    rec = recommend({"architecture": "resnet", "phase": "from_scratch"})
+    assert not any("median warmup" in n for n in rec.notes)
+
+
+def test_one_recipe_is_no_typical_warmup() -> None:
+    book = default_rulebook()
+    gpt = [e for e in book.recipes.values() if e.recipe.job.architecture == "gpt" and e.warmup_ratio]
+    assert typical_warmup(gpt[:1], "gpt", "pretraining", "adaptive") is None
+    two = typical_warmup(gpt[:2], "gpt", "pretraining", "adaptive")
+    assert two is not None and two.key == "warmup_ratio" and len(two.recipes) == 2
+    # another phase or optimizer family: none of them counts
+    assert typical_warmup(gpt, "gpt", "fine_tuning", "adaptive") is None
+    assert typical_warmup(gpt, "gpt", "pretraining", "sgd") is None

@@ -172,3 +172,20 @@ def test_the_size_term_may_not_carry_a_rows_lr_beyond_the_recipes_envelope(envel
     assert lr < row
     assert any("published adamw recipes for transformer models span" in w for w in rec.warnings), rec.warnings
     assert "kept inside the published recipes' range" in rec.lr_scaling.reason
+
+
+@pytest.mark.parametrize(
+    ("rid", "batch"),
+    [("lstm.awd.ptb", 80), ("dlrm.criteo_terabyte", 512)],
+    ids=["awd-lstm", "dlrm"],
+)
+def test_an_sgd_recipe_outside_the_linear_rules_measurements_keeps_its_lr(rid: str, batch: int) -> None:
+    """Goyal et al. measured the linear rule on CNNs: an LSTM's lr 30 or DLRM's embedding lr stays as published
+    at another batch (AWD-LSTM trains PTB at batch 20 and WikiText-2 at 80, both at lr 30)."""
+    entry = _BOOK.recipes[rid]
+    assert entry.optimizer_family == "sgd" and entry.recipe.config.lr_scaling is None
+    assert entry.recipe.job.batch_size != batch
+    rec = recommend(_job(rid, batch_size=batch))
+    assert rec.recipe is not None and rec.recipe.id == rid
+    assert rec.lr_scaling.rule == "none" and "measured on cnn architectures" in rec.lr_scaling.reason
+    assert rec.optimizer.hyperparameters["lr"] == pytest.approx(entry.recipe.config.lr)

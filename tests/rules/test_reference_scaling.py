@@ -335,3 +335,26 @@ def _profile_for(rule_id: str) -> dict[str, object]:
     if "architecture" not in profile and isinstance(family, str):
         profile["architecture"] = family
     return profile
+
+
+@pytest.mark.parametrize(
+    ("profile", "ratio"),
+    [
+        # Goyal et al. 2017 §2.2: 5 epochs of warmup, whatever the run's length
+        ({"architecture": "resnet", "batch_size": 1024, "epochs": 90}, 5 / 90),
+        ({"architecture": "resnet", "batch_size": 8192, "epochs": 350}, 5 / 350),
+        # the length in epochs from steps x batch over the data set: 1000 steps x 1024 / 102,400 = 10 epochs
+        ({"architecture": "resnet", "batch_size": 1024, "total_steps": 1000, "dataset_size": 102_400}, 5 / 10),
+        # never more than 004's fraction: a 20-epoch run warms up for 10% of it, not 25%
+        ({"architecture": "resnet", "batch_size": 1024, "epochs": 20}, 0.1),
+    ],
+    ids=["90-epochs", "350-epochs", "epochs-from-steps", "capped-at-default"],
+)
+def test_the_added_warmup_lasts_five_epochs_where_the_runs_epochs_are_known(
+    profile: dict[str, object], ratio: float
+) -> None:
+    rec = recommend(profile)
+    assert rec.optimizer.name == "sgd_momentum"
+    assert rec.schedule.warmup_ratio == pytest.approx(min(ratio, _PR.default_warmup_ratio), rel=1e-4)
+    (note,) = [n for n in rec.notes if "gradual warmup" in n]
+    assert "5 epochs" in note and "Goyal et al. 2017" in note
