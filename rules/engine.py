@@ -468,7 +468,7 @@ class _Run:
         if batch is None:
             batch = train.get("batch_size")
         total = self._total_steps(batch)
-        companion = self._fill_silent(train, chosen) if recipe is None else None
+        companion = self._fill_silent(train, chosen)
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
@@ -536,8 +536,9 @@ class _Run:
         )
 
     def _fill_silent(self, train: dict[str, Any], chosen: str) -> RationaleEntry | None:
-        """Details the deciding rules leave unsaid (clipping; the warmup's length) taken from the recipes of the same
-        architecture, phase and optimizer family (rules/companion.py); the rationale entry that says so, or None."""
+        """Details the deciding rules (the seed row, or the recipe that decides) leave unsaid (clipping; the warmup's
+        length) taken from the recipes of the same architecture, phase and optimizer family (rules/companion.py);
+        the rationale entry that says so, or None."""
         book = self.book
         spec = book.optimizers[chosen]
         phase = self._phase()
@@ -575,7 +576,7 @@ class _Run:
             level="recipe",
             status="applied",
             effect=f"Of the published recipes of this architecture and phase with this optimizer family, {what}; "
-            "the seed row says nothing of it.",
+            "the deciding rules say nothing of it.",
             detail=f"from {', '.join(ids)} (rules/companion.py)",
         )
 

@@ -124,3 +124,30 @@ def test_one_recipe_is_no_typical_warmup() -> None:
     # another phase or optimizer family: none of them counts
     assert typical_warmup(gpt, "gpt", "fine_tuning", "adaptive") is None
     assert typical_warmup(gpt, "gpt", "pretraining", "sgd") is None
+
+
+@pytest.mark.parametrize("rid", ["dqn.atari.dopamine", "yolo.v3_darknet53.coco"])
+def test_a_deciding_recipe_silent_on_clipping_takes_what_the_jobs_other_recipes_agree_on(rid: str) -> None:
+    book = default_rulebook()
+    entry = book.recipes[rid]
+    assert entry.recipe.config.clip_norm is None  # the source does not say
+    stated = {
+        e.recipe.config.clip_norm
+        for e in book.recipes.values()
+        if e.recipe.job.architecture == entry.recipe.job.architecture
+        and e.recipe.job.phase == entry.recipe.job.phase
+        and e.optimizer_family == entry.optimizer_family
+        and e.recipe.config.clip_norm is not None
+    }
+    assert len(stated) == 1
+    rec = recommend(entry.recipe.job.profile())
+    assert rec.recipe is not None and rec.recipe.id == rid
+    assert rec.gradient_clipping is not None and rec.gradient_clipping.max_norm == stated.pop()
+
+
+def test_a_recipe_that_states_no_clipping_keeps_it_off() -> None:
+    book = default_rulebook()
+    entry = next(e for e in book.recipes.values() if e.recipe.config.clip_norm == 0)
+    rec = recommend(entry.recipe.job.profile())
+    assert rec.recipe is not None and rec.recipe.id == entry.id
+    assert rec.gradient_clipping is None
