@@ -39,7 +39,16 @@ def _symptom_schema(schema: dict[str, Any]) -> None:
 def _request_schema(schema: dict[str, Any]) -> None:
     """Something to diagnose (a curve or a symptom); steps only with their curve (their count must equal its
     points, which JSON schema cannot say)."""
-    schema["dependentRequired"] = {"steps": ["train_loss"], "val_steps": ["val_loss"]}
+    # a step list (null is "not given") needs its curve as a list (null is not one)
+    schema["dependentSchemas"] = {
+        steps: {
+            "anyOf": [
+                {"properties": {steps: {"type": "null"}}},
+                {"required": [curve], "properties": {curve: {"type": "array"}}},
+            ]
+        }
+        for steps, curve in (("steps", "train_loss"), ("val_steps", "val_loss"))
+    }
     schema["anyOf"] = [
         {"required": ["train_loss"], "properties": {"train_loss": {"type": "array"}}},
         {"required": ["val_loss"], "properties": {"val_loss": {"type": "array"}}},

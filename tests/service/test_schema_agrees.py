@@ -92,6 +92,16 @@ CASES = [
     ("trial-alternative-unknown", "/trials", _with(alternatives=[_alt(name="adamm")]), False),
     ("trial-alternative", "/trials", _with(alternatives=[_alt()]), True),
     ("trial-frozen", "/trials", _with(param_groups=[{"name": "frozen", "match": ["bn"], "frozen": True}]), True),
+    # null is "not given": a step list needs its curve as a list, a null step list needs nothing
+    (
+        "diagnose-val-steps-null-curve",
+        "/diagnose",
+        {"symptoms": ["overfitting"], "val_loss": None, "val_steps": [1]},
+        False,
+    ),
+    ("diagnose-steps-null-curve", "/diagnose", {"symptoms": ["overfitting"], "train_loss": None, "steps": [1]}, False),
+    ("diagnose-null-val-steps", "/diagnose", {"symptoms": ["overfitting"], "val_steps": None}, True),
+    ("diagnose-null-steps", "/diagnose", {"train_loss": [1.0, 0.5], "steps": None}, True),
     # diagnose's recommendation and profile are the components POST /recommend and POST /trials use
     ("diagnose-recommendation", "/diagnose", {"symptoms": ["overfitting"], **_rec()}, True),
     ("diagnose-rec-unknown-key", "/diagnose", {"symptoms": ["overfitting"], **_with(colour="red")}, False),
