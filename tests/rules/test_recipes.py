@@ -214,7 +214,7 @@ def _agreement(exclude_self: bool) -> tuple[float, float]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 19's leave-one-out target is not met: mean 0.70, lr within 2x 57% (bench/recipes.py); neighbouring "
+    reason="issue 19's leave-one-out target is not met: mean 0.72, lr within 2x 59% (bench/recipes.py); neighbouring "
     "published recipes disagree with each other more often than that (their lrs differ by more than 2x about 40% "
     "of the time). Strict: the day the target is met this test fails and the marker must go.",
 )
