@@ -32,7 +32,6 @@ HYPERPARAMETER_RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "momentum": (0.0, True, 1.0, True),
     "dampening": (0.0, True, 1.0, True),
 }
-_RANGES = HYPERPARAMETER_RANGES
 
 
 def in_range(value: Any, bounds: tuple[float, bool, float, bool]) -> bool:
@@ -97,10 +96,14 @@ def hyperparameter_issues(hyperparameters: Any, field: str) -> list[FieldIssue]:
             issues.append(
                 FieldIssue(where, "not a hyperparameter name: letters, digits and '_' only, as torch.optim spells them")
             )
-        elif name in _RANGES and beyond_float(value):
+        elif name in HYPERPARAMETER_RANGES and beyond_float(value):
             issues.append(FieldIssue(where, BEYOND_FLOAT))
-        elif name in _RANGES and not (name == "lr" and value is None) and not in_range(value, _RANGES[name]):
-            low, low_ok, high, high_ok = _RANGES[name]
+        elif (
+            name in HYPERPARAMETER_RANGES
+            and not (name == "lr" and value is None)
+            and not in_range(value, HYPERPARAMETER_RANGES[name])
+        ):
+            low, low_ok, high, high_ok = HYPERPARAMETER_RANGES[name]
             if math.isinf(high):
                 interval = f"{'>=' if low_ok else '>'} {low:g}"
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-__all__ = ["Route", "job_batch", "job_steps", "step_routes"]
+__all__ = ["Route", "job_batch", "job_epochs", "job_steps", "step_routes"]
 
 #: how a step count was reached: stated; epochs x steps_per_epoch; total tokens over tokens per step;
 #: epochs x the data set over the batch
@@ -33,6 +33,15 @@ def job_steps(job: Any, batch: int | None) -> int | None:
         return int(job.total_steps)
     routes = step_routes(job, batch)
     return routes[0][1] if routes else None
+
+
+def job_epochs(job: Any, steps: int | None, batch: int | None) -> float | None:
+    """The job's length in epochs: stated, else its steps x batch over the data set (None when unknown)."""
+    if job.epochs:
+        return float(job.epochs)
+    if steps and batch and job.dataset_size:
+        return float(steps * batch / job.dataset_size)
+    return None
 
 
 def step_routes(job: Any, batch: int | None) -> list[tuple[Route, int]]:

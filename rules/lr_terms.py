@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from .construct import new
+from .job_length import job_epochs
 from .loader import CompiledRule, Rulebook
 from .profile import Profile
 from .recipes import RecipeEntry
@@ -90,15 +91,6 @@ def _bounded(pr: Principles, raw: float) -> tuple[float, str]:
     top = pr.size_scaling_max_factor
     factor = min(max(raw, 1 / top), top)
     return factor, (f", bounded at {top:g}x" if factor != raw else "")
-
-
-def _run_epochs(profile: Profile, total_steps: int | None, batch: int | None) -> float | None:
-    """The job's length in epochs: stated, else its steps x batch over the data set (None when unknown)."""
-    if profile.epochs:
-        return float(profile.epochs)
-    if total_steps and batch and profile.dataset_size:
-        return total_steps * batch / profile.dataset_size
-    return None
 
 
 def _law_applies(pr: Principles, law: str, optimizer: str, family: str | None) -> bool:
@@ -295,7 +287,7 @@ def scale_lr(
         train["warmup"] = True
         pr = job.book.principles
         warm = pr.scaled_lr_warmup_epochs
-        epochs = _run_epochs(job.profile, job.total_steps, batch)
+        epochs = job_epochs(job.profile, job.total_steps, batch)
         length = "over the first"
         if epochs is not None and "warmup_ratio" not in train:
             train["warmup_ratio"] = round(min(warm / epochs, pr.default_warmup_ratio), 6)

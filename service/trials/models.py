@@ -16,7 +16,6 @@ from pydantic_core import PydanticCustomError
 from optirec.optimizers.results import TrialOutput
 from optirec.rules import Profile, Recommendation
 from optirec.rules.errors import FieldIssue, suggest
-from optirec.rules.hyperparameters import hyperparameter_issues
 from optirec.rules.numbers import JsonInt
 from optirec.rules.profile import issues_from_errors
 
@@ -30,7 +29,6 @@ __all__ = [
     "TrialState",
     "TrialStatus",
     "WorkloadInfo",
-    "hyperparameter_issues",
     "request_issues",
 ]
 

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 
 from optirec.rules import diagnose
 from optirec.rules.errors import ProfileError
+from optirec.rules.hyperparameters import hyperparameter_issues
 from optirec.rules.numbers import BEYOND_FLOAT, beyond_float, finite_float, first_beyond_float
 from optirec.service.app import create_app
 from optirec.service.settings import Settings
-from optirec.service.trials.models import hyperparameter_issues
 
 #: The smallest integer float() refuses: 2**1024 - 2**970 rounds up to 2**1024 (float max is 2**1024 - 2**971).
 SMALLEST_HUGE = 2**1024 - 2**970
