@@ -45,6 +45,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def worker_ports(seed: int, width: int = 200) -> tuple[int, int]:
+    """A ``width``-port range for Ray's workers below the kernel's ephemeral range, so that no port ``free_port``
+    hands out (always inside the ephemeral range) can fall into it: Ray refuses to start on such an overlap."""
+    ephemeral_low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    slots = max(1, (ephemeral_low - 10000) // width)
+    low = 10000 + (seed % slots) * width
+    return low, low + width - 1
+
+
 class RayCluster:
     """One head node with ``cpus`` CPUs; ``start``/``kill`` it (a restart keeps its address)."""
 
@@ -57,19 +68,17 @@ class RayCluster:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        ports = {
-            "--dashboard-agent-listen-port": free_port(),
-            "--dashboard-agent-grpc-port": free_port(),
-            "--metrics-export-port": free_port(),
-            "--runtime-env-agent-port": free_port(),
-            "--node-manager-port": free_port(),
-            "--object-manager-port": free_port(),
-        }
-        low = 20000 + (self.port % 200) * 200
+        flags = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--metrics-export-port"]
+        flags += ["--runtime-env-agent-port", "--node-manager-port", "--object-manager-port"]
+        picked: set[int] = {self.port}
+        while len(picked) < len(flags) + 1:  # distinct: the kernel may hand a just-closed port out again
+            picked.add(free_port())
+        ports = dict(zip(flags, sorted(picked - {self.port}), strict=True))
+        low, high = worker_ports(self.port)
         args = [RAY, "start", "--head", "--block", "--port", str(self.port), "--num-cpus", str(self.cpus)]
         args += ["--num-gpus", "0", "--include-dashboard", "false", "--node-ip-address", "127.0.0.1"]
         args += ["--temp-dir", self.temp, "--disable-usage-stats", "--min-worker-port", str(low)]
-        args += ["--max-worker-port", str(low + 199)]
+        args += ["--max-worker-port", str(high)]
         for flag, port in ports.items():
             args += [flag, str(port)]
         with self.log.open("ab") as out:
