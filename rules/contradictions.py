@@ -13,7 +13,8 @@ The pairs checked:
 * a ``goal`` that continues from pretrained weights against a ``phase`` that starts from random ones;
 * ``sharding`` over ``num_devices`` 1; ``goal`` distributed on ``num_devices`` 1; ``precision`` bf16/fp16
   against ``mixed_precision`` false; ``memory_limited`` false on an ``on_device`` job;
-* ``data`` large_batch with a ``batch_size`` the rulebook does not count as large.
+* ``data`` large_batch with a ``batch_size`` the rulebook does not count as large;
+* ``adapter`` lora (adapters on frozen pretrained weights) against a ``phase`` that starts from random ones.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def contradictions(book: Rulebook, p: Profile) -> list[str]:
             f"goal {p.goal} means continuing from pretrained weights, but phase {p.phase} starts from random "
             f"weights: phase {p.phase} is used to match published recipes, and the {p.goal} goal rules still vote; "
             "correct whichever is wrong."
+        )
+    if p.adapter == "lora" and p.phase in _RANDOM_START_PHASES:
+        out.append(
+            f"adapter lora trains low-rank adapters beside frozen pretrained weights, but phase {p.phase} starts "
+            f"from random weights: both are used as stated (recipes are matched on each); correct whichever is wrong."
         )
     if p.sharding not in (None, "none") and p.num_devices == 1:
         out.append(

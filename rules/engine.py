@@ -391,6 +391,7 @@ class _Run:
             log_steps=math.log10(steps) if steps else None,
             log_batch=math.log10(batch) if batch else None,
             data=frozenset(p.data) if p.data else _NONE,
+            lora=p.adapter == "lora",
         )
         if p.architecture and p.domain and p.phase:  # the profile may be a recipe's job, word for word
             own = [e for e in book.recipe_index.by_key.get(self._job_key(), ()) if e.id not in self.exclude]

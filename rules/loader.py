@@ -70,6 +70,7 @@ VOCABULARY_KINDS = (
     "rl_method",
     "phase",
     "sharding",
+    "adapter",
     "precision",
     "optimizer_state_precision",
 )

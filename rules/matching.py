@@ -42,6 +42,7 @@ class JobFacts(NamedTuple):
     log_steps: float | None
     log_batch: float | None
     data: frozenset[str]
+    lora: bool = False  # only low-rank adapters train (profile ``adapter``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class TableJob:
     imputed_dataset: bool = False
     #: facets the row's own conditions guarantee (small_data, small_model, large_model, a data trait): no cost
     covers: frozenset[str] = frozenset()
+    lora: bool = False  # the tables describe training every weight
 
 
 class Candidate(NamedTuple):
@@ -96,6 +98,7 @@ class _Point:
     log_steps: float | None
     log_batch: float | None
     data: frozenset[str]
+    lora: bool
     #: the job as profile items: a profile equal to it is this recipe's own job
     key: frozenset[tuple[str, object]]
     #: the size or data set was not stated: log_parameters / log_dataset are the typical ones of its architecture
@@ -137,7 +140,7 @@ class RecipeIndex:
         self.by_key: dict[frozenset[tuple[str, object]], list[RecipeEntry]] = {}
         self.by_family: dict[str | None, list[_Point]] = {}
         self.by_domain: dict[str, list[_Point]] = {}
-        #: the same lists in groups of one architecture, domain and phase (their discrete costs are equal)
+        #: the same lists in groups of one architecture, domain, phase and adapter (their discrete costs are equal)
         self.groups_by_family: dict[str | None, list[list[_Point]]] = {}
         self.groups_by_domain: dict[str, list[list[_Point]]] = {}
         entries = list(entries)
@@ -172,6 +175,7 @@ class RecipeIndex:
                 log_steps=_log(e.steps),
                 log_batch=_log(job.batch()),
                 data=frozenset(job.data),
+                lora=job.adapter == "lora",
                 key=job_key(job.profile()),
                 imputed_parameters=imputed_parameters and log_parameters is not None,
                 imputed_dataset=imputed_dataset and log_dataset is not None,
@@ -182,9 +186,9 @@ class RecipeIndex:
         self.family_parameters = family_parameters
         for source, target in ((self.by_family, self.groups_by_family), (self.by_domain, self.groups_by_domain)):
             for name, points in source.items():
-                groups: dict[tuple[str, str, str], list[_Point]] = {}
+                groups: dict[tuple[str, str, str, bool], list[_Point]] = {}
                 for point in points:
-                    groups.setdefault((point.architecture, point.domain, point.phase), []).append(point)
+                    groups.setdefault((point.architecture, point.domain, point.phase, point.lora), []).append(point)
                 target[name] = list(groups.values())  # type: ignore[index]
         #: family -> architecture -> its groups; architecture -> the architectures derived from or with it
         self.by_architecture: dict[str | None, dict[str, list[list[_Point]]]] = {}
@@ -215,7 +219,7 @@ class RecipeIndex:
     def ordered(self, f: JobFacts, c: MatchingCosts) -> list[tuple[float, list[_Point]]]:
         """The candidate groups with their architecture, domain and phase cost, cheapest first (memoized: the
         key is every field of ``f`` those costs read)."""
-        key = (f.architecture, f.family, f.generic, f.parent, f.domain, f.related, f.phase)
+        key = (f.architecture, f.family, f.generic, f.parent, f.domain, f.related, f.phase, f.lora)
         found = self._ordered.get(key)
         if found is None:
             if len(self._ordered) > 10_000:
@@ -338,6 +342,11 @@ def _phase_cost(c: MatchingCosts, want: str | None, have: str | None) -> float:
     return c.phase_near  # pretraining vs from scratch: both start from random weights
 
 
+def _adapter_cost(c: MatchingCosts, f: JobFacts, lora: bool) -> float:
+    """LoRA adapters against training every weight: a profile that does not say it trains adapters trains them all."""
+    return 0.0 if f.lora == lora else c.adapter_mismatch
+
+
 def _arch_cost(
     c: MatchingCosts, f: JobFacts, arch: str | None, family: str | None, generic: bool, parent: str | None
 ) -> float:
@@ -385,6 +394,7 @@ def distance_parts(c: MatchingCosts, f: JobFacts, job: Job | None) -> tuple[tupl
         ("architecture", _arch_cost(c, f, job.architecture, job.family, job.generic, job.parent)),
         ("domain", _domain_cost(c, f, job.domain)),
         ("phase", _phase_cost(c, f.phase, job.phase)),
+        ("adapter", _adapter_cost(c, f, job.lora)),
         ("parameters", _decades(c.parameters_decade, f.log_parameters, job.log_parameters, c.parameters_unknown)),
         ("parameters_imputed", c.imputed if f.log_parameters is not None and job.imputed_parameters else 0.0),
         ("dataset_size", _decades(c.dataset_decade, f.log_dataset, job.log_dataset, c.dataset_unknown)),
@@ -396,11 +406,12 @@ def distance_parts(c: MatchingCosts, f: JobFacts, job: Job | None) -> tuple[tupl
 
 
 def _discrete(c: MatchingCosts, f: JobFacts, job: Job) -> float:
-    """The architecture, domain and phase costs (equal for every recipe of one group)."""
+    """The architecture, domain, phase and adapter costs (equal for every recipe of one group)."""
     return (
         _arch_cost(c, f, job.architecture, job.family, job.generic, job.parent)
         + _domain_cost(c, f, job.domain)
         + _phase_cost(c, f.phase, job.phase)
+        + _adapter_cost(c, f, job.lora)
     )
 
 

@@ -119,6 +119,16 @@ def plan_memory(p: Profile, pr: Principles) -> MemoryPlan:
         and p.optimizer_state_precision is None
     ):  # nothing to count with: the usual case of a short profile (a fresh plan, as the engine may set source)
         return MemoryPlan(None, pr.bytes_per_state_value, 0, pr.bytes_per_state_value, 1, ())
+    if p.adapter == "lora":
+        # gradients, master weights and optimizer state exist only for the adapters, whose count the profile does
+        # not give (num_parameters is the frozen model's size, as recipes state it): nothing to budget state with
+        plan = MemoryPlan(None, pr.bytes_per_state_value, 0, pr.bytes_per_state_value, p.num_devices or 1, ())
+        plan.notes.append(
+            "adapter lora: only the low-rank adapters keep gradients and optimizer state, a small share of the "
+            "frozen model (Hu et al. 2021 §4), so the optimizer's state does not limit the choice; the memory "
+            "estimate is left out because the adapters' size is not given."
+        )
+        return plan
     mixed = p.precision in ("bf16", "fp16") or (p.precision is None and bool(p.mixed_precision))
     weight = pr.bytes_per_state_value // 2 if mixed else pr.bytes_per_state_value
     state = pr.bytes_8bit_state if p.optimizer_state_precision == "8bit" else pr.bytes_per_state_value

@@ -39,6 +39,7 @@ ENUM_FIELDS = {
     "rl_method": "rl_method",
     "phase": "phase",
     "sharding": "sharding",
+    "adapter": "adapter",
     "precision": "precision",
     "optimizer_state_precision": "optimizer_state_precision",
 }
@@ -48,6 +49,7 @@ _KIND_LABEL = {
     "rl_method": "reinforcement-learning method",
     "phase": "training phase",
     "sharding": "sharding strategy",
+    "adapter": "adapter (which weights train)",
     "optimizer_state_precision": "optimizer-state precision",
 }
 _MAX_PARAMS = 10**13
@@ -128,6 +130,12 @@ class Profile(BaseModel):
         default=None,
         description="How optimizer state, gradients and weights are split over the devices (none, zero1, zero2, "
         "zero3, fsdp).",
+    )
+    adapter: str | None = Field(
+        default=None,
+        description="Which weights train: none (all of them) or lora (low-rank adapters beside frozen pretrained "
+        "weights, QLoRA included; num_parameters is then the frozen model's size).",
+        examples=["lora"],
     )
     precision: str | None = Field(default=None, description="Weights and gradients: fp32, bf16 or fp16.")
     optimizer_state_precision: str | None = Field(

@@ -65,6 +65,8 @@ class RecipeJob(_Strict):
     precision: Literal["fp32", "bf16", "fp16"] | None = None
     num_devices: _Whole | None = None
     sharding: Literal["none", "zero1", "zero2", "zero3", "fsdp"] | None = None
+    #: lora: only low-rank adapters on frozen pretrained weights train (a recipe that says nothing trains them all)
+    adapter: Literal["none", "lora"] | None = None
     optimizer_state_precision: Literal["fp32", "8bit"] | None = None
 
     @field_validator(

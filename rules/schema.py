@@ -306,6 +306,7 @@ class MatchingCosts(_Strict):
     phase_near: float = Field(ge=0)
     phase_unknown: float = Field(ge=0)
     phase_unstated_fine_tuning: float = Field(ge=0)
+    adapter_mismatch: float = Field(ge=0)
     parameters_decade: float = Field(ge=0)
     parameters_unknown: float = Field(ge=0)
     dataset_decade: float = Field(ge=0)

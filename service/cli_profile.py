@@ -40,6 +40,7 @@ _PROFILE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--device-memory-gb", "device_memory_gb", float, "accelerator memory per device, GB"),
     ("--num-devices", "num_devices", int, "accelerators the job trains on"),
     ("--sharding", "sharding", str, "how optimizer state, gradients and weights are split over the devices"),
+    ("--adapter", "adapter", str, "which weights train: none (all) or lora (adapters on a frozen model)"),
     ("--precision", "precision", str, "precision of weights and gradients"),
     ("--optimizer-state-precision", "optimizer_state_precision", str, "precision of the optimizer state"),
     ("--sequence-length", "sequence_length", int, "tokens per training sequence"),
@@ -47,7 +48,7 @@ _PROFILE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--total-tokens", "total_tokens", int, "training tokens in the whole run, e.g. 1e12"),
 ]
 #: Profile fields whose flags take a word from the vocabulary (shown in --help): rules/profile.py ENUM_FIELDS
-_VOCABULARY_FIELDS: tuple[str, ...] = ("domain", "architecture", "rl_method", "phase", "goal", "sharding")
+_VOCABULARY_FIELDS: tuple[str, ...] = ("domain", "architecture", "rl_method", "phase", "goal", "sharding", "adapter")
 _VOCABULARY_FIELDS += ("precision", "optimizer_state_precision")
 _PROFILE_SWITCHES = [
     ("--memory-limited", "memory_limited", "memory is the binding constraint"),

@@ -91,6 +91,12 @@ CONTRADICTING: list[tuple[str, dict[str, Any], str]] = [
         "vote; correct whichever is wrong.",
     ),
     (
+        "lora-from-random-weights",
+        {"adapter": "lora", "phase": "pretraining"},
+        "adapter lora trains low-rank adapters beside frozen pretrained weights, but phase pretraining starts from "
+        "random weights: both are used as stated (recipes are matched on each); correct whichever is wrong.",
+    ),
+    (
         "sharding-over-one-device",
         {"sharding": "zero3", "num_devices": 1, "num_parameters": 10**9},
         "sharding zero3 with num_devices 1: one device has no other to split with, so the memory estimate shards "
@@ -144,6 +150,7 @@ CONSISTENT: list[tuple[str, dict[str, Any]]] = [
     ("zero-shot-pretraining", {"goal": "zero_shot", "phase": "pretraining"}),
     ("sharding-over-devices", {"sharding": "zero3", "num_devices": 8, "num_parameters": 10**9}),
     ("no-sharding-one-device", {"sharding": "none", "num_devices": 1}),
+    ("lora-fine-tuning", {"adapter": "lora", "phase": "fine_tuning"}),
     ("large_batch-with-a-large-batch", {"data": ["large_batch"], "batch_size": 16384}),
     ("large_batch-without-a-batch", {"data": ["large_batch"]}),
     ("distributed-over-devices", {"goal": "distributed", "num_devices": 64}),

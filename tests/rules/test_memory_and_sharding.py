@@ -75,6 +75,17 @@ def test_sharding_makes_adamw_fit_where_replication_does_not() -> None:
     assert sharded.memory.fits is True
 
 
+def test_lora_adapters_do_not_let_the_frozen_models_size_rule_out_adamw() -> None:
+    """QLoRA fits a 65B fine-tune on one 48 GB GPU (Dettmers et al. 2023): gradients and state are the adapters'."""
+    base: dict[str, Any] = {"architecture": "llama", "phase": "fine_tuning", "num_parameters": 65 * 10**9}
+    base |= {"device_memory_gb": 48, "num_devices": 1}
+    full = recommend(base)
+    lora = recommend({**base, "adapter": "qlora"})
+    assert full.optimizer.name != "adamw" and full.memory.fits is not True
+    assert lora.optimizer.name == "adamw" and lora.memory.per_device_bytes is None
+    assert any(n.startswith("adapter lora: only the low-rank adapters") for n in lora.notes)
+
+
 def test_sharding_without_devices_is_said_and_shards_nothing() -> None:
     rec = recommend({"architecture": "gpt", "num_parameters": 10**9, "sharding": "zero3"})
     assert rec.memory.sharded == [] and rec.memory.num_devices == 1

@@ -66,6 +66,9 @@ VALID = [
     pytest.param({"sharding": "ZeRO-3"}, {"sharding": "zero3"}, id="sharding-zero-3"),
     pytest.param({"sharding": "FSDP"}, {"sharding": "fsdp"}, id="sharding-fsdp"),
     pytest.param({"sharding": "DDP"}, {"sharding": "none"}, id="sharding-ddp"),
+    pytest.param({"adapter": "QLoRA"}, {"adapter": "lora"}, id="adapter-qlora"),
+    pytest.param({"adapter": "PEFT"}, {"adapter": "lora"}, id="adapter-peft"),
+    pytest.param({"adapter": "full fine-tuning"}, {"adapter": "none"}, id="adapter-full"),
     pytest.param({"precision": "bfloat16"}, {"precision": "bf16"}, id="precision-bfloat16"),
     pytest.param({"precision": "half"}, {"precision": "fp16"}, id="precision-half"),
     pytest.param({"optimizer_state_precision": "8-bit"}, {"optimizer_state_precision": "8bit"}, id="state-8-bit"),
@@ -213,6 +216,7 @@ INVALID = [
     pytest.param({"goal": "fine-tunning"}, "goal", True, "fine_tuning", "fine-tunning", id="goal-misspelt-hyphen"),
     pytest.param({"rl_method": "valu"}, "rl_method", True, "value_based", "valu", id="rl_method-misspelt"),
     pytest.param({"phase": "pretrainin"}, "phase", True, "pretraining", "pretrainin", id="phase-misspelt"),
+    pytest.param({"adapter": "lorra"}, "adapter", True, "lora", "lorra", id="adapter-misspelt"),
     pytest.param({"sharding": "zero4"}, "sharding", True, "zero3", "zero4", id="sharding-unknown"),
     pytest.param({"precision": "bf61"}, "precision", True, "bf16", "bf61", id="precision-unknown"),
     pytest.param(
