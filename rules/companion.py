@@ -9,6 +9,10 @@ recipes of the *same architecture and phase, trained with the same optimizer fam
 one value; it is cited to them.  Recipes that disagree, or of another architecture, phase or optimizer
 family, fill nothing: their setting was chosen for a different job or update.
 
+The schedule's shape is filled the same way when the recipes agree on one that runs from its shape alone
+(constant, cosine or linear): off-policy RL recipes (SAC, TD3) keep the lr constant where the catalog's default
+would decay it.
+
 The warmup's length is the other such detail: 004 gives one figure for every job (10% of the steps, its NLP
 starting point), while the recipes of one job state their own, and those of LLM pre-training warm up for
 0.1-1% of the run (GPT-3 375M of 300B tokens, Brown et al. 2020 §2.3 / Table 2.1).  Where at least two recipes
@@ -25,10 +29,13 @@ from typing import Any, Final, NamedTuple
 
 from .recipes import RecipeEntry
 
-__all__ = ["SILENT_FIELDS", "Agreed", "agreed_details", "typical_warmup"]
+__all__ = ["FILLABLE_SCHEDULES", "SILENT_FIELDS", "Agreed", "agreed_details", "typical_warmup"]
 
 #: the training-plan keys the recipes may fill (train key -> recipe config attribute)
-SILENT_FIELDS: Final = {"clip_norm": "clip_norm"}
+SILENT_FIELDS: Final = {"clip_norm": "clip_norm", "schedule": "schedule"}
+#: the schedule shapes a fill may carry: they run from their shape alone (a step or poly schedule needs its
+#: milestones or power, which belong to the recipe that states them)
+FILLABLE_SCHEDULES: Final = frozenset({"constant", "cosine", "linear"})
 
 
 class Agreed(NamedTuple):
@@ -63,7 +70,7 @@ def agreed_details(
     for key, attr in SILENT_FIELDS.items():
         stating = [e for e in same if getattr(e.recipe.config, attr) is not None]
         values = {getattr(e.recipe.config, attr) for e in stating}
-        if len(values) == 1:
+        if len(values) == 1 and (key != "schedule" or values <= FILLABLE_SCHEDULES):
             out.append(Agreed(key, values.pop(), tuple(sorted(stating, key=lambda e: e.id))))
     return tuple(out)
 

@@ -555,7 +555,7 @@ class _Run:
             )
         agreed, warmup = found
         filled = [a for a in agreed if a.key not in train and a.value]
-        said = [f"every one trains with {a.key} {a.value:g}" for a in filled]
+        said = [f"every one trains with {a.key} {_shown(a.value)}" for a in filled]
         # the rules' warmup is on, with 004's one fraction for every job: the recipes of this job say how long
         warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
         if warmup is not None and warms:

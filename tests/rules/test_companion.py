@@ -55,10 +55,11 @@ def test_held_out_recipes_are_not_consulted() -> None:
 def test_disagreeing_recipes_fill_nothing() -> None:
     book = default_rulebook()
     entries = [e for e in book.recipes.values() if e.id in _bert_finetune_recipes()]
-    assert agreed_details(entries, "bert", "fine_tuning", "adaptive")[0].value == 1.0
-    # a copy of one recipe that states another value breaks the agreement
+    agreed = {a.key: a.value for a in agreed_details(entries, "bert", "fine_tuning", "adaptive")}
+    assert agreed == {"clip_norm": 1.0, "schedule": "linear"}
+    # a copy of one recipe that states other values breaks the agreement
     first = entries[0]
-    other_cfg = first.recipe.config.model_copy(update={"clip_norm": 5.0})
+    other_cfg = first.recipe.config.model_copy(update={"clip_norm": 5.0, "schedule": "cosine"})
     other = type(first)(
         **{
             **{f: getattr(first, f) for f in first.__dataclass_fields__},
@@ -69,6 +70,41 @@ def test_disagreeing_recipes_fill_nothing() -> None:
     # another optimizer family or phase: none of these recipes counts
     assert agreed_details(entries, "bert", "fine_tuning", "sgd") == ()
     assert agreed_details(entries, "bert", "pretraining", "adaptive") == ()
+
+
+@pytest.mark.parametrize(
+    ("profile", "schedule"),
+    [
+        # SAC recipes that state a schedule all keep the lr constant; the catalog's default for Adam decays it
+        ({"architecture": "sac", "phase": "from_scratch"}, "constant"),
+        ({"architecture": "td3", "phase": "from_scratch"}, "constant"),
+        # BERT fine-tuning recipes all decay linearly (004's row names no shape)
+        ({"architecture": "bert", "phase": "fine_tuning"}, "linear"),
+        # GPT pre-training recipes disagree (cosine, linear): the row's own choice stands
+        ({"architecture": "gpt", "phase": "pretraining"}, "cosine"),
+    ],
+    ids=["sac", "td3", "bert-finetune", "gpt-disagree"],
+)
+def test_the_schedule_shape_from_agreeing_recipes(profile: dict[str, object], schedule: str) -> None:
+    assert recommend(profile).schedule.name == schedule
+
+
+def test_a_schedule_that_needs_more_than_its_shape_is_not_filled() -> None:
+    """A step or poly schedule needs milestones or a power, which belong to the recipe that states them."""
+    book = default_rulebook()
+    entries = [e for e in book.recipes.values() if e.id in _bert_finetune_recipes()]
+    stepped = [
+        type(e)(
+            **{
+                **{f: getattr(e, f) for f in e.__dataclass_fields__},
+                "recipe": e.recipe.model_copy(
+                    update={"config": e.recipe.config.model_copy(update={"schedule": "step"})}
+                ),
+            }
+        )
+        for e in entries
+    ]
+    assert "schedule" not in {a.key for a in agreed_details(stepped, "bert", "fine_tuning", "adaptive")}
 
 
 def test_a_goal_implied_phase_is_noted_once_and_answers_repeat() -> None:
