@@ -3,8 +3,9 @@
 Imports only the standard library and pydantic: the recommend path never imports torch.
 """
 
+from .derive import derive_hyperparameters
 from .diagnose import Diagnosis, diagnose
-from .engine import derive_hyperparameters, recommend
+from .engine import recommend
 from .errors import FieldIssue, OptirecError, ProfileError, RulebookError, UnknownNameError
 from .loader import DATA_DIR, Rulebook, default_rulebook, load_rulebook
 from .profile import Profile, parse_profile, profile_field_options

@@ -27,9 +27,20 @@ import statistics
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
+from .construct import new as _new
+from .derive import shown
+from .loader import CACHE_LIMIT, Rulebook
 from .recipes import RecipeEntry
+from .recommendation import RationaleEntry
 
-__all__ = ["FILLABLE_SCHEDULES", "SILENT_FIELDS", "Agreed", "agreed_details", "typical_warmup"]
+__all__ = [
+    "FILLABLE_SCHEDULES",
+    "SILENT_FIELDS",
+    "Agreed",
+    "agreed_details",
+    "fill_silent",
+    "typical_warmup",
+]
 
 #: the training-plan keys the recipes may fill (train key -> recipe config attribute)
 SILENT_FIELDS: Final = {"clip_norm": "clip_norm", "schedule": "schedule"}
@@ -85,3 +96,55 @@ def typical_warmup(
     if len(ratios) < 2 or min(ratios) <= 0:
         return None
     return Agreed("warmup_ratio", round(statistics.median(ratios), 6), tuple(sorted(stating, key=lambda e: e.id)))
+
+
+def fill_silent(
+    book: Rulebook,
+    architecture: str | None,
+    phase: str | None,
+    chosen: str,
+    exclude: frozenset[str],
+    train: dict[str, Any],
+    notes: list[str],
+) -> RationaleEntry | None:
+    """Details the deciding rules (the seed row, or the recipe that decides) leave unsaid (clipping; the warmup's
+    length) taken from the recipes of the same architecture, phase and optimizer family (rules/companion.py);
+    the rationale entry that says so, or None."""
+    spec = book.optimizers[chosen]
+    key = ("agreed", architecture, phase, spec.family, exclude)
+    found = book.cache.get(key)
+    if found is None:
+        if len(book.cache) > CACHE_LIMIT:
+            book.cache.clear()
+        kept = [e for e in book.recipes.values() if e.id not in exclude]  # held out: not consulted
+        found = book.cache[key] = (
+            agreed_details(kept, architecture, phase, spec.family),
+            typical_warmup(kept, architecture, phase, spec.family),
+        )
+    agreed, warmup = found
+    filled = [a for a in agreed if a.key not in train and a.value]
+    said = [f"every one trains with {a.key} {shown(a.value)}" for a in filled]
+    # the rules' warmup is on, with 004's one fraction for every job: the recipes of this job say how long
+    warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
+    if warmup is not None and warms:
+        filled.append(warmup)
+        said.append(f"their median warmup is {warmup.value:.3g} of the run")
+    if not filled:
+        return None
+    for a in filled:
+        train[a.key] = a.value
+    ids = sorted({e.id for a in filled for e in a.recipes})
+    sources = "; ".join(sorted({e.citation for a in filled for e in a.recipes}))
+    what = "; ".join(said)
+    notes.append(f"The deciding rules are silent on it; of the published recipes of this job, {what} "
+                      f"({', '.join(ids)}).")  # fmt: skip
+    return _new(
+        RationaleEntry,
+        rule=book.recipe_rules[ids[0]].id,
+        source=sources,
+        level="recipe",
+        status="applied",
+        effect=f"Of the published recipes of this architecture and phase with this optimizer family, {what}; "
+        "the deciding rules say nothing of it.",
+        detail=f"from {', '.join(ids)} (rules/companion.py)",
+    )

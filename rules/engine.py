@@ -29,43 +29,39 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .alternatives import Ranked, rank_alternatives
-from .companion import agreed_details, typical_warmup
+from .companion import fill_silent
 from .construct import new as _new
 from .contradictions import contradictions
+from .derive import derive_hyperparameters, derive_with_notes, override_note
 from .job_length import job_batch, job_steps
-from .loader import CompiledRule, Rulebook, default_rulebook
+from .loader import CACHE_LIMIT, CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
 from .matching import Candidate, JobFacts, TableJob, job_key, nearest, table_distance
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
+from .recipe_answer import recipe_info
 from .recipes import RecipeEntry
 from .recommendation import (
     EMA,
-    AdaptedValue,
     Alternative,
     AvoidEntry,
     Clipping,
-    LRScaling,
     MemoryEstimate,
-    NearRecipe,
     OptimizerChoice,
     RationaleEntry,
-    RecipeInfo,
     Recommendation,
     RulebookInfo,
-    ScheduleSpec,
     TuningHint,
 )
+from .rule_match import Facts, match_rules
 from .training_plan import TRAIN_NOTES, hybrid_excluded, tuning_hints
 from .training_plan import param_groups as plan_param_groups
 from .training_plan import phases as plan_phases
 from .training_plan import schedule as plan_schedule
 
-__all__ = ["derive_hyperparameters", "recommend"]
+__all__ = ["recommend"]
 
 
-_RELAXABLE = frozenset({"family", "rl_method", "architecture"})
-_CACHE_LIMIT = 50_000  # memoized decisions and search spaces per rulebook before the memo is cleared
 _NO_TABLE = Candidate(None, 0.0)
 _NONE: frozenset[str] = frozenset()  # no recipe could be near: the row's distance is not computed
 #: the phase a goal implies when the profile states none (004 §2.5: zero-shot ability comes from pre-training)
@@ -101,160 +97,6 @@ class _Decision:
     override_notes: tuple[str, ...]  # values that an overriding rule replaced, avoid entries a recipe lifted
     alternatives: tuple[Ranked, ...]
     rationale: tuple[RationaleEntry, ...]
-
-
-class _Facts:
-    """What the profile says, in the shape rules match on."""
-
-    __slots__ = ("data", "flags", "inferred", "values")
-
-    def __init__(self, values: dict[str, str | None], flags: dict[str, bool], data: list[str], inferred: list[str]):
-        self.values = values
-        self.flags = flags
-        self.data = data
-        self.inferred = inferred
-
-    def holds(self, cond: tuple[str, frozenset[str] | bool], relaxed: bool = False) -> bool:
-        key, want = cond
-        if relaxed and key in _RELAXABLE:
-            return True
-        if isinstance(want, bool):
-            return self.flags.get(key, False) is want
-        if key == "data":
-            return any(d in want for d in self.data)
-        value = self.values.get(key)
-        return value is not None and value in want
-
-
-def _match(book: Rulebook, facts: _Facts) -> tuple[list[CompiledRule], set[str]]:
-    """Rules whose conditions hold (fallback rules only when no sibling row matched), least specific first."""
-    index = book.index
-    candidates: dict[int, CompiledRule] = {}
-    for key, value in facts.values.items():
-        if value is not None:
-            for cr in index.get((key, value), ()):
-                candidates[cr.rank] = cr
-    for d in facts.data:
-        for cr in index.get(("data", d), ()):
-            candidates[cr.rank] = cr
-    for key, flag in facts.flags.items():
-        if flag:
-            for cr in index.get((key, True), ()):
-                candidates[cr.rank] = cr
-    holds = facts.holds
-    matched: list[CompiledRule] = []
-    fallbacks: list[CompiledRule] = []
-    for cr in candidates.values():
-        if cr.fallback:
-            fallbacks.append(cr)
-        elif not cr.rest or all(holds(c) for c in cr.rest):
-            matched.append(cr)  # the first condition held already: the index found the rule by it
-    relaxed: set[str] = set()
-    for cr in fallbacks:
-        domain = cr.rule.when.domain
-        if any(m.rule.level == cr.rule.level and m.rule.when.domain == domain for m in matched):
-            continue
-        if all(holds(c) for c in cr.conditions):
-            matched.append(cr)
-        elif all(holds(c, relaxed=True) for c in cr.conditions):
-            matched.append(cr)
-            relaxed.add(cr.id)
-    matched.extend(book.unconditional)
-    matched.sort(key=_rank)
-    return matched, relaxed
-
-
-def _rank(cr: CompiledRule) -> int:
-    return cr.rank
-
-
-def derive_hyperparameters(
-    book: Rulebook, name: str, matched: list[CompiledRule]
-) -> tuple[dict[str, Any], CompiledRule | None]:
-    """Catalog defaults of ``name`` overridden by every matching rule written for it (most specific last,
-    rules marked ``overrides`` after all others).
-
-    Returns the hyperparameters and the rule that set the lr (None when it is the catalog default).
-    """
-    hp, lr_rule, _ = _derive_hyperparameters(book, name, matched)
-    return hp, lr_rule
-
-
-def _derive_hyperparameters(
-    book: Rulebook, name: str, matched: list[CompiledRule]
-) -> tuple[dict[str, Any], CompiledRule | None, tuple[str, ...]]:
-    """:func:`derive_hyperparameters`, plus a note for each value an overriding rule replaced."""
-    hp = dict(book.defaults[name])
-    accepts = _ACCEPTS[book.optimizers[name].family]
-    lr_rule: CompiledRule | None = None
-    setters = book.setters.get(name)
-    if not setters:
-        return hp, None, ()
-    late = setters & book.overriding  # rules marked overrides go after all others (usually none)
-    for cr in matched:  # ascending weight
-        if cr.rank not in setters or cr.rank in late:
-            continue
-        values = _set_values(cr, hp)
-        for k, v in values.items():
-            if k in hp or k in accepts:
-                hp[k] = v
-        if "lr" in values:
-            lr_rule = cr
-    notes: list[str] = []
-    if late:
-        for cr in matched:
-            if cr.rank not in late:
-                continue
-            values = _set_values(cr, hp)
-            for k, v in values.items():
-                if k in hp or k in accepts:
-                    origin = _set_by(matched, setters - late, k)
-                    if origin is not None and hp[k] != v:
-                        notes.append(_override_note(f"{name} {k}", v, cr.id, hp[k], origin))
-                    hp[k] = v
-            if "lr" in values:
-                lr_rule = cr
-    return hp, lr_rule, tuple(notes)
-
-
-def _set_values(cr: CompiledRule, hp: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The rule's ``set``, its ``beta1`` (the first beta alone) merged into ``hp``'s betas."""
-    values = cr.set_values
-    if "beta1" not in values:
-        return values
-    merged = {k: v for k, v in values.items() if k != "beta1"}
-    if "betas" in hp:
-        merged["betas"] = [values["beta1"], hp["betas"][1]]
-    return merged
-
-
-def _set_by(matched: list[CompiledRule], ranks: frozenset[int], key: str) -> str | None:
-    """The most specific of ``matched`` (with a rank in ``ranks``) whose ``set`` gives ``key``."""
-    for cr in reversed(matched):
-        if cr.rank in ranks and (key in cr.set_values or (key == "betas" and "beta1" in cr.set_values)):
-            return cr.id
-    return None
-
-
-def _override_note(setting: str, value: Any, rule_id: str, replaced: Any, origin: str) -> str:
-    """The note for a value that a rule marked ``overrides`` put in place of a more specific rule's."""
-    return (
-        f"{setting}: {_shown(value)} from {rule_id} replaces {_shown(replaced)} from {origin}; that property of the "
-        f"data decides it whatever the model (see {rule_id} in the rationale)"
-    )
-
-
-def _shown(value: Any) -> str:
-    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
-
-
-#: Hyperparameters a family accepts even if the catalog's defaults do not list them.
-_ACCEPTS: dict[str, tuple[str, ...]] = {
-    "sgd": ("momentum", "nesterov", "weight_decay", "dampening"),
-    "adaptive": ("weight_decay", "eps", "betas", "momentum", "alpha", "centered", "amsgrad"),
-    "second_order": ("weight_decay", "damping"),
-    "wrapper": ("lr", "weight_decay", "momentum", "betas"),
-}
 
 
 def recommend(
@@ -299,7 +141,7 @@ class _Run:
         self._steps_for: tuple[int | None, int | None] = (-1, None)  # (batch, total steps) last computed
 
     # ------------------------------------------------------------------ facts
-    def _facts(self) -> _Facts:
+    def _facts(self) -> Facts:
         p, pr = self.p, self.pr
         rl_method = p.rl_method
         if rl_method is None and p.architecture:
@@ -337,7 +179,7 @@ class _Run:
             "rl_method": rl_method,
             "goal": goal,
         }
-        return _Facts(values, flags, data, inferred)
+        return Facts(values, flags, data, inferred)
 
     def _phase(self) -> str | None:
         """The stated phase, or the one the goal implies (with a note, once)."""
@@ -423,7 +265,7 @@ class _Run:
                 covers |= job.covers
         if row is not None and covers != row.covers:
             row = replace(row, covers=covers)
-        if len(cache) > _CACHE_LIMIT:
+        if len(cache) > CACHE_LIMIT:
             cache.clear()
         cache[key] = row
         return row
@@ -432,7 +274,7 @@ class _Run:
     def result(self) -> Recommendation:
         book, p, pr = self.book, self.p, self.pr
         facts = self._facts()
-        matched, relaxed = _match(book, facts)
+        matched, relaxed = match_rules(book, facts)
         recipe, table, near = self._recipe(matched)
         if recipe is not None:
             matched.append(book.recipe_rules[recipe.id])  # the highest rank of all: it goes last
@@ -451,7 +293,7 @@ class _Run:
         )
         decision = book.cache.get(key)
         if decision is None:
-            if len(book.cache) > _CACHE_LIMIT:
+            if len(book.cache) > CACHE_LIMIT:
                 book.cache.clear()
             decision = book.cache[key] = self._decide(matched, relaxed, over_budget, newton_refused, facts)
 
@@ -469,7 +311,7 @@ class _Run:
         if batch is None:
             batch = train.get("batch_size")
         total = self._total_steps(batch)
-        companion = self._fill_silent(train, chosen)
+        companion = fill_silent(book, p.architecture, self._phase(), chosen, self.exclude, train, self.notes)
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)
@@ -512,7 +354,9 @@ class _Run:
             profile_echo["inferred_data"] = facts.inferred
         info = None
         if recipe is not None:
-            info = self._recipe_info(recipe, table, near, chosen, hp, scaling, schedule, clipping, batch)
+            info = recipe_info(
+                recipe, table, near, chosen, hp, scaling, schedule, clipping, batch, self.warnings, self.notes
+            )
         return _new(
             Recommendation,
             optimizer=_new(OptimizerChoice, name=chosen, hyperparameters=hp),
@@ -534,51 +378,6 @@ class _Run:
             profile=profile_echo,
             rulebook=self._rulebook_info(),
             recipe=info,
-        )
-
-    def _fill_silent(self, train: dict[str, Any], chosen: str) -> RationaleEntry | None:
-        """Details the deciding rules (the seed row, or the recipe that decides) leave unsaid (clipping; the warmup's
-        length) taken from the recipes of the same architecture, phase and optimizer family (rules/companion.py);
-        the rationale entry that says so, or None."""
-        book = self.book
-        spec = book.optimizers[chosen]
-        phase = self._phase()
-        key = ("agreed", self.p.architecture, phase, spec.family, self.exclude)
-        found = book.cache.get(key)
-        if found is None:
-            if len(book.cache) > _CACHE_LIMIT:
-                book.cache.clear()
-            kept = [e for e in book.recipes.values() if e.id not in self.exclude]  # held out: not consulted
-            found = book.cache[key] = (
-                agreed_details(kept, self.p.architecture, phase, spec.family),
-                typical_warmup(kept, self.p.architecture, phase, spec.family),
-            )
-        agreed, warmup = found
-        filled = [a for a in agreed if a.key not in train and a.value]
-        said = [f"every one trains with {a.key} {_shown(a.value)}" for a in filled]
-        # the rules' warmup is on, with 004's one fraction for every job: the recipes of this job say how long
-        warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
-        if warmup is not None and warms:
-            filled.append(warmup)
-            said.append(f"their median warmup is {warmup.value:.3g} of the run")
-        if not filled:
-            return None
-        for a in filled:
-            train[a.key] = a.value
-        ids = sorted({e.id for a in filled for e in a.recipes})
-        sources = "; ".join(sorted({e.citation for a in filled for e in a.recipes}))
-        what = "; ".join(said)
-        self.notes.append(f"The deciding rules are silent on it; of the published recipes of this job, {what} "
-                          f"({', '.join(ids)}).")  # fmt: skip
-        return _new(
-            RationaleEntry,
-            rule=book.recipe_rules[ids[0]].id,
-            source=sources,
-            level="recipe",
-            status="applied",
-            effect=f"Of the published recipes of this architecture and phase with this optimizer family, {what}; "
-            "the deciding rules say nothing of it.",
-            detail=f"from {', '.join(ids)} (rules/companion.py)",
         )
 
     def _avoid(self, decision: _Decision, newton_refused: bool) -> dict[str, AvoidEntry]:
@@ -607,77 +406,6 @@ class _Run:
                 source=pr.sources["memory"],
             )
         return avoid
-
-    def _recipe_info(
-        self,
-        recipe: RecipeEntry,
-        table: Candidate,
-        near: list[Candidate],
-        chosen: str,
-        hp: dict[str, Any],
-        scaling: LRScaling,
-        schedule: ScheduleSpec,
-        clipping: Clipping | None,
-        batch: int | None,
-    ) -> RecipeInfo:
-        """What of the recipe was carried to the caller's job, with from, to and why."""
-        cfg, job = recipe.recipe.config, recipe.recipe.job
-        adapted: list[AdaptedValue] = []
-
-        def changed(field: str, was: Any, now: Any, why: str) -> None:
-            if was != now:
-                adapted.append(_new(AdaptedValue, field=field, from_=was, to=now, why=why))
-
-        if chosen != cfg.optimizer:
-            why = next((w for w in self.warnings if cfg.optimizer in w), "a constraint of the profile rules it out")
-            changed("optimizer", cfg.optimizer, chosen, why)
-        else:
-            changed("lr", cfg.lr, hp.get("lr"), scaling.reason)
-            for key in ("momentum", "betas", "eps", "weight_decay", "alpha", "nesterov", "centered"):
-                stated = getattr(cfg, key)
-                if stated is not None and key in hp:
-                    value = list(stated) if isinstance(stated, tuple) else stated
-                    note = next((n for n in self.notes if n.startswith(f"{chosen} {key}:")), "a rule of the profile")
-                    changed(key, value, hp[key], note)
-        if job.batch_size is not None and batch is not None:
-            changed("batch_size", job.batch_size, batch, "your batch size; the lr follows it (see lr)")
-        if recipe.steps is not None and schedule.total_steps is not None:
-            changed("total_steps", recipe.steps, schedule.total_steps, "your run's length: warmup and step milestones "
-                    "keep their fractions of it")  # fmt: skip
-            if recipe.warmup_ratio and schedule.warmup_steps is not None:
-                changed("warmup_steps", round(recipe.warmup_ratio * recipe.steps), schedule.warmup_steps,
-                        f"{recipe.warmup_ratio:.3g} of the run, as the recipe warms up")  # fmt: skip
-        if cfg.schedule is not None:
-            why = (
-                "the recipe drops the lr when validation stops improving; a fixed plan approximates it with step decay"
-                if cfg.schedule == "plateau"
-                else next((n for n in self.notes if n.startswith("schedule:")), "a rule of the profile")
-            )
-            changed("schedule", cfg.schedule, schedule.name, why)
-        if cfg.clip_norm is not None:
-            changed(
-                "clip_norm", cfg.clip_norm or None, clipping.max_norm if clipping else None, "a rule of the profile"
-            )
-        return _new(
-            RecipeInfo,
-            id=recipe.id,
-            title=recipe.recipe.title,
-            source=recipe.citation,
-            distance=round(near[0].distance, 3) if near else 0.0,
-            table_distance=round(table.distance, 3),
-            adapted=adapted,
-            nearest=[
-                _new(
-                    NearRecipe,
-                    id=c.entry.id,
-                    title=c.entry.recipe.title,
-                    distance=round(c.distance, 3),
-                    optimizer=c.entry.recipe.config.optimizer,
-                )
-                for c in near[1:]
-                if c.entry is not None
-            ],
-        )
 
     def _rulebook_info(self) -> RulebookInfo:
         info: RulebookInfo | None = self.book.cache.get(("rulebook",))
@@ -714,7 +442,7 @@ class _Run:
         relaxed: set[str],
         over_budget: frozenset[str],
         newton_refused: bool,
-        facts: _Facts,
+        facts: Facts,
     ) -> _Decision:
         """Votes, eligibility, choice, derived settings, alternatives and rationale for a matched-rule set.
 
@@ -781,7 +509,7 @@ class _Run:
             decision_warnings = self.warnings[warnings_before:]
             del self.warnings[warnings_before:]
 
-        hp, lr_rule, hp_notes = _derive_hyperparameters(book, chosen, matched)
+        hp, lr_rule, hp_notes = derive_with_notes(book, chosen, matched)
         train, train_by, train_notes = self._train_settings(matched)
 
         alternatives = rank_alternatives(
@@ -875,7 +603,7 @@ class _Run:
         for cr in late:
             for k, v in cr.train_values.items():
                 if k in train and train[k] != v:
-                    notes.append(_override_note(k, v, cr.id, train[k], train_by[k]))
+                    notes.append(override_note(k, v, cr.id, train[k], train_by[k]))
                 train[k] = v
                 train_by[k] = cr.id
         return train, train_by, tuple(notes)
@@ -905,7 +633,7 @@ class _Run:
         cache = self.book.cache
         hints: tuple[TuningHint, ...] | None = cache.get(key)
         if hints is None:
-            if len(cache) > _CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
+            if len(cache) > CACHE_LIMIT:  # the lr is a continuous key: bound the memo here too
                 cache.clear()
             hints = cache[key] = tuning_hints(self.book, *args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)

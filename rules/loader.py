@@ -35,6 +35,7 @@ from .schema import (
 from .sources import Bibliography
 
 __all__ = [
+    "CACHE_LIMIT",
     "DATA_DIR",
     "LEVEL_WEIGHTS",
     "Rulebook",
@@ -61,6 +62,9 @@ LEVEL_WEIGHTS: dict[str, float] = {
 }
 #: Weight of a rule's 1st, 2nd, 3rd... preference.
 POSITION_WEIGHTS = (1.0, 0.5, 0.33, 0.25, 0.2)
+
+#: memoized entries per rulebook (``Rulebook.cache``: decisions, search spaces, fills) before the memo is cleared
+CACHE_LIMIT = 50_000
 
 VOCABULARY_KINDS = (
     "domain",

@@ -648,9 +648,11 @@ def test_changing_an_answer_leaves_the_next_one_alone(profile: dict[str, Any]) -
 def test_the_memo_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """Decisions are memoized per matched-rule set and search spaces per lr: a stream of profiles that
     always hit the same decision but each bring a new lr must not grow the memo without bound."""
+    import optirec.rules.companion as companion
     import optirec.rules.engine as engine
 
-    monkeypatch.setattr(engine, "_CACHE_LIMIT", 40)
+    for module in (engine, companion):  # every module that memoizes in the rulebook's cache
+        monkeypatch.setattr(module, "CACHE_LIMIT", 40)
     book = load_rulebook()
     for i in range(400):
         recommend({"architecture": "resnet", "batch_size": 64 + i, "num_parameters": 1_000_000 + i}, rulebook=book)
