@@ -53,7 +53,7 @@ class ValueLearning(Workload):
     name: ClassVar[str] = "dqn"
     family: ClassVar[str] = "value"
     description: ClassVar[str] = "DQN-style Q-learning (replay + target network) on a chain MDP, scored against Q*"
-    architectures: ClassVar[tuple[str, ...]] = ("dqn", "ppo", "rainbow", "sac", "td3", "a2c")
+    architectures: ClassVar[tuple[str, ...]] = ("dqn", "ppo", "rainbow", "sac", "td3", "a2c", "impala")
     domains: ClassVar[tuple[str, ...]] = ("reinforcement_learning",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"non_stationary", "noisy"})
     metric_name: str = "q_error"

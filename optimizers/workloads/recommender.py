@@ -52,7 +52,7 @@ class EmbeddingRecommender(Workload):
     family: ClassVar[str] = "recommender"
     description: ClassVar[str] = "user/item embeddings + MLP tower predicting clicks on Zipf-popular synthetic items"
     architectures: ClassVar[tuple[str, ...]] = (
-        "embedding", "dlrm", "ncf", "two_tower", "wide_and_deep", "deepfm", "sasrec",
+        "embedding", "dlrm", "ncf", "two_tower", "wide_and_deep", "deepfm", "sasrec", "bert4rec",
     )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("recommender",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"sparse_features", "imbalanced"})
