@@ -124,7 +124,15 @@ class TrialRequest(BaseModel):
         json_schema_extra=_enum_schema(DEVICES),
     )
     seed: JsonInt = Field(default=0, ge=0, le=2**32 - 1)
-    size: JsonInt = Field(default=1, ge=1, description="Workload scale (at most the server's limit).")
+    size: JsonInt = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Workload scale (at most the server's limit). A trial whose peak memory, estimated from its "
+            "workload, size and steps before it starts, passes the server's trial memory limit is refused "
+            "with a 422 that names the estimate and the limit."
+        ),
+    )
     race: JsonInt = Field(
         default=0,
         ge=0,

@@ -147,11 +147,20 @@ def test_fuzz_counts_a_documented_pair_only_for_its_own_answer(
     spec.loader.exec_module(fuzz)
     diagnose = ("positive_data_acceptance", "POST /diagnose")
     cancel = ("use_after_free", "DELETE /trials/{trial_id}")
+    trials = ("positive_data_acceptance", "POST /trials")
+    memory = '{"message": "size: the trial would need about 59,941 MiB for transformer_lm at size 8 ..."}'
+    cuda = '{"message": "device: trial workers have no CUDA device"}'
     failures = {
         diagnose: ['{"message": "val_steps: has 0 step(s) for 1 point(s): give one step per point"}', '{"other": 1}'],
         cancel: ["anything"],
+        trials: [memory, cuda, '{"message": "steps: something else"}'],
         ("not_a_server_error", "POST /trials"): ["500"],
     }
     failing, documented = fuzz.split_documented(failures)
-    assert failing == {diagnose: ['{"other": 1}'], ("not_a_server_error", "POST /trials"): ["500"]}
-    assert documented == {diagnose: [failures[diagnose][0]], cancel: ["anything"]}
+    assert failing == {
+        diagnose: ['{"other": 1}'],
+        trials: ['{"message": "steps: something else"}'],
+        ("not_a_server_error", "POST /trials"): ["500"],
+    }
+    assert documented == {diagnose: [failures[diagnose][0]], cancel: ["anything"], trials: [memory, cuda]}
+    assert fuzz.documented_reason(trials, memory) != fuzz.documented_reason(trials, cuda)
