@@ -64,12 +64,12 @@ ARCHITECTURE_WORKLOADS: dict[str, str] = {
         "retinanet",
         "vit": "vit deit swin mae dino clip detr dit",
         "transformer_lm": "gpt bert t5 transformer roberta albert electra bart llama wav2vec2 whisper conformer",
-        "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft",
+        "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft timesnet",
         "mlp": "mlp tabnet ft_transformer",
-        "recommender": "embedding dlrm ncf two_tower wide_and_deep deepfm sasrec",
+        "recommender": "embedding dlrm ncf two_tower wide_and_deep deepfm sasrec bert4rec",
         "gan": "gan_generator gan_discriminator wgan_gp stylegan biggan",
         "unet": "unet nnunet deeplab segformer ddpm latent_diffusion",
-        "dqn": "dqn ppo rainbow sac td3 a2c",
+        "dqn": "dqn ppo rainbow sac td3 a2c impala",
     }.items()
     for arch in archs.split()
 }
