@@ -9,7 +9,7 @@ from typing import Any
 
 from .loader import CompiledRule, Rulebook
 
-__all__ = ["derive_hyperparameters", "derive_with_notes", "override_note", "shown"]
+__all__ = ["derive_hyperparameters", "derive_with_notes", "override_note", "shown", "train_settings"]
 
 
 def derive_hyperparameters(
@@ -99,3 +99,28 @@ _ACCEPTS: dict[str, tuple[str, ...]] = {
     "second_order": ("weight_decay", "damping"),
     "wrapper": ("lr", "weight_decay", "momentum", "betas"),
 }
+
+
+def train_settings(
+    book: Rulebook, matched: list[CompiledRule]
+) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
+    """The training settings of the matched rules: a more specific rule's win, except that a rule
+    marked ``overrides`` (a data property that makes a setting wrong for any model) wins over
+    all; each value it replaces is noted."""
+    train: dict[str, Any] = {}
+    train_by: dict[str, str] = {}
+    overriding = book.overriding
+    late = [cr for cr in matched if cr.rank in overriding]  # usually none
+    for cr in matched:
+        if cr.train_values and cr.rank not in overriding:
+            for k, v in cr.train_values.items():
+                train[k] = v
+                train_by[k] = cr.id
+    notes = []
+    for cr in late:
+        for k, v in cr.train_values.items():
+            if k in train and train[k] != v:
+                notes.append(override_note(k, v, cr.id, train[k], train_by[k]))
+            train[k] = v
+            train_by[k] = cr.id
+    return train, train_by, tuple(notes)

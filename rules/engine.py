@@ -32,13 +32,14 @@ from .alternatives import Ranked, rank_alternatives
 from .companion import fill_silent
 from .construct import new as _new
 from .contradictions import contradictions
-from .derive import derive_hyperparameters, derive_with_notes, override_note
+from .derive import derive_hyperparameters, derive_with_notes, train_settings
 from .job_length import job_batch, job_steps
 from .loader import CACHE_LIMIT, CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
 from .matching import Candidate, JobFacts, TableJob, job_key, nearest, table_distance
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
+from .rationale import rationale
 from .recipe_answer import recipe_info
 from .recipes import RecipeEntry
 from .recommendation import (
@@ -510,7 +511,7 @@ class _Run:
             del self.warnings[warnings_before:]
 
         hp, lr_rule, hp_notes = derive_with_notes(book, chosen, matched)
-        train, train_by, train_notes = self._train_settings(matched)
+        train, train_by, train_notes = train_settings(self.book, matched)
 
         alternatives = rank_alternatives(
             book,
@@ -532,7 +533,7 @@ class _Run:
             train=train,
             override_notes=hp_notes + train_notes + tuple(lifted),
             alternatives=alternatives,
-            rationale=tuple(self._rationale(matched, relaxed, chosen, train_by, lr_rule)),
+            rationale=tuple(rationale(self.book, matched, relaxed, chosen, train_by, lr_rule)),
         )
 
     # ------------------------------------------------------------------ steps
@@ -586,28 +587,6 @@ class _Run:
                     "alternatives."
                 )
 
-    def _train_settings(self, matched: list[CompiledRule]) -> tuple[dict[str, Any], dict[str, str], tuple[str, ...]]:
-        """The training settings of the matched rules: a more specific rule's win, except that a rule
-        marked ``overrides`` (a data property that makes a setting wrong for any model) wins over
-        all; each value it replaces is noted."""
-        train: dict[str, Any] = {}
-        train_by: dict[str, str] = {}
-        overriding = self.book.overriding
-        late = [cr for cr in matched if cr.rank in overriding]  # usually none
-        for cr in matched:
-            if cr.train_values and cr.rank not in overriding:
-                for k, v in cr.train_values.items():
-                    train[k] = v
-                    train_by[k] = cr.id
-        notes = []
-        for cr in late:
-            for k, v in cr.train_values.items():
-                if k in train and train[k] != v:
-                    notes.append(override_note(k, v, cr.id, train[k], train_by[k]))
-                train[k] = v
-                train_by[k] = cr.id
-        return train, train_by, tuple(notes)
-
     def _search_space(
         self, chosen: str, hp: dict[str, Any], batch: int | None, train: dict[str, Any]
     ) -> tuple[dict[str, list[float]], list[TuningHint]]:
@@ -637,58 +616,3 @@ class _Run:
                 cache.clear()
             hints = cache[key] = tuning_hints(self.book, *args)
         return {h.name: [h.low, h.high] for h in hints}, list(hints)
-
-    def _rationale(
-        self,
-        matched: list[CompiledRule],
-        relaxed: set[str],
-        chosen: str,
-        train_by: dict[str, str],
-        lr_rule: CompiledRule | None,
-    ) -> list[RationaleEntry]:
-        used = set(train_by.values())
-        if lr_rule is not None:
-            used.add(lr_rule.id)
-        cache = self.book.cache
-        out: list[RationaleEntry] = []
-        for cr in reversed(matched):
-            rid = cr.rule.id
-            key = ("rationale", cr.rank, chosen, rid in relaxed, rid in used)
-            entry = cache.get(key)
-            if entry is None:
-                entry = cache[key] = self._rationale_entry(cr, chosen, rid in relaxed, rid in used)
-            out.append(entry)
-        return out
-
-    @staticmethod
-    def _rationale_entry(cr: CompiledRule, chosen: str, relaxed: bool, used: bool) -> RationaleEntry:
-        rule = cr.rule
-        detail: str | None = None
-        status: Any
-        if rule.prefer and rule.prefer[0] == chosen:
-            status = "chosen"
-        elif chosen in rule.prefer:
-            status = "supports"
-            detail = f"ranks {chosen} #{rule.prefer.index(chosen) + 1}"
-        elif rule.prefer:
-            status = "outvoted"
-            detail = f"prefers {', '.join(rule.prefer)}; a more specific rule or a constraint decided"
-        elif rule.avoid:
-            status = "avoid"
-        elif used:
-            status = "applied"
-        else:
-            status = "info"
-        if rule.avoid and status != "avoid":
-            detail = (detail + "; " if detail else "") + f"rules out {', '.join(rule.avoid)}"
-        if relaxed:
-            detail = (detail + "; " if detail else "") + "assumed: the profile does not narrow the domain to a row"
-        return _new(
-            RationaleEntry,
-            rule=cr.id,
-            source=rule.source,
-            level=rule.level,
-            status=status,
-            effect=rule.effect,
-            detail=detail,
-        )
