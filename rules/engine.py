@@ -248,9 +248,13 @@ class _Run:
         return None, table, found
 
     def _table_row(self, matched: list[CompiledRule]) -> TableJob | None:
-        """The most specific matched row that describes a job, covering what every matched row's conditions
-        guarantee (they all apply); memoized by the matched rules."""
-        key = ("row", *(cr.rank for cr in matched))
+        """The most specific matched row that describes a job, covering what the conditions of every matched row
+        that shapes the answer guarantee (they all apply); memoized by the matched rules.
+
+        Under soft memory pressure (no device memory given) the constraint rows only order the alternatives
+        (see :meth:`_decide`), so their conditions (a large model) say nothing about the answer's job."""
+        soft = self.soft_pressure and self.budget is None
+        key = ("row", soft, *(cr.rank for cr in matched))
         cache = self.book.cache
         if key in cache:
             found: TableJob | None = cache[key]
@@ -263,7 +267,8 @@ class _Run:
             if job is not None:
                 if row is None:
                     row = job
-                covers |= job.covers
+                if not (soft and cr.rule.level == "constraint"):
+                    covers |= job.covers
         if row is not None and covers != row.covers:
             row = replace(row, covers=covers)
         if len(cache) > CACHE_LIMIT:

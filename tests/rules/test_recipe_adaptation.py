@@ -87,6 +87,21 @@ def test_a_memory_limit_still_overrules_a_recipe() -> None:
     assert changed["optimizer"].from_ == "adamw" and changed["optimizer"].to == rec.optimizer.name
 
 
+def test_a_large_model_row_that_only_orders_the_alternatives_does_not_make_the_table_nearer() -> None:
+    # OPT-6.7B's job, GPT-3 6.7B at hand (Brown et al. 2020 Table 2.1: lr 1.2e-4). Without device memory the
+    # memory rows only order the alternatives, so their large-model condition says nothing about the table's
+    # job: the GPT row (6e-4 for 125M, carried by the size law to 2.7e-4) may not beat the recipe at this size.
+    rec = recommend(_job("opt.6_7b.pretraining"), exclude_recipes=frozenset({"opt.6_7b.pretraining"}))
+    assert rec.recipe is not None and rec.recipe.id == "gpt3.6_7b.pretraining", rec.recipe
+    assert rec.optimizer.hyperparameters["lr"] == pytest.approx(1.2e-4, rel=0.05)
+    assert "constraint.memory.large_model" in {r.rule for r in rec.rationale}  # it matched, and did not decide
+    # with a device that cannot hold AdamW's state, the memory rows decide, and the recipe still names the job
+    limited = recommend(
+        _job("opt.6_7b.pretraining", device_memory_gb=40), exclude_recipes=frozenset({"opt.6_7b.pretraining"})
+    )
+    assert limited.optimizer.name != "adamw"
+
+
 @pytest.mark.parametrize(
     ("profile", "phase"),
     [
