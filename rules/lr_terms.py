@@ -218,11 +218,13 @@ def _batch_reason(job: LrJob, lr_rule: CompiledRule | None, kind: str, batch: in
         )
     elif kind == "linear":
         stated = job.recipe is not None and job.recipe.recipe.config.lr_scaling == "linear"
-        reason = (
-            f"the recipe's own linear rule: lr x {batch}/{ref} ({job.recipe.citation})"
-            if stated and job.recipe is not None
-            else f"linear scaling rule for the SGD family: lr x {batch}/{ref} ({pr.sources['linear_scaling']})"
-        )
+        own = lr_rule.rule.batch_rule
+        if stated and job.recipe is not None:
+            reason = f"the recipe's own linear rule: lr x {batch}/{ref} ({job.recipe.citation})"
+        elif own is not None and own.kind == "linear":
+            reason = f"{lr_rule.rule.id}'s own linear rule: lr x {batch}/{ref} ({own.source})"
+        else:
+            reason = f"linear scaling rule for the SGD family: lr x {batch}/{ref} ({pr.sources['linear_scaling']})"
     else:
         reason = (
             "adaptive optimizers scale the lr with the square root of the batch ratio, since a larger "
@@ -258,6 +260,8 @@ def scale_lr(
     """Carry the lr of ``lr_rule`` (or the catalog default) to the caller's job; ``hp['lr']`` is updated."""
     if job.recipe is not None and job.recipe.recipe.config.lr_scaling is not None:
         kind = job.recipe.recipe.config.lr_scaling  # the recipe's own stated rule
+    elif lr_rule is not None and lr_rule.rule.batch_rule is not None and kind != "none":
+        kind = lr_rule.rule.batch_rule.kind  # the row's source states how its lr follows the batch
     base_lr = float(hp.get("lr", 0.0))
     if "lr_factor" in train:
         base_lr *= train["lr_factor"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SEED_IDS = ("000", "001", "002", "003", "004")
 _SOURCE_RE = re.compile(r"^(?:(?:000|001|002|003|004) \S.*|external: \S.*)$")
@@ -176,6 +176,14 @@ class ReferenceModel(_Strict):
     source: Source
 
 
+class BatchRule(_Strict):
+    """How the row's own source carried its lr to other batch sizes: it replaces the optimizer's catalog rule
+    (004 §6.4.3) for the lr this row sets, as a recipe's stated ``lr_scaling`` does for a recipe."""
+
+    kind: Literal["linear", "sqrt"]
+    source: Source
+
+
 class Rule(_Strict):
     """One cited piece of selection knowledge (a table row, a guide line, a principle)."""
 
@@ -194,9 +202,19 @@ class Rule(_Strict):
     #: setting wrong whatever the model (a drifting stream cannot take an lr annealed to zero)
     overrides: bool = False
     base_batch_size: int | None = Field(default=None, ge=1)
+    #: the batch rule the row's source states for its lr (needs ``base_batch_size`` and an lr in ``set``)
+    batch_rule: BatchRule | None = None
     reference_model: ReferenceModel | None = None
     effect: str = Field(min_length=10)
     row: dict[str, str] = {}
+
+    @field_validator("batch_rule")
+    @classmethod
+    def _batch_rule_has_a_batch(cls, value: BatchRule | None, info: ValidationInfo) -> BatchRule | None:
+        hp = info.data.get("set")
+        if value is not None and (info.data.get("base_batch_size") is None or hp is None or hp.lr is None):
+            raise ValueError("a batch rule needs the row's base_batch_size and an lr in its set (the lr it carries)")
+        return value
 
     @property
     def hyper_targets(self) -> list[str]:

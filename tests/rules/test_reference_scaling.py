@@ -358,3 +358,29 @@ def test_the_added_warmup_lasts_five_epochs_where_the_runs_epochs_are_known(
     assert rec.schedule.warmup_ratio == pytest.approx(min(ratio, _PR.default_warmup_ratio), rel=1e-4)
     (note,) = [n for n in rec.notes if "gradual warmup" in n]
     assert "5 epochs" in note and "Goyal et al. 2017" in note
+
+
+#: (id, profile, optimizer, lr, batch rule): a row whose source states its own batch rule follows it
+OWN_BATCH_RULE = [
+    # Tan & Le 2019's official script scales RMSprop's 0.016 per 256 images linearly (0.128 at 2048)
+    ("efficientnet-2048", {"architecture": "efficientnet", "batch_size": 2048}, "rmsprop", 0.128, "linear"),
+    ("efficientnet-64", {"architecture": "efficientnet", "batch_size": 64}, "rmsprop", 0.004, "linear"),
+    # a row that states none keeps the optimizer's catalog rule: Adam's square root (004 §6.4.3)
+    ("lstm-256", {"architecture": "lstm", "batch_size": 256}, "adam", 2e-3, "sqrt"),
+]
+
+
+@pytest.mark.parametrize(
+    ("profile", "optimizer", "lr", "rule"), [r[1:] for r in OWN_BATCH_RULE], ids=[r[0] for r in OWN_BATCH_RULE]
+)
+def test_a_rows_own_batch_rule_replaces_the_catalog_rule(
+    profile: dict[str, object], optimizer: str, lr: float, rule: str
+) -> None:
+    rec = recommend(profile)
+    assert rec.optimizer.name == optimizer
+    assert rec.optimizer.hyperparameters["lr"] == pytest.approx(lr, rel=1e-3)
+    assert rec.lr_scaling is not None and rec.lr_scaling.rule == rule
+    stated = _BOOK.rules[f"architecture.{profile['architecture']}"].batch_rule
+    if stated is not None:
+        assert f"architecture.{profile['architecture']}'s own linear rule" in rec.lr_scaling.reason
+        assert stated.source.removeprefix("external: ") in rec.lr_scaling.reason

@@ -129,6 +129,9 @@ def test_files_that_are_not_toml_do_not_count(data_copy: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- malformed files
 # (file, old text, new text, expected .file, .rule, .field, text the message must contain)
+#: the EfficientNet row's reference batch and its own batch rule (Tan & Le 2019's official script)
+EFFICIENTNET_BATCH = 'base_batch_size = 256\ntrain = { batch_size = 256, schedule = "exponential", ema_decay = 0.9999 }\nbatch_rule = { kind = "linear"'
+
 MALFORMED = [
     pytest.param(
         "architectures.rules.toml",
@@ -148,6 +151,26 @@ MALFORMED = [
         "avoid",
         "unknown optimizer 'sgdd'",
         id="unknown-optimizer-in-avoid",
+    ),
+    pytest.param(
+        "architectures.rules.toml",
+        EFFICIENTNET_BATCH,
+        EFFICIENTNET_BATCH.replace("base_batch_size = 256\n", ""),
+        "architectures.rules.toml",
+        "architecture.efficientnet",
+        "batch_rule",
+        "needs the row's base_batch_size",
+        id="batch-rule-without-a-reference-batch",
+    ),
+    pytest.param(
+        "architectures.rules.toml",
+        EFFICIENTNET_BATCH,
+        EFFICIENTNET_BATCH.replace('kind = "linear"', 'kind = "cubic"'),
+        "architectures.rules.toml",
+        "architecture.efficientnet",
+        "batch_rule.kind",
+        "'linear' or 'sqrt'",
+        id="batch-rule-of-unknown-kind",
     ),
     pytest.param(
         "architectures.rules.toml",
