@@ -92,8 +92,8 @@ class CharLM(Workload):
     family: ClassVar[str] = "transformer_lm"
     description: ClassVar[str] = "causal character-level transformer LM on Python standard-library source"
     architectures: ClassVar[tuple[str, ...]] = (
-        "gpt", "bert", "t5", "transformer", "roberta", "albert", "electra", "bart", "llama", "wav2vec2", "whisper",
-        "conformer",
+        "gpt", "bert", "t5", "transformer", "roberta", "deberta", "xlnet", "albert", "electra", "bart", "llama",
+        "wav2vec2", "whisper", "conformer",
     )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("nlp", "llm", "speech")
     supported_traits: ClassVar[frozenset[str]] = frozenset({"variable_length_sequences", "noisy"})

@@ -63,7 +63,8 @@ ARCHITECTURE_WORKLOADS: dict[str, str] = {
         "cnn": "resnet efficientnet yolo mask_rcnn cnn convnext mobilenet vgg wide_resnet densenet simclr moco byol "
         "retinanet",
         "vit": "vit deit swin mae dino clip detr dit",
-        "transformer_lm": "gpt bert t5 transformer roberta albert electra bart llama wav2vec2 whisper conformer",
+        "transformer_lm": "gpt bert t5 transformer roberta deberta xlnet albert electra bart llama wav2vec2 whisper "
+        "conformer",
         "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft timesnet",
         "mlp": "mlp tabnet ft_transformer",
         "recommender": "embedding dlrm ncf two_tower wide_and_deep deepfm sasrec bert4rec",

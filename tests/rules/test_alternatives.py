@@ -68,14 +68,14 @@ NAMED: list[tuple[str, dict[str, Any], str, list[tuple[str, str]]]] = [
             (
                 "sgd",
                 "1st choice of constraint.memory_limited (004 §2.2 memory-constrained environment); adamw is ahead as "
-                "the 1st choice of recipe.gpt3.6_7b.pretraining (recipe level); listed early for memory: no optimizer state "
-                "(adamw: 2x)",
+                "the 1st choice of recipe.gpt3.6_7b.pretraining (recipe level); listed early for memory: no optimizer "
+                "state (adamw: 2x)",
             ),
             (
                 "lion",
                 "2nd choice of constraint.memory.large_model (004 §6.5.1 Adafactor); adamw is ahead as the 1st choice "
-                "of recipe.gpt3.6_7b.pretraining (recipe level); listed early for memory: optimizer state 1x the parameters "
-                "(adamw: 2x)",
+                "of recipe.gpt3.6_7b.pretraining (recipe level); listed early for memory: optimizer state 1x the "
+                "parameters (adamw: 2x)",
             ),
         ],
     ),

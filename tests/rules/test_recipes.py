@@ -111,31 +111,43 @@ def test_a_family_the_tables_lack_is_answered_from_its_recipes() -> None:
     assert any(e.level == "recipe" and e.status == "chosen" for e in rec.rationale)
 
 
-#: architectures once filed under a neighbour (BERT4Rec as SASRec, TimesNet as Informer, IMPALA as A2C): each is
-#: its own model, and its recipes answer for it; the neighbour keeps its own
+#: architectures once filed under a neighbour (BERT4Rec as SASRec, TimesNet as Informer, IMPALA as A2C, DeBERTa and
+#: XLNet as BERT): each is its own model, and its recipes answer for it; the neighbour keeps its own.
+#: (architecture, recipe id prefix, optimizer or None, phase or None): DeBERTa and XLNet publish only fine-tuning
+#: recipes here, so their jobs say so
 OWN_ARCHITECTURE = [
-    ("bert4rec", "bert4rec.", "adamw"),
-    ("sasrec", "sasrec.", "adam"),
-    ("timesnet", "timesnet.", None),
-    ("informer", "", None),
-    ("impala", "impala.", "rmsprop"),
-    ("a2c", "a2c.", "rmsprop"),
+    ("bert4rec", "bert4rec.", "adamw", None),
+    ("sasrec", "sasrec.", "adam", None),
+    ("timesnet", "timesnet.", None, None),
+    ("informer", "", None, None),
+    ("impala", "impala.", "rmsprop", None),
+    ("a2c", "a2c.", "rmsprop", None),
+    ("deberta", "deberta", "adamw", "fine_tuning"),
+    ("xlnet", "xlnet.", "adam", "fine_tuning"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("architecture", "prefix", "optimizer"), OWN_ARCHITECTURE, ids=[c[0] for c in OWN_ARCHITECTURE]
+    ("architecture", "prefix", "optimizer", "phase"), OWN_ARCHITECTURE, ids=[c[0] for c in OWN_ARCHITECTURE]
 )
 def test_a_model_is_answered_from_its_own_recipes_not_a_neighbours(
-    architecture: str, prefix: str, optimizer: str | None
+    architecture: str, prefix: str, optimizer: str | None, phase: str | None
 ) -> None:
-    rec = recommend({"architecture": architecture})
+    rec = recommend({"architecture": architecture, **({"phase": phase} if phase else {})})
     assert rec.recipe is not None
-    others = {a for a, _, _ in OWN_ARCHITECTURE if a != architecture}
+    others = {a for a, *_ in OWN_ARCHITECTURE if a != architecture}
     assert _BOOK.recipes[rec.recipe.id].recipe.job.architecture == architecture, rec.recipe.id
     assert rec.recipe.id.startswith(prefix) and not any(rec.recipe.id.startswith(f"{o}.") for o in others)
     if optimizer is not None:
         assert rec.optimizer.name == optimizer
+
+
+def test_a_bert_fine_tuning_job_is_not_answered_by_its_descendants_recipes() -> None:
+    # MNLI-sized BERT fine-tuning: DeBERTa's 7e-6/1e-5 (He et al. 2021) are for DeBERTa; the BERT row (004 §2.3)
+    # or a BERT recipe answers, inside BERT's own 2e-5..5e-5 (Devlin et al. 2019 §A.3)
+    rec = recommend({"architecture": "bert", "phase": "fine_tuning", "batch_size": 32, "dataset_size": 392_702})
+    assert rec.recipe is None or _BOOK.recipes[rec.recipe.id].recipe.job.architecture == "bert"
+    assert 2e-5 <= rec.optimizer.hyperparameters["lr"] <= 5e-5
 
 
 #: (profile, whether the answer comes from a LoRA recipe, the lr's bounds): LoRA recipes (Hu et al. 2021,

@@ -130,7 +130,10 @@ def test_files_that_are_not_toml_do_not_count(data_copy: Path) -> None:
 # ---------------------------------------------------------------------------------------- malformed files
 # (file, old text, new text, expected .file, .rule, .field, text the message must contain)
 #: the EfficientNet row's reference batch and its own batch rule (Tan & Le 2019's official script)
-EFFICIENTNET_BATCH = 'base_batch_size = 256\ntrain = { batch_size = 256, schedule = "exponential", ema_decay = 0.9999 }\nbatch_rule = { kind = "linear"'
+EFFICIENTNET_BATCH = (
+    'base_batch_size = 256\ntrain = { batch_size = 256, schedule = "exponential", ema_decay = 0.9999 }\n'
+    'batch_rule = { kind = "linear"'
+)
 
 MALFORMED = [
     pytest.param(
