@@ -283,9 +283,9 @@ def _agreement(exclude_self: bool) -> tuple[float, float]:
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 19's leave-one-out target is not met: mean 0.74, lr within 2x 62% (bench/recipes.py); neighbouring "
-    "published recipes disagree with each other more often than that (their lrs differ by more than 2x about 40% "
-    "of the time). Strict: the day the target is met this test fails and the marker must go.",
+    reason="issue 19's leave-one-out target is not met: mean 0.75, lr within 2x 65% (bench/recipes.py); for 52 of "
+    "the 240 recipes no other recipe of the same architecture, phase and optimizer family has an lr within 2x of "
+    "theirs. Strict: the day the target is met this test fails and the marker must go.",
 )
 def test_leave_one_out_agreement_meets_its_target() -> None:
     mean, lr = _agreement(exclude_self=True)
