@@ -59,6 +59,25 @@ def _share(values: list[bool]) -> str:
     return f"{sum(values) / len(values):6.0%} ({sum(values)}/{len(values)})" if values else "     -"
 
 
+def _without_a_peer_within_2x(library: list[Any], wanted: list[Any]) -> list[str]:
+    """The recipes whose published lr no other recipe of the same architecture, phase and optimizer family
+    matches within 2x: hidden, their own job's recipes cannot give it back."""
+    out = []
+    for e in wanted:
+        job = e.recipe.job
+        peers = [
+            o
+            for o in library
+            if o.id != e.id
+            and o.recipe.job.architecture == job.architecture
+            and o.recipe.job.phase == job.phase
+            and o.optimizer_family == e.optimizer_family
+        ]
+        if not any(0.5 <= o.recipe.config.lr / e.recipe.config.lr <= 2 for o in peers):
+            out.append(e.id)
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules-dir", type=Path, default=None, help="knowledge base to score (default: bundled)")
@@ -107,6 +126,12 @@ def main() -> int:
     print()
     print(f"leave-one-out mean agreement: {means['loo']:.3f} (target >= {TARGET_MEAN})")
     print(f"leave-one-out lr within 2x: {lr_share:.0%} (target >= {TARGET_LR:.0%})")
+    lonely = _without_a_peer_within_2x(list(book.recipes.values()), wanted)
+    print(
+        f"without a peer: {len(lonely)} of {len(wanted)} recipes have no other recipe of the same architecture, phase "
+        "and optimizer family with an lr within 2x of theirs (hidden, only the seed tables or an adaptation can give "
+        "their lr back)"
+    )
     if args.show:
         print()
         rows = sorted(results["loo"][1], key=lambda r: sum(r[1].values()) / len(r[1]))
