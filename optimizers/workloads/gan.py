@@ -46,7 +46,9 @@ class MixtureGAN(Workload):
     name: ClassVar[str] = "gan"
     family: ClassVar[str] = "gan"
     description: ClassVar[str] = "GAN (generator + discriminator MLPs) on a 2-D mixture of 8 Gaussians"
-    architectures: ClassVar[tuple[str, ...]] = ("gan_generator", "gan_discriminator", "wgan_gp", "stylegan", "biggan")
+    architectures: ClassVar[tuple[str, ...]] = (
+        "gan_generator", "gan_discriminator", "wgan", "wgan_gp", "stylegan", "biggan",
+    )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("generative",)
     metric_name: str = "mode_quality"
     higher_is_better: bool = True

@@ -68,7 +68,7 @@ ARCHITECTURE_WORKLOADS: dict[str, str] = {
         "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft timesnet",
         "mlp": "mlp tabnet ft_transformer",
         "recommender": "embedding dlrm ncf two_tower wide_and_deep deepfm sasrec bert4rec",
-        "gan": "gan_generator gan_discriminator wgan_gp stylegan biggan",
+        "gan": "gan_generator gan_discriminator wgan wgan_gp stylegan biggan",
         "unet": "unet nnunet deeplab segformer ddpm latent_diffusion",
         "dqn": "dqn ppo rainbow sac td3 a2c impala",
     }.items()

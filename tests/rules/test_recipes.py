@@ -112,7 +112,7 @@ def test_a_family_the_tables_lack_is_answered_from_its_recipes() -> None:
 
 
 #: architectures once filed under a neighbour (BERT4Rec as SASRec, TimesNet as Informer, IMPALA as A2C, DeBERTa and
-#: XLNet as BERT): each is its own model, and its recipes answer for it; the neighbour keeps its own.
+#: XLNet as BERT, WGAN as WGAN-GP): each is its own model, and its recipes answer for it; the neighbour keeps its own.
 #: (architecture, recipe id prefix, optimizer or None, phase or None): DeBERTa and XLNet publish only fine-tuning
 #: recipes here, so their jobs say so
 OWN_ARCHITECTURE = [
@@ -124,6 +124,9 @@ OWN_ARCHITECTURE = [
     ("a2c", "a2c.", "rmsprop", None),
     ("deberta", "deberta", "adamw", "fine_tuning"),
     ("xlnet", "xlnet.", "adam", "fine_tuning"),
+    # the weight-clipping WGAN trains with RMSprop (Arjovsky et al. 2017 §4), WGAN-GP with Adam (Gulrajani et al. 2017)
+    ("wgan", "wgan.", "rmsprop", None),
+    ("wgan_gp", "wgan_gp.", "adam", None),
 ]
 
 
