@@ -473,6 +473,14 @@ class _Run:
         lifted: list[str] = []
         rule_avoid: dict[str, AvoidEntry] = {}
         for cr in reversed(matched):
+            measured = cr.rule.avoid_measured_on
+            if cr.rule.avoid and measured is not None and self.arch_family not in (None, *measured.families):
+                lifted.append(
+                    f"{cr.id} rules out {', '.join(cr.rule.avoid)} ({cr.rule.source}), but that was measured on "
+                    f"{' and '.join(measured.families)} models ({measured.source}), not on {self.arch_family}: "
+                    "not applied."
+                )
+                continue
             for name in cr.rule.avoid:
                 if name in rule_avoid:
                     continue

@@ -469,6 +469,20 @@ def load_rulebook(directory: str | os.PathLike[str] | None = None, *, recipes: b
             _check_names(path.name, rule, rule.apply_to or [], by_name, "apply_to")
             if rule.avoid and not rule.avoid_reason:
                 raise RulebookError(path.name, rule.id, "avoid_reason", "a rule with `avoid` must say why")
+            if rule.avoid_measured_on is not None:
+                if not rule.avoid:
+                    raise RulebookError(
+                        path.name, rule.id, "avoid_measured_on", "says where an `avoid` was measured: give one"
+                    )
+                for fam in rule.avoid_measured_on.families:
+                    if fam not in families:
+                        from .errors import suggest
+
+                        hint = suggest(fam, families)
+                        extra = f" (did you mean {hint!r}?)" if hint else ""
+                        raise RulebookError(
+                            path.name, rule.id, "avoid_measured_on.families", f"unknown family {fam!r}{extra}"
+                        )
             for key, value in rule.when.items():
                 if key not in known or isinstance(value, bool):
                     continue

@@ -184,6 +184,13 @@ class BatchRule(_Strict):
     source: Source
 
 
+class MeasuredOn(_Strict):
+    """The architecture families a finding was measured on (cited): outside them it is not applied."""
+
+    families: list[str] = Field(min_length=1)
+    source: Source
+
+
 class Rule(_Strict):
     """One cited piece of selection knowledge (a table row, a guide line, a principle)."""
 
@@ -195,6 +202,8 @@ class Rule(_Strict):
     prefer: list[Name] = []
     avoid: list[Name] = []
     avoid_reason: str | None = None
+    #: the families the ``avoid`` was measured on: a job of another known family is not ruled out by it
+    avoid_measured_on: MeasuredOn | None = None
     apply_to: list[Name] | None = None
     set: HyperParams = HyperParams()
     train: TrainSettings = TrainSettings()

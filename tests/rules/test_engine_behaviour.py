@@ -265,10 +265,7 @@ CONFLICTS = [
     ),
     pytest.param({"domain": "llm", "memory_limited": True}, {"adam", "adamw"}, "domain.llm", id="llm+memory_limited"),
     pytest.param({"architecture": "vit", "on_device": True}, {"adam", "adamw"}, "architecture.vit", id="vit+on_device"),
-    pytest.param(
-        {"architecture": "lstm", "data": ["large_batch"]}, {"adam"}, "architecture.lstm", id="lstm+large_batch"
-    ),
-    pytest.param({"architecture": "ppo", "batch_size": 16384}, {"adam"}, "architecture.ppo", id="ppo+batch16384"),
+    pytest.param({"architecture": "vit", "batch_size": 65536}, {"adamw"}, "architecture.vit", id="vit+batch65536"),
     pytest.param(
         {"architecture": "gpt", "num_parameters": 7_000_000_000, "device_memory_gb": 80},
         {"adamw"},
@@ -288,6 +285,30 @@ def test_constraint_beats_specific_rule(profile: dict[str, Any], ruled_out: set[
     # and the losing rule is still explained
     statuses = {e.rule: e.status for e in rec.rationale}
     assert statuses.get(loser) == "outvoted", statuses
+
+
+#: (profile, optimizer the answer keeps): You et al. 2020 measured Adam's large-batch trouble on BERT and
+#: ResNet-50 (transformer and cnn); a job of another family keeps its Adam, and says why
+LARGE_BATCH_ELSEWHERE = [
+    pytest.param({"architecture": "lstm", "data": ["large_batch"]}, "adam", id="lstm+large_batch"),
+    pytest.param({"architecture": "ppo", "batch_size": 16384}, "adam", id="ppo+batch16384"),
+    pytest.param({"architecture": "ncf", "batch_size": 65536}, "adam", id="ncf+batch65536"),
+]
+
+
+@pytest.mark.parametrize(("profile", "kept"), LARGE_BATCH_ELSEWHERE)
+def test_the_large_batch_row_rules_out_adam_only_where_that_was_measured(profile: dict[str, Any], kept: str) -> None:
+    rec = recommend(profile)
+    assert rec.optimizer.name == kept
+    assert kept not in {a.name for a in rec.avoid}
+    assert any(n.startswith("data.large_batch rules out") and "You et al. 2020" in n for n in rec.notes), rec.notes
+
+
+def test_without_a_known_family_the_large_batch_row_still_rules_out_adam() -> None:
+    # 004 §2.4's row as the table states it: LAMB or SGD, not Adam, for a job that names no architecture
+    rec = recommend({"data": ["large_batch"]})
+    assert rec.optimizer.name in {"lamb", "sgd_momentum"}
+    assert {"adam", "adamw"} <= {a.name for a in rec.avoid}
 
 
 def test_bert_large_batch_picks_a_large_batch_optimizer() -> None:

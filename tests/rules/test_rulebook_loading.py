@@ -156,6 +156,16 @@ MALFORMED = [
         id="unknown-optimizer-in-avoid",
     ),
     pytest.param(
+        "data.rules.toml",
+        'avoid_measured_on = { families = ["cnn", "transformer"]',
+        'avoid_measured_on = { families = ["cnn", "transformerr"]',
+        "data.rules.toml",
+        "data.large_batch",
+        "avoid_measured_on.families",
+        "did you mean 'transformer'",
+        id="avoid-measured-on-an-unknown-family",
+    ),
+    pytest.param(
         "architectures.rules.toml",
         EFFICIENTNET_BATCH,
         EFFICIENTNET_BATCH.replace("base_batch_size = 256\n", ""),
