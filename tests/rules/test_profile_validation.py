@@ -46,7 +46,7 @@ VALID = [
         {"architecture": "Stable Diffusion"}, {"architecture": "latent_diffusion"}, id="arch-stable-diffusion"
     ),
     pytest.param({"architecture": "wav2vec 2.0"}, {"architecture": "wav2vec2"}, id="arch-wav2vec-2-0"),
-    pytest.param({"architecture": "AWD-LSTM"}, {"architecture": "lstm"}, id="arch-awd-lstm"),
+    pytest.param({"architecture": "AWD-LSTM"}, {"architecture": "awd_lstm"}, id="arch-awd-lstm"),
     pytest.param({"architecture": "nnU-Net"}, {"architecture": "nnunet"}, id="arch-nnu-net"),
     pytest.param({"architecture": "StyleGAN2"}, {"architecture": "stylegan"}, id="arch-stylegan2"),
     pytest.param({"domain": "ASR"}, {"domain": "speech"}, id="domain-asr"),

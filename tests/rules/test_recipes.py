@@ -112,7 +112,8 @@ def test_a_family_the_tables_lack_is_answered_from_its_recipes() -> None:
 
 
 #: architectures once filed under a neighbour (BERT4Rec as SASRec, TimesNet as Informer, IMPALA as A2C, DeBERTa and
-#: XLNet as BERT, WGAN as WGAN-GP): each is its own model, and its recipes answer for it; the neighbour keeps its own.
+#: XLNet as BERT, WGAN as WGAN-GP, AWD-LSTM as LSTM): each is its own model, and its recipes answer for it; the
+#: neighbour keeps its own.
 #: (architecture, recipe id prefix, optimizer or None, phase or None): DeBERTa and XLNet publish only fine-tuning
 #: recipes here, so their jobs say so
 OWN_ARCHITECTURE = [
@@ -127,6 +128,8 @@ OWN_ARCHITECTURE = [
     # the weight-clipping WGAN trains with RMSprop (Arjovsky et al. 2017 §4), WGAN-GP with Adam (Gulrajani et al. 2017)
     ("wgan", "wgan.", "rmsprop", None),
     ("wgan_gp", "wgan_gp.", "adam", None),
+    # AWD-LSTM trains with (averaged) SGD at lr 30, clipped at 0.25 (salesforce/awd-lstm-lm main.py), not Adam
+    ("awd_lstm", "lstm.awd.", "sgd", None),
 ]
 
 
