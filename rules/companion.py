@@ -116,7 +116,8 @@ def fill_silent(
     if found is None:
         if len(book.cache) > CACHE_LIMIT:
             book.cache.clear()
-        kept = [e for e in book.recipes.values() if e.id not in exclude]  # held out: not consulted
+        same = book.recipes_by_job.get((architecture, phase, spec.family), []) if architecture and phase else []
+        kept = [e for e in same if e.id not in exclude]  # held out: not consulted
         found = book.cache[key] = (
             agreed_details(kept, architecture, phase, spec.family),
             typical_warmup(kept, architecture, phase, spec.family),

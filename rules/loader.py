@@ -270,8 +270,13 @@ class Rulebook:
             if cr.rule.level != "recipe" and cr.conditions  # every row describes a job by its conditions
         }
         self.recipe_groups: dict[tuple[str, str | None], list[RecipeEntry]] = {}
+        #: the recipes of one job (architecture, phase, optimizer family), for the companion details
+        self.recipes_by_job: dict[tuple[str, str, str], list[RecipeEntry]] = {}
         for e in self.recipes.values():
             self.recipe_groups.setdefault((e.recipe.config.optimizer, e.family), []).append(e)
+            if e.recipe.job.architecture is not None:
+                job = (e.recipe.job.architecture, e.recipe.job.phase, e.optimizer_family)
+                self.recipes_by_job.setdefault(job, []).append(e)
 
     # ------------------------------------------------------------------ look-ups
     def valid(self, kind: str) -> list[str]:
