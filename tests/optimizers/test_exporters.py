@@ -582,8 +582,15 @@ def _run_torch_code(rec: Recommendation, steps: int = 5) -> dict[str, Any]:
     assert isinstance(optimizer, _resolve(cls_path)), type(optimizer)
     if lr is not None:
         group_lrs = {g.get("initial_lr", g["lr"]) for g in optimizer.param_groups}
-        if rec.schedule.name != "one_cycle":
+        decay = next((g.layerwise_lr_decay for g in rec.param_groups if g.layerwise_lr_decay), None)
+        if rec.schedule.name == "one_cycle":
+            pass
+        elif decay is None:
             assert group_lrs == {lr}, (group_lrs, lr)
+        else:  # layer-wise decay: the head at lr, each layer below it decay x the lr of the one above
+            assert max(group_lrs) == pytest.approx(lr), (group_lrs, lr)
+            depths = [math.log(v / lr) / math.log(decay) for v in group_lrs]
+            assert all(d > -1e-9 and abs(d - round(d)) < 1e-6 for d in depths), (group_lrs, lr, decay)
         assert optimizer.defaults["lr"] == lr
 
     def compute_loss() -> Any:
