@@ -3,6 +3,7 @@ to the caller's job with from, to and why, and the runners-up."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .construct import new as _new
@@ -68,7 +69,7 @@ def recipe_info(
         title=recipe.recipe.title,
         source=recipe.citation,
         distance=round(near[0].distance, 3) if near else 0.0,
-        table_distance=round(table.distance, 3),
+        table_distance=round(table.distance, 3) if math.isfinite(table.distance) else None,
         adapted=adapted,
         nearest=[
             _new(

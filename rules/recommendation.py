@@ -193,7 +193,10 @@ class RecipeInfo(_Out):
     title: str
     source: str = Field(description="The citation: paper or official config, and where in it.")
     distance: JsonFloat = Field(description="How far its job is from yours (0 = the same job; see GET /rules).")
-    table_distance: JsonFloat = Field(description="How far the seed table's row is; the recipe is nearer.")
+    table_distance: JsonFloat | None = Field(
+        description="How far the seed table's row is; the recipe is nearer. null: no row describes a job of this "
+        "architecture family, so none is comparable."
+    )
     adapted: list[AdaptedValue] = Field(default_factory=list)
     nearest: list[NearRecipe] = Field(default_factory=list, description="The next-nearest recipes.")
 
