@@ -22,7 +22,7 @@ def catalog_issues(book: Rulebook, rec: Recommendation) -> list[FieldIssue]:
     # a phase's optimizer is not trained by a trial, but it is part of what was sent: checked like the others
     names += [(f"recommendation.phases[{i}].optimizer.name", p.optimizer.name) for i, p in enumerate(rec.phases)]
     for i, group in enumerate(rec.param_groups):
-        if group.optimizer:
+        if group.optimizer is not None:
             names.append((f"recommendation.param_groups[{i}].optimizer", group.optimizer))
     # every alternative, raced or not: what was sent is checked whole (a race runs the first race - 1)
     names += [(f"recommendation.alternatives[{i}].name", alt.name) for i, alt in enumerate(rec.alternatives)]

@@ -245,3 +245,19 @@ def test_an_answer_whose_table_row_is_not_comparable_matches_the_response_schema
     assert body["recipe"] is not None and body["recipe"]["table_distance"] is None
     errors = [f"{list(e.absolute_path)}: {e.message[:120]}" for e in Draft202012Validator(schema).iter_errors(body)]
     assert errors == []
+
+
+def test_an_empty_param_group_optimizer_name_is_refused(client: TestClient) -> None:
+    """tests/service/test_fuzz.py (schemathesis, ST201/ST108): POST /diagnose took a param group whose optimizer
+    was "" (read as no optimizer) and echoed it in a 200 that broke the response schema. An empty name is a name
+    outside the catalog: a 422 naming the field."""
+    body = {
+        "recommendation": {
+            "param_groups": [{"match": [""], "name": "", "optimizer": ""}],
+            "optimizer": {"name": "nag", "hyperparameters": {}},
+        },
+        "symptoms": ["divergence"],
+    }
+    r = client.post("/diagnose", json=body)
+    assert r.status_code == 422, r.text
+    assert "recommendation.param_groups[0].optimizer" in r.json()["error"]["message"]
