@@ -296,6 +296,7 @@ class _Run:
             newton_refused,
             self.soft_pressure,
             tuple(facts.inferred),
+            self.arch_family,  # a row's avoid_measured_on reads it
         )
         decision = book.cache.get(key)
         if decision is None:
@@ -452,7 +453,8 @@ class _Run:
     ) -> _Decision:
         """Votes, eligibility, choice, derived settings, alternatives and rationale for a matched-rule set.
 
-        Depends only on its arguments (plus soft memory pressure, part of the cache key), so it is memoized.
+        Depends only on its arguments (plus soft memory pressure and the architecture family, part of the cache
+        key), so it is memoized.
         """
         book = self.book
         scores: dict[str, float] = {}
