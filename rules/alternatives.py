@@ -44,23 +44,30 @@ def rank_alternatives(
     """The alternatives to ``chosen``: ``others`` (eligible, best score first) less the score-0 ones, the lower-
     memory ones first when ``multiplier`` is given (soft memory pressure), at most ``MAX_ALTERNATIVES``."""
     top = scores[chosen] or 1.0
-    ranked = [name for name in others if relative_score(scores[name], top) > 0]
+    relative = {name: relative_score(scores[name], top) for name in others}
+    ranked = [name for name in others if relative[name] > 0]
     if multiplier is not None:
         chosen_mult = multiplier(chosen)
         ranked.sort(key=lambda n: multiplier(n) >= chosen_mult)  # stable: lower-memory first, then by score
-    ranked += [name for name in others if relative_score(scores[name], top) == 0]  # baselines, last
+    if len(ranked) < MAX_ALTERNATIVES:
+        ranked += [name for name in others if relative[name] == 0]  # baselines, last
     chosen_voter = top_voter[chosen][1] if chosen in top_voter else None
+    # how many matched rules name each optimizer (counted once; each line reads it)
+    named: dict[str, int] = {}
+    for cr in matched:
+        for n in {n for n, _ in cr.votes}:
+            named[n] = named.get(n, 0) + 1
     out: list[Ranked] = []
     for name in ranked[:MAX_ALTERNATIVES]:
         voter = top_voter[name][1]
-        score = relative_score(scores[name], top)
+        score = relative[name]
         if score == 0:
             out.append(
-                (name, score, _baseline(name, chosen, voter, chosen_voter, matched), voter.id, hyperparameters(name))
+                (name, score, _baseline(name, chosen, voter, chosen_voter, named), voter.id, hyperparameters(name))
             )
             continue
         lighter = multiplier is not None and multiplier(name) < multiplier(chosen)
-        why = _why(name, chosen, voter, chosen_voter, matched, scores)
+        why = _why(name, chosen, voter, chosen_voter, named, scores)
         if lighter and multiplier is not None:
             own = multiplier(name)
             state = f"optimizer state {fmt(own)}x the parameters" if own else "no optimizer state"
@@ -70,11 +77,11 @@ def rank_alternatives(
 
 
 def _baseline(
-    name: str, chosen: str, voter: CompiledRule, chosen_voter: CompiledRule | None, matched: Sequence[CompiledRule]
+    name: str, chosen: str, voter: CompiledRule, chosen_voter: CompiledRule | None, named: Mapping[str, int]
 ) -> str:
     """The line of a score-0 alternative: not a candidate, only a baseline."""
     pos = _ordinal(voter.rule.prefer.index(name) + 1)
-    more = sum(1 for cr in matched if cr is not voter and any(n == name for n, _ in cr.votes))
+    more = named[name] - 1  # the matched rules naming it, less its top voter
     also = f" (and {more} weaker rule{'s' if more > 1 else ''})" if more else ""
     against = f", far below {chosen_voter.id} ({chosen_voter.rule.level} level) for {chosen}" if chosen_voter else ""
     return (
@@ -88,14 +95,14 @@ def _why(
     chosen: str,
     voter: CompiledRule,
     chosen_voter: CompiledRule | None,
-    matched: Sequence[CompiledRule],
+    named: Mapping[str, int],
     scores: Mapping[str, float],
 ) -> str:
     """One line: whose choice it is and in which place, and what puts the chosen optimizer above it."""
     prefer = voter.rule.prefer
     pos = prefer.index(name) + 1
     line = f"{_ordinal(pos)} choice of {voter.id} ({voter.rule.source})"
-    more = sum(1 for cr in matched if cr is not voter and any(n == name for n, _ in cr.votes))
+    more = named[name] - 1  # the matched rules naming it, less its top voter
     if more:
         line += f", also named by {more} more matched rule{'s' if more > 1 else ''}"
     ahead = prefer[: pos - 1]
