@@ -55,6 +55,7 @@ from .recommendation import (
     TuningHint,
 )
 from .rule_match import Facts, match_rules
+from .schema import Term
 from .training_plan import TRAIN_NOTES, hybrid_excluded, tuning_hints
 from .training_plan import param_groups as plan_param_groups
 from .training_plan import phases as plan_phases
@@ -134,12 +135,34 @@ class _Run:
         self.notes.extend(self.memory.notes)
         arch = book.terms["architecture"].get(p.architecture) if p.architecture else None
         self.arch_family = arch.family if arch else None
+        if p.backbone is not None:
+            self.arch_family = self._backbone_family(arch, p.backbone)
         self.arch_domain = arch.domain if arch else None
         self.arch_parent = arch.parent if arch else None
         domain = book.terms["domain"].get(p.domain) if p.domain else None
         #: the architecture family the lr laws check: the architecture's, else the one the domain implies (llm)
         self.law_family = self.arch_family or (domain.family if domain else None)
         self._steps_for: tuple[int | None, int | None] = (-1, None)  # (batch, total steps) last computed
+
+    def _backbone_family(self, arch: Term | None, backbone: str) -> str | None:
+        """The family a stated backbone gives the job: its own, for a method that trains any encoder it is given
+        (vocabulary ``backbone_sets_family``); otherwise the architecture's, with a note that it was read."""
+        own = arch.family if arch else None
+        encoder = self.book.terms["architecture"][backbone]
+        if arch is not None and arch.backbone_sets_family:
+            if encoder.family != own:
+                self.notes.append(
+                    f"backbone {backbone}: {arch.name} trains the encoder it is given, so the rules, laws and recipes "
+                    f"of {encoder.family} models apply, not those of {own}. {arch.description}"
+                )
+            return encoder.family
+        if encoder.family != own:
+            what = f"{arch.name} is not a method whose family is its encoder's" if arch else "no architecture is given"
+            self.notes.append(
+                f"backbone {backbone} is recorded but does not change the answer: {what} (the backbone sets the "
+                "family only for self-supervised methods such as moco, simclr, byol and dino)."
+            )
+        return own
 
     # ------------------------------------------------------------------ facts
     def _facts(self) -> Facts:

@@ -352,10 +352,10 @@ def _arch_cost(
 ) -> float:
     if f.architecture is None or arch is None:
         return c.architecture_unknown
+    if f.family != family:
+        return math.inf  # another family (a method's family is its stated backbone's: MoCo with a ViT or a ResNet)
     if f.architecture == arch:
         return 0.0
-    if f.family != family:
-        return math.inf
     if f.generic:
         return c.architecture_generic  # the profile names only the family: any member fits it
     if arch in (f.parent,) or parent == f.architecture or (parent is not None and parent == f.parent):

@@ -34,6 +34,7 @@ __all__ = ["ENUM_FIELDS", "Profile", "issues_from_errors", "parse_profile", "pro
 ENUM_FIELDS = {
     "domain": "domain",
     "architecture": "architecture",
+    "backbone": "architecture",
     "data": "data",
     "goal": "goal",
     "rl_method": "rl_method",
@@ -102,6 +103,13 @@ class Profile(BaseModel):
     domain: str | None = Field(default=None, description="Problem domain (004 §2.2).", examples=["computer_vision"])
     architecture: str | None = Field(
         default=None, description="Model architecture: a row of 004 §2.3 or a generic family.", examples=["resnet"]
+    )
+    backbone: str | None = Field(
+        default=None,
+        description="The encoder a self-supervised method trains (an architecture name, e.g. vit or resnet): for "
+        "moco, simclr, byol and dino it sets the architecture family the answer is for (MoCo v3 with a ViT trains "
+        "like a transformer, with a ResNet like a convnet).",
+        examples=["vit"],
     )
     rl_method: str | None = Field(default=None, description="Reinforcement learning: value_based or policy_based.")
     data: list[str] = Field(

@@ -48,6 +48,8 @@ class RecipeJob(_Strict):
     """What the job was: Profile field names, so that a job is also a valid profile."""
 
     architecture: Name
+    #: the encoder a method trains (vocabulary architecture), where the source names it
+    backbone: Name | None = None
     domain: Name
     phase: Literal["pretraining", "fine_tuning", "from_scratch"]
     rl_method: Literal["value_based", "policy_based"] | None = None

@@ -115,6 +115,8 @@ def compile_recipe(
     rid = recipe.id
     job, cfg = recipe.job, recipe.config
     _known("architecture", job.architecture, vocabulary["architecture"], file, rid, "job.architecture")
+    if job.backbone is not None:
+        _known("architecture", job.backbone, vocabulary["architecture"], file, rid, "job.backbone")
     _known("domain", job.domain, vocabulary["domain"], file, rid, "job.domain")
     for trait in job.data:
         _known("data characteristic", trait, vocabulary["data"], file, rid, "job.data")
@@ -169,6 +171,8 @@ def compile_recipe(
     citation = f"external: {entry.cite_as[0]}, {recipe.where.replace(';', ',')}"
     rule = _recipe_rule(recipe, citation, steps, warmup, milestones, final)
     arch = vocabulary["architecture"][job.architecture]
+    if job.backbone is not None and arch.backbone_sets_family:
+        arch = vocabulary["architecture"][job.backbone]  # the method trains that encoder: its family's recipe
     return RecipeEntry(
         recipe=recipe,
         file=file,

@@ -309,6 +309,9 @@ class Term(_Strict):
     #: domains whose recipes are near relatives of this domain's (nlp and llm)
     related: list[Name] = []
     rl_method: Literal["value_based", "policy_based"] | None = None
+    #: a method that trains whatever encoder it is given (self-supervised MoCo, DINO, ...): a profile's or recipe's
+    #: ``backbone`` then sets the architecture family the rules, laws and matching read
+    backbone_sets_family: bool = False
     description: str = ""
     source: Source
 

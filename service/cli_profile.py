@@ -28,6 +28,7 @@ __all__ = [
 _PROFILE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--domain", "domain", str, "problem domain"),
     ("--architecture", "architecture", str, "model architecture (aliases such as ResNet50 accepted)"),
+    ("--backbone", "backbone", str, "the encoder a self-supervised method (moco, dino, ...) trains, e.g. vit"),
     ("--rl-method", "rl_method", str, "reinforcement learning method"),
     ("--phase", "phase", str, "training phase"),
     ("--goal", "goal", str, "what matters most"),
@@ -48,8 +49,8 @@ _PROFILE_FLAGS: list[tuple[str, str, Any, str]] = [
     ("--total-tokens", "total_tokens", int, "training tokens in the whole run, e.g. 1e12"),
 ]
 #: Profile fields whose flags take a word from the vocabulary (shown in --help): rules/profile.py ENUM_FIELDS
-_VOCABULARY_FIELDS: tuple[str, ...] = ("domain", "architecture", "rl_method", "phase", "goal", "sharding", "adapter")
-_VOCABULARY_FIELDS += ("precision", "optimizer_state_precision")
+_VOCABULARY_FIELDS: tuple[str, ...] = ("domain", "architecture", "backbone", "rl_method", "phase", "goal", "sharding")
+_VOCABULARY_FIELDS += ("adapter", "precision", "optimizer_state_precision")
 _PROFILE_SWITCHES = [
     ("--memory-limited", "memory_limited", "memory is the binding constraint"),
     ("--on-device", "on_device", "training runs on a phone or an edge device"),

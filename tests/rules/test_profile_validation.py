@@ -67,6 +67,8 @@ VALID = [
     pytest.param({"sharding": "FSDP"}, {"sharding": "fsdp"}, id="sharding-fsdp"),
     pytest.param({"sharding": "DDP"}, {"sharding": "none"}, id="sharding-ddp"),
     pytest.param({"adapter": "QLoRA"}, {"adapter": "lora"}, id="adapter-qlora"),
+    pytest.param({"backbone": "ResNet50"}, {"backbone": "resnet"}, id="backbone-resnet50"),
+    pytest.param({"architecture": "MoCo v3", "backbone": "ViT"}, {"architecture": "moco", "backbone": "vit"}, id="moco-vit"),
     pytest.param({"adapter": "PEFT"}, {"adapter": "lora"}, id="adapter-peft"),
     pytest.param({"adapter": "full fine-tuning"}, {"adapter": "none"}, id="adapter-full"),
     pytest.param({"precision": "bfloat16"}, {"precision": "bf16"}, id="precision-bfloat16"),
@@ -217,6 +219,7 @@ INVALID = [
     pytest.param({"rl_method": "valu"}, "rl_method", True, "value_based", "valu", id="rl_method-misspelt"),
     pytest.param({"phase": "pretrainin"}, "phase", True, "pretraining", "pretrainin", id="phase-misspelt"),
     pytest.param({"adapter": "lorra"}, "adapter", True, "lora", "lorra", id="adapter-misspelt"),
+    pytest.param({"backbone": "resnett"}, "backbone", True, "resnet", "resnett", id="backbone-misspelt"),
     pytest.param({"sharding": "zero4"}, "sharding", True, "zero3", "zero4", id="sharding-unknown"),
     pytest.param({"precision": "bf61"}, "precision", True, "bf16", "bf61", id="precision-unknown"),
     pytest.param(

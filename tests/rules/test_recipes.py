@@ -186,6 +186,37 @@ def test_lora_adapters_are_matched_to_lora_recipes_and_full_fine_tuning_to_full_
     assert bounds[0] <= rec.optimizer.hyperparameters["lr"] <= bounds[1]
 
 
+#: (case, profile, the family of the recipe's job, the optimizer families the answer may have): MoCo v3 trains a ViT
+#: with AdamW and a ResNet with LARS (facebookresearch/moco-v3 CONFIG.md); DINO's ViT recipes use AdamW
+BACKBONES = [
+    ("moco-vit", {"architecture": "moco", "backbone": "vit", "phase": "pretraining"}, "transformer", {"adaptive"}),
+    ("moco-resnet", {"architecture": "moco", "backbone": "resnet", "phase": "pretraining"}, "cnn", {"sgd"}),
+    ("moco-unstated", {"architecture": "moco", "phase": "pretraining"}, "cnn", {"sgd"}),
+    ("dino-vit", {"architecture": "dino", "backbone": "vit", "phase": "pretraining"}, "transformer", {"adaptive"}),
+]
+
+
+@pytest.mark.parametrize(("case", "profile", "family", "optimizers"), BACKBONES, ids=[c[0] for c in BACKBONES])
+def test_a_self_supervised_method_is_answered_for_the_backbone_it_trains(
+    case: str, profile: dict[str, Any], family: str, optimizers: set[str]
+) -> None:
+    rec = recommend(profile)
+    assert rec.recipe is not None
+    entry = _BOOK.recipes[rec.recipe.id]
+    assert entry.recipe.job.architecture == profile["architecture"] and entry.family == family, rec.recipe.id
+    assert _BOOK.optimizers[rec.optimizer.name].family in optimizers
+    stated = profile.get("backbone")
+    assert stated is None or entry.recipe.job.backbone == stated
+
+
+def test_a_backbone_that_sets_no_family_is_recorded_with_a_note() -> None:
+    with_backbone = recommend({"architecture": "mask_rcnn", "backbone": "swin"})
+    without = recommend({"architecture": "mask_rcnn"})
+    assert with_backbone.optimizer == without.optimizer
+    assert any("backbone swin is recorded but does not change the answer" in n for n in with_backbone.notes)
+    assert with_backbone.profile["backbone"] == "swin"
+
+
 def test_adapted_values_say_from_to_and_why() -> None:
     rec = recommend({"architecture": "convnext", "batch_size": 256, "total_steps": 10_000})
     assert rec.recipe is not None
@@ -212,6 +243,12 @@ def _first_recipe_file(root: Path) -> Path:
 BROKEN = [
     # (case, regex applied to the first recipe's text, replacement, the field the error must name)
     ("unknown-architecture", r'architecture = "[a-z0-9_]+"', 'architecture = "resnett"', "job.architecture"),
+    (
+        "unknown-backbone",
+        r'architecture = "[a-z0-9_]+"(.*\n.*\n)cite = \{',
+        r'architecture = "moco", backbone = "vitt"\1cite = { backbone = "Table 1", ',
+        "job.backbone",
+    ),
     ("unknown-optimizer", r'optimizer = "[a-z0-9_]+"', 'optimizer = "adamm"', "config.optimizer"),
     ("unknown-source", r'^source = "[a-z0-9_]+"', 'source = "nobody1999"', "source"),
     ("negative-lr", r"\blr = [0-9.e-]+", "lr = -1.0", "config.lr"),
