@@ -68,7 +68,9 @@ VALID = [
     pytest.param({"sharding": "DDP"}, {"sharding": "none"}, id="sharding-ddp"),
     pytest.param({"adapter": "QLoRA"}, {"adapter": "lora"}, id="adapter-qlora"),
     pytest.param({"backbone": "ResNet50"}, {"backbone": "resnet"}, id="backbone-resnet50"),
-    pytest.param({"architecture": "MoCo v3", "backbone": "ViT"}, {"architecture": "moco", "backbone": "vit"}, id="moco-vit"),
+    pytest.param(
+        {"architecture": "MoCo v3", "backbone": "ViT"}, {"architecture": "moco", "backbone": "vit"}, id="moco-vit"
+    ),
     pytest.param({"adapter": "PEFT"}, {"adapter": "lora"}, id="adapter-peft"),
     pytest.param({"adapter": "full fine-tuning"}, {"adapter": "none"}, id="adapter-full"),
     pytest.param({"precision": "bfloat16"}, {"precision": "bf16"}, id="precision-bfloat16"),
