@@ -90,20 +90,20 @@ NAMED: list[tuple[str, dict[str, Any], str, list[tuple[str, str]]]] = [
             (
                 "adam",
                 "not recommended for this job (score 0): only default.adam (004 §6.2 basic choice) names it, as its "
-                "1st choice, far below recipe.convnext.large.imagenet1k (recipe level) for adamw; listed as a "
+                "1st choice, far below recipe.convnext.isotropic_base.imagenet1k (recipe level) for adamw; listed as a "
                 "baseline to race against",
             ),
         ],
     ),
     (
         "mlp-nothing-else-supported",
-        {"architecture": "mlp"},
+        {"architecture": "mlp", "domain": "tabular"},
         "adamw",
         [
             (
                 "adam",
                 "not recommended for this job (score 0): only default.adam (004 §6.2 basic choice) names it, as its "
-                "1st choice, far below recipe.mlp.rtdl_resnet_tuned.california_housing (recipe level) for adamw; "
+                "1st choice, far below recipe.mlp.rtdl_tuned.california_housing (recipe level) for adamw; "
                 "listed as a baseline to race against",
             )
         ],
