@@ -36,7 +36,7 @@ from .derive import derive_hyperparameters, derive_with_notes, train_settings
 from .job_length import job_batch, job_steps
 from .loader import CACHE_LIMIT, CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
-from .matching import Candidate, JobFacts, TableJob, job_key, nearest, table_distance
+from .matching import Candidate, JobFacts, TableJob, consensus_first, job_key, nearest, table_distance
 from .memory import GB, MemoryPlan, plan_memory
 from .profile import Profile, parse_profile
 from .rationale import rationale
@@ -261,9 +261,11 @@ class _Run:
         )
         if p.architecture and p.domain and p.phase:  # the profile may be a recipe's job, word for word
             own = [e for e in book.recipe_index.by_key.get(self._job_key(), ()) if e.id not in self.exclude]
-            if own:
+            if own:  # several recipes of the very same job: the representative one (as among equally near ones)
                 table = table_distance(costs, facts, row)
-                return own[0], table, [Candidate(e, 0.0, own=True) for e in own]
+                found = consensus_first([Candidate(e, 0.0, own=True) for e in own], costs.tie)
+                assert found[0].entry is not None
+                return found[0].entry, table, found
         table, found = nearest(book.recipe_index, costs, facts, row, self.exclude)
         best = found[0] if found else None
         if best is not None and best.entry is not None and (best.own or best.distance + costs.margin <= table.distance):

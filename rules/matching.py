@@ -22,7 +22,17 @@ from typing import Any, NamedTuple
 from .recipes import RecipeEntry
 from .schema import MatchingCosts, Rule
 
-__all__ = ["Candidate", "JobFacts", "RecipeIndex", "TableJob", "distance_parts", "job_key", "nearest", "table_job"]
+__all__ = [
+    "Candidate",
+    "JobFacts",
+    "RecipeIndex",
+    "TableJob",
+    "consensus_first",
+    "distance_parts",
+    "job_key",
+    "nearest",
+    "table_job",
+]
 
 _FINE = "fine_tuning"
 
@@ -489,7 +499,7 @@ def nearest(
         return table, []
     scored.sort(key=_by_distance)
     found = [Candidate(p.entry, d) for d, p in scored]
-    return table, _consensus_first(found, c.tie)[:keep]
+    return table, consensus_first(found, c.tie)[:keep]
 
 
 def _first(item: tuple[float, object]) -> float:
@@ -500,7 +510,7 @@ def _by_distance(item: tuple[float, _Point]) -> tuple[float, str]:
     return item[0], item[1].rid
 
 
-def _consensus_first(found: list[Candidate], tie: float) -> list[Candidate]:
+def consensus_first(found: list[Candidate], tie: float) -> list[Candidate]:
     """Among the recipes as near as the nearest (within ``tie``), the representative one first: of the optimizer
     family most of them use, the one with the median lr (a tie broken by name would pick one at random)."""
     if len(found) < 2 or found[1].distance > found[0].distance + tie:
