@@ -17,8 +17,9 @@ The warmup's length is the other such detail: 004 gives one figure for every job
 starting point), while the recipes of one job state their own, and those of LLM pre-training warm up for
 0.1-1% of the run (GPT-3 375M of 300B tokens, Brown et al. 2020 §2.3 / Table 2.1).  Where at least two recipes
 of the same architecture, phase and optimizer family state a warmup and every one of them warms up, the
-warmup is the median of their fractions of the run.  If any of them trains without warmup, they disagree on
-whether to warm up at all and nothing is filled.
+warmup is the median of their fractions of the run; where at least two state it and none of them warms up
+(RL, GAN and recommender scripts start at the peak lr), the answer does not warm up either.  If some warm up
+and some do not, they disagree on whether to warm up at all and nothing is filled.
 """
 
 from __future__ import annotations
@@ -90,12 +91,18 @@ def typical_warmup(
     recipes: Iterable[RecipeEntry], architecture: str | None, phase: str | None, optimizer_family: str
 ) -> Agreed | None:
     """``warmup_ratio``: the median warmup fraction of the recipes of ``architecture`` and ``phase`` trained with
-    ``optimizer_family`` that state one, when at least two do and all of them warm up; else None."""
+    ``optimizer_family`` that state one, when at least two do and all of them warm up; ``warmup`` False when at
+    least two state one and none of them warms up (their code starts at the peak lr); else None."""
     stating = [e for e in _same_job(recipes, architecture, phase, optimizer_family) if e.warmup_ratio is not None]
     ratios = [e.warmup_ratio for e in stating if e.warmup_ratio is not None]
-    if len(ratios) < 2 or min(ratios) <= 0:
+    if len(ratios) < 2:
         return None
-    return Agreed("warmup_ratio", round(statistics.median(ratios), 6), tuple(sorted(stating, key=lambda e: e.id)))
+    cited = tuple(sorted(stating, key=lambda e: e.id))
+    if max(ratios) <= 0:
+        return Agreed("warmup", False, cited)
+    if min(ratios) <= 0:
+        return None  # some warm up, some do not: no agreement on whether to
+    return Agreed("warmup_ratio", round(statistics.median(ratios), 6), cited)
 
 
 def fill_silent(
@@ -129,7 +136,11 @@ def fill_silent(
     warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
     if warmup is not None and warms:
         filled.append(warmup)
-        said.append(f"their median warmup is {warmup.value:.3g} of the run")
+        said.append(
+            "none of them warms up (each starts at its peak lr)"
+            if warmup.key == "warmup"
+            else f"their median warmup is {warmup.value:.3g} of the run"
+        )
     if not filled:
         return None
     for a in filled:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from optirec import recommend
@@ -160,6 +162,20 @@ def test_one_recipe_is_no_typical_warmup() -> None:
     # another phase or optimizer family: none of them counts
     assert typical_warmup(gpt, "gpt", "fine_tuning", "adaptive") is None
     assert typical_warmup(gpt, "gpt", "pretraining", "sgd") is None
+
+
+def test_recipes_that_agree_on_no_warmup_turn_the_default_warmup_off() -> None:
+    book = default_rulebook()
+    ppo = [e for e in book.recipes.values() if e.recipe.job.architecture == "ppo"][:3]
+    assert len(ppo) == 3
+    cold = [replace(e, warmup_ratio=0.0) for e in ppo]
+    agreed = typical_warmup(cold, "ppo", "from_scratch", "adaptive")
+    assert agreed is not None and agreed.key == "warmup" and agreed.value is False and len(agreed.recipes) == 3
+    # one of them warming up: they disagree on whether to warm up, nothing is filled
+    mixed = [*cold[:2], replace(ppo[2], warmup_ratio=0.05)]
+    assert typical_warmup(mixed, "ppo", "from_scratch", "adaptive") is None
+    # one recipe alone is no agreement
+    assert typical_warmup(cold[:1], "ppo", "from_scratch", "adaptive") is None
 
 
 @pytest.mark.parametrize("rid", ["dqn.atari.dopamine", "yolo.v3_darknet53.coco"])
