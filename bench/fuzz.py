@@ -1,6 +1,7 @@
 """API fuzzing benchmark: schemathesis with every check and every phase, stateful included, against a real server.
 
-    .venv/bin/python bench/fuzz.py [--max-examples 300] [--seed 0] [--workers 8] [--paths REGEX] [--trials-run]
+    .venv/bin/python bench/fuzz.py [--max-examples N] [--seed N] [--workers N] [--max-time S] [--paths RE]
+                                      [--trials-run]
 
 Starts ``optirec serve`` on a free 127.0.0.1 port (bench/service.py's ``running_server``: temporary store) with
 a large trial queue, then runs the ``schemathesis run`` CLI on the committed ``openapi.yaml`` with
@@ -188,6 +189,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], float, int]:
         ]
         if args.paths:
             cmd += ["--include-path-regex", args.paths]
+        if args.max_time:
+            cmd += ["--max-time", str(args.max_time)]
         started = time.perf_counter()
         try:
             done = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=args.timeout, check=False)
@@ -206,7 +209,7 @@ def report(summary: dict[str, Any], elapsed: float, code: int, args: argparse.Na
     phases = ", ".join(f"{k}: {v}" for k, v in sorted(summary["by_phase"].items()))
     print(
         f"schemathesis --checks all --phases {PHASES} --max-examples {args.max_examples} --seed {args.seed} "
-        f"--workers {args.workers} on "
+        f"--workers {args.workers}{f' --max-time {args.max_time}' if args.max_time else ''} on "
         f"openapi.yaml against one local server ({'1 trial worker' if args.trials_run else 'trials queued only'})"
     )
     print(f"cases: {summary['cases']:,} ({phases}) in {elapsed:.0f} s; schemathesis exit code {code}")
@@ -232,6 +235,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="longest run in seconds (default 3600)")
     parser.add_argument("--trials-run", action="store_true", help="one real trial worker instead of none")
     parser.add_argument(
+        "--max-time",
+        type=int,
+        default=0,
+        help="schemathesis's time budget in seconds: the fuzzing and stateful phases keep drawing new cases until "
+        "it is spent, and it reserves a share for the stateful phase (default 0: --max-examples alone bounds the run)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=8,
@@ -245,6 +255,10 @@ def main() -> None:
         parser.error(f"--max-examples must be at least 1, got {args.max_examples}")
     if not 1 <= args.workers <= 64:
         parser.error(f"--workers must be from 1 to 64, got {args.workers}")
+    if args.max_time < 0:
+        parser.error(f"--max-time must be 0 (none) or a number of seconds, got {args.max_time}")
+    if args.max_time and args.timeout <= args.max_time:
+        parser.error(f"--timeout ({args.timeout:g} s) must be longer than --max-time ({args.max_time} s)")
     summary, elapsed, code = run(args)
     report(summary, elapsed, code, args)
 
