@@ -18,7 +18,8 @@ starting point), while the recipes of one job state their own, and those of LLM 
 0.1-1% of the run (GPT-3 375M of 300B tokens, Brown et al. 2020 §2.3 / Table 2.1).  Where at least two recipes
 of the same architecture, phase and optimizer family state a warmup and every one of them warms up, the
 warmup is the median of their fractions of the run; where at least two state it and none of them warms up
-(RL, GAN and recommender scripts start at the peak lr), the answer does not warm up either.  If some warm up
+(RL, GAN and recommender scripts start at the peak lr) and a recipe decides, the answer does not warm up either
+(where the seed row decides, 004 §6.2's warmup for Adam/AdamW stands: the tables are the first layer).  If some warm up
 and some do not, they disagree on whether to warm up at all and nothing is filled.
 """
 
@@ -113,6 +114,8 @@ def fill_silent(
     exclude: frozenset[str],
     train: dict[str, Any],
     notes: list[str],
+    *,
+    recipe_decides: bool = False,
 ) -> RationaleEntry | None:
     """Details the deciding rules (the seed row, or the recipe that decides) leave unsaid (clipping; the warmup's
     length) taken from the recipes of the same architecture, phase and optimizer family (rules/companion.py);
@@ -134,7 +137,9 @@ def fill_silent(
     said = [f"every one trains with {a.key} {shown(a.value)}" for a in filled]
     # the rules' warmup is on, with 004's one fraction for every job: the recipes of this job say how long
     warms = train.get("warmup", spec.warmup) and not {"warmup_ratio", "short_warmup"} & train.keys()
-    if warmup is not None and warms:
+    # no warmup at all only where a recipe decides: where the seed row decides, 004 §6.2 pairs Adam/AdamW with a
+    # linear warmup, and the tables stay the first layer
+    if warmup is not None and warms and (warmup.key != "warmup" or recipe_decides):
         filled.append(warmup)
         said.append(
             "none of them warms up (each starts at its peak lr)"

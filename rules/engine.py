@@ -345,7 +345,9 @@ class _Run:
         total = self._total_steps(batch)
         # the phase the companion details are for: the stated (or goal-implied) one, else the deciding recipe's
         phase = self._phase() or (recipe.recipe.job.phase if recipe is not None else None)
-        companion = fill_silent(book, p.architecture, phase, chosen, self.exclude, train, self.notes)
+        companion = fill_silent(
+            book, p.architecture, phase, chosen, self.exclude, train, self.notes, recipe_decides=recipe is not None
+        )
         used = recipe if recipe is not None and lr_rule is book.recipe_rules[recipe.id] else None
         job = LrJob(book, p, chosen, self.law_family, total, used, self.notes, self.warnings)
         scaling = scale_lr(job, hp, lr_rule, spec.lr_scaling, batch, train)

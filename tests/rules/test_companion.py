@@ -178,6 +178,41 @@ def test_recipes_that_agree_on_no_warmup_turn_the_default_warmup_off() -> None:
     assert typical_warmup(cold[:1], "ppo", "from_scratch", "adaptive") is None
 
 
+def _silent_on_warmup_among_cold_peers() -> list[str]:
+    """Recipes that state no warmup while at least two others of their job state one and none warms up."""
+    book = default_rulebook()
+    out = []
+    for e in book.recipes.values():
+        job = (e.recipe.job.architecture, e.recipe.job.phase, e.optimizer_family)
+        own = e.recipe.job.profile()  # recipes of the very same job are left out when it is asked (below)
+        peers = [
+            o
+            for o in book.recipes_by_job.get(job, [])
+            if o.id != e.id and o.warmup_ratio is not None and o.recipe.job.profile() != own
+        ]
+        if e.warmup_ratio is None and len(peers) >= 2 and all(o.warmup_ratio == 0 for o in peers):
+            out.append(e.id)
+    return sorted(out)
+
+
+@pytest.mark.parametrize("rid", _silent_on_warmup_among_cold_peers())
+def test_a_deciding_recipe_silent_on_warmup_takes_its_peers_no_warmup(rid: str) -> None:
+    book = default_rulebook()
+    entry = book.recipes[rid]
+    same_job = frozenset(
+        e.id for e in book.recipes.values() if e.id != rid and e.recipe.job.profile() == entry.recipe.job.profile()
+    )
+    rec = recommend(entry.recipe.job.profile(), exclude_recipes=same_job)
+    assert rec.recipe is not None and rec.recipe.id == rid
+    assert rec.schedule.warmup_ratio == 0, rec.schedule
+    if book.optimizers[rec.optimizer.name].warmup:  # the catalog's default would warm up: the peers turned it off
+        assert any("none of them warms up" in n for n in rec.notes)
+
+
+def test_there_are_recipes_silent_on_warmup_among_cold_peers() -> None:
+    assert _silent_on_warmup_among_cold_peers()  # the table above is not empty
+
+
 @pytest.mark.parametrize("rid", ["dqn.atari.dopamine", "yolo.v3_darknet53.coco"])
 def test_a_deciding_recipe_silent_on_clipping_takes_what_the_jobs_other_recipes_agree_on(rid: str) -> None:
     book = default_rulebook()
