@@ -61,7 +61,7 @@ class SequenceRNN(Workload):
     description: ClassVar[str] = "LSTM/GRU forecasting a synthetic seasonal series one step ahead"
     architectures: ClassVar[tuple[str, ...]] = (
         "lstm", "gru", "rnn", "deepspeech", "tacotron", "deepar", "nbeats", "informer", "patchtst", "tft",
-        "timesnet", "awd_lstm",
+        "timesnet", "awd_lstm", "dlinear",
     )  # fmt: skip
     domains: ClassVar[tuple[str, ...]] = ("time_series",)
     supported_traits: ClassVar[frozenset[str]] = frozenset({"non_stationary", "variable_length_sequences", "noisy"})

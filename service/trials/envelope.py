@@ -65,7 +65,7 @@ ARCHITECTURE_WORKLOADS: dict[str, str] = {
         "vit": "vit deit swin mae dino clip detr dit",
         "transformer_lm": "gpt bert t5 transformer roberta deberta xlnet albert electra bart llama wav2vec2 whisper "
         "conformer",
-        "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft timesnet awd_lstm",
+        "rnn": "lstm gru rnn deepspeech tacotron deepar nbeats informer patchtst tft timesnet awd_lstm dlinear",
         "mlp": "mlp tabnet ft_transformer",
         "recommender": "embedding dlrm ncf two_tower wide_and_deep deepfm sasrec bert4rec",
         "gan": "gan_generator gan_discriminator wgan wgan_gp stylegan biggan",
