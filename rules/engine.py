@@ -33,6 +33,7 @@ from .companion import fill_silent
 from .construct import new as _new
 from .contradictions import contradictions
 from .derive import derive_hyperparameters, derive_with_notes, train_settings
+from .job_facets import backbone_family, unmeasured_batch
 from .job_length import job_batch, job_steps
 from .loader import CACHE_LIMIT, CompiledRule, Rulebook, default_rulebook
 from .lr_terms import LrJob, fmt, scale_lr
@@ -55,7 +56,6 @@ from .recommendation import (
     TuningHint,
 )
 from .rule_match import Facts, match_rules
-from .schema import Term
 from .training_plan import TRAIN_NOTES, hybrid_excluded, tuning_hints
 from .training_plan import param_groups as plan_param_groups
 from .training_plan import phases as plan_phases
@@ -136,33 +136,13 @@ class _Run:
         arch = book.terms["architecture"].get(p.architecture) if p.architecture else None
         self.arch_family = arch.family if arch else None
         if p.backbone is not None:
-            self.arch_family = self._backbone_family(arch, p.backbone)
+            self.arch_family = backbone_family(book, arch, p.backbone, self.notes)
         self.arch_domain = arch.domain if arch else None
         self.arch_parent = arch.parent if arch else None
         domain = book.terms["domain"].get(p.domain) if p.domain else None
         #: the architecture family the lr laws check: the architecture's, else the one the domain implies (llm)
         self.law_family = self.arch_family or (domain.family if domain else None)
         self._steps_for: tuple[int | None, int | None] = (-1, None)  # (batch, total steps) last computed
-
-    def _backbone_family(self, arch: Term | None, backbone: str) -> str | None:
-        """The family a stated backbone gives the job: its own, for a method that trains any encoder it is given
-        (vocabulary ``backbone_sets_family``); otherwise the architecture's, with a note that it was read."""
-        own = arch.family if arch else None
-        encoder = self.book.terms["architecture"][backbone]
-        if arch is not None and arch.backbone_sets_family:
-            if encoder.family != own:
-                self.notes.append(
-                    f"backbone {backbone}: {arch.name} trains the encoder it is given, so the rules, laws and recipes "
-                    f"of {encoder.family} models apply, not those of {own}. {arch.description}"
-                )
-            return encoder.family
-        if encoder.family != own:
-            what = f"{arch.name} is not a method whose family is its encoder's" if arch else "no architecture is given"
-            self.notes.append(
-                f"backbone {backbone} is recorded but does not change the answer: {what} (the backbone sets the "
-                "family only for self-supervised methods such as moco, simclr, byol and dino)."
-            )
-        return own
 
     # ------------------------------------------------------------------ facts
     def _facts(self) -> Facts:
@@ -268,6 +248,10 @@ class _Run:
                 return found[0].entry, table, found
         table, found = nearest(book.recipe_index, costs, facts, row, self.exclude)
         best = found[0] if found else None
+        unmeasured = unmeasured_batch(book, best.entry if best is not None else None, batch, self.notes)
+        if unmeasured:
+            table, found = nearest(book.recipe_index, costs, facts, row, self.exclude | unmeasured)
+            best = found[0] if found else None
         if best is not None and best.entry is not None and (best.own or best.distance + costs.margin <= table.distance):
             return best.entry, table, found
         return None, table, found

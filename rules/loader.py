@@ -585,6 +585,8 @@ def _citations(book: Rulebook) -> Iterable[tuple[str, str, str, str]]:
             yield "optimizers.toml", name, f"defaults_sources.{key}", src
         if spec.convergence_relative is not None:
             yield "optimizers.toml", name, "convergence_relative.source", spec.convergence_relative.source
+        if spec.measured_batches is not None:
+            yield "optimizers.toml", name, "measured_batches.source", spec.measured_batches.source
     for key, src in book.principles.sources.items():
         yield "principles.toml", "principles", f"sources.{key}", src
     if book.diagnosis is not None:

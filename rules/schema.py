@@ -241,6 +241,14 @@ class ConvergenceProfile(_Strict):
     source: Source
 
 
+class MeasuredBatches(_Strict):
+    """The smallest global batch an optimizer's own paper measured it at: a recipe's choice of it is not carried
+    to a job of a smaller batch (rules/engine.py), the way a law applies only where it was measured."""
+
+    min: int = Field(ge=1)
+    source: Source
+
+
 class OptimizerSpec(_Strict):
     """One optimizer of the catalog: the 004 §2.1 row plus what it takes to build it."""
 
@@ -275,6 +283,7 @@ class OptimizerSpec(_Strict):
     weaknesses: list[str] = []
     sources: list[Source] = Field(min_length=1)
     convergence_relative: ConvergenceProfile | None = None
+    measured_batches: MeasuredBatches | None = None
 
     @field_validator("defaults")
     @classmethod

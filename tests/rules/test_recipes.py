@@ -217,6 +217,27 @@ def test_a_backbone_that_sets_no_family_is_recorded_with_a_note() -> None:
     assert with_backbone.profile["backbone"] == "swin"
 
 
+#: (case, batch, whether the LAMB recipe may decide): LAMB's paper measured it from batch 512 up (You et al. 2020,
+#: Table 1); a tiny transformer LM whose nearest recipe is ALBERT-base pre-training with LAMB at batch 4096
+UNMEASURED = [("batch-32", 32, False), ("batch-256", 256, False), ("batch-512", 512, True), ("batch-4096", 4096, True)]
+
+
+@pytest.mark.parametrize(("case", "batch", "lamb"), UNMEASURED, ids=[c[0] for c in UNMEASURED])
+def test_a_recipe_is_not_carried_below_the_batches_its_optimizer_was_measured_at(
+    case: str, batch: int, lamb: bool
+) -> None:
+    profile = {"domain": "nlp", "architecture": "transformer", "phase": "pretraining", "num_parameters": 69_000}
+    rec = recommend({**profile, "batch_size": batch, "total_steps": 300})
+    measured = _BOOK.optimizers["lamb"].measured_batches
+    assert measured is not None and measured.min == 512
+    if lamb:
+        assert rec.recipe is not None and _BOOK.recipes[rec.recipe.id].recipe.config.optimizer == "lamb"
+    else:
+        assert rec.optimizer.name != "lamb"
+        assert rec.recipe is None or _BOOK.recipes[rec.recipe.id].recipe.config.optimizer != "lamb"
+        assert any("was measured at batches of 512 and more" in n for n in rec.notes), rec.notes
+
+
 def test_adapted_values_say_from_to_and_why() -> None:
     rec = recommend({"architecture": "convnext", "batch_size": 256, "total_steps": 10_000})
     assert rec.recipe is not None
