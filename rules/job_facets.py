@@ -17,12 +17,13 @@ def backbone_family(book: Rulebook, arch: Term | None, backbone: str, notes: lis
     own = arch.family if arch else None
     encoder = book.terms["architecture"][backbone]
     if arch is not None and arch.backbone_sets_family:
-        if encoder.family != own:
+        family = arch.family_with(encoder)
+        if family != own:
             notes.append(
                 f"backbone {backbone}: {arch.name} trains the encoder it is given, so the rules, laws and recipes "
-                f"of {encoder.family} models apply, not those of {own}. {arch.description}"
+                f"of {family} models apply, not those of {own}. {arch.description}"
             )
-        return encoder.family
+        return family
     if encoder.family != own:
         what = f"{arch.name} is not a method whose family is its encoder's" if arch else "no architecture is given"
         notes.append(

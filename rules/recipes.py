@@ -171,12 +171,11 @@ def compile_recipe(
     citation = f"external: {entry.cite_as[0]}, {recipe.where.replace(';', ',')}"
     rule = _recipe_rule(recipe, citation, steps, warmup, milestones, final)
     arch = vocabulary["architecture"][job.architecture]
-    if job.backbone is not None and arch.backbone_sets_family:
-        arch = vocabulary["architecture"][job.backbone]  # the method trains that encoder: its family's recipe
+    encoder = vocabulary["architecture"][job.backbone] if job.backbone is not None else None
     return RecipeEntry(
         recipe=recipe,
         file=file,
-        family=arch.family,
+        family=arch.family_with(encoder),  # a method that trains its backbone: the backbone's family
         optimizer_family=optimizer_families[cfg.optimizer],
         steps=steps,
         warmup_ratio=warmup,

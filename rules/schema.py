@@ -324,6 +324,11 @@ class Term(_Strict):
     description: str = ""
     source: Source
 
+    def family_with(self, encoder: Term | None) -> str | None:
+        """The family a job of this architecture trains as: the encoder's, for a method whose family is the
+        backbone it is given (``backbone_sets_family``); else its own."""
+        return encoder.family if encoder is not None and self.backbone_sets_family else self.family
+
 
 class TuningParam(_Strict):
     name: Name

@@ -178,6 +178,13 @@ def test_recipes_that_agree_on_no_warmup_turn_the_default_warmup_off() -> None:
     assert typical_warmup(cold[:1], "ppo", "from_scratch", "adaptive") is None
 
 
+def _others_of_the_same_job(rid: str) -> frozenset[str]:
+    """The other recipes whose job is this one's word for word (left out, so that this one decides)."""
+    book = default_rulebook()
+    own = book.recipes[rid].recipe.job.profile()
+    return frozenset(e.id for e in book.recipes.values() if e.id != rid and e.recipe.job.profile() == own)
+
+
 def _silent_on_warmup_among_cold_peers() -> list[str]:
     """Recipes that state no warmup while at least two others of their job state one and none warms up."""
     book = default_rulebook()
@@ -199,10 +206,7 @@ def _silent_on_warmup_among_cold_peers() -> list[str]:
 def test_a_deciding_recipe_silent_on_warmup_takes_its_peers_no_warmup(rid: str) -> None:
     book = default_rulebook()
     entry = book.recipes[rid]
-    same_job = frozenset(
-        e.id for e in book.recipes.values() if e.id != rid and e.recipe.job.profile() == entry.recipe.job.profile()
-    )
-    rec = recommend(entry.recipe.job.profile(), exclude_recipes=same_job)
+    rec = recommend(entry.recipe.job.profile(), exclude_recipes=_others_of_the_same_job(rid))
     assert rec.recipe is not None and rec.recipe.id == rid
     assert rec.schedule.warmup_ratio == 0, rec.schedule
     if book.optimizers[rec.optimizer.name].warmup:  # the catalog's default would warm up: the peers turned it off
@@ -228,10 +232,7 @@ def test_a_deciding_recipe_silent_on_clipping_takes_what_the_jobs_other_recipes_
     }
     assert len(stated) == 1
     # another recipe of the very same job (Dopamine's TF and JAX DQN) is left out: this one must decide
-    same_job = frozenset(
-        e.id for e in book.recipes.values() if e.id != rid and e.recipe.job.profile() == entry.recipe.job.profile()
-    )
-    rec = recommend(entry.recipe.job.profile(), exclude_recipes=same_job)
+    rec = recommend(entry.recipe.job.profile(), exclude_recipes=_others_of_the_same_job(rid))
     assert rec.recipe is not None and rec.recipe.id == rid
     assert rec.gradient_clipping is not None and rec.gradient_clipping.max_norm == stated.pop()
 
